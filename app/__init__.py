@@ -1,0 +1,1 @@
+"""The composition root: CLI, settings, logging and the Telegram wiring."""

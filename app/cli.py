@@ -1,0 +1,74 @@
+"""`aifriend` and `python -m app`: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from app.logging import configure_logging
+from app.settings import Settings, SettingsError, load_settings
+from storage.errors import DatabaseError, SchemaOutdatedError
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+USAGE_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app import commands
+
+    parser = argparse.ArgumentParser(
+        prog="aifriend",
+        description="An AI friend on Telegram. Settings come from the environment or .env.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for spec in commands.ALL:
+        sub = subparsers.add_parser(spec.name, help=spec.help, description=spec.help)
+        spec.configure(sub)
+        sub.set_defaults(run=spec.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        secrets=_secrets(settings),
+    )
+    run: Command = args.run
+    try:
+        return asyncio.run(run(args, settings))
+    except SettingsError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    except SchemaOutdatedError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    except DatabaseError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"aifriend: {message}", file=sys.stderr)
+    return code
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    from sqlalchemy.engine import make_url
+
+    secrets = [s.get_secret_value() if s else None for s in (settings.bot_token, settings.webhook_secret)]
+    if settings.database_url is not None:
+        try:
+            secrets.append(make_url(settings.database_url.get_secret_value()).password)
+        except Exception:  # an unparsable URL fails later with its own message
+            structlog.get_logger().debug("database_url_unparsable")
+    return secrets

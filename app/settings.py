@@ -1,0 +1,127 @@
+"""The operator's settings, named exactly as the contract names them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.durations import parse_duration
+from scheduler.timing import QuietHours
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _host_port(value: object) -> str:
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port; write it like 0.0.0.0:8081")
+    return str(value)
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; read once in the composition root and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: SecretStr | None = None
+    data_dir: Path = Path("./var")
+    llm_backend: Literal["tgi", "transformers"] = "tgi"
+    tgi_url: str = "http://localhost:8080"
+    llm_model: str | None = None
+    persona_file: Path | None = None
+    sentiment_model: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: HostPort = "0.0.0.0:8081"
+    checkin_after: Duration = timedelta(hours=24)
+    checkin_sweep_every: Duration = timedelta(seconds=60)
+    checkin_max_unanswered: int = Field(default=2, ge=0)
+    quiet_hours: Annotated[QuietHours, BeforeValidator(QuietHours.parse)] = QuietHours(22, 8)
+    default_tz: str = "UTC"
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_listen: HostPort | None = None
+    reply_debounce: Duration = timedelta(seconds=1.5)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = value.get_secret_value()
+        if not url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must be a postgresql+asyncpg://user:password@host:port/db URL")
+        return value
+
+    @field_validator("default_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA zone; write it like Europe/Berlin") from None
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not all(part.lstrip("-").isdigit() for part in parts):
+                raise ValueError(f"{value!r} is not a comma-separated list of Telegram user ids")
+            return frozenset(int(part) for part in parts)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("checkin_sweep_every", "checkin_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero, e.g. 60s")
+        return value
+
+
+class SettingsError(Exception):
+    """A setting is wrong; ``str()`` is the one line an operator needs."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``; one clear line when one is bad."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"must be {message.removeprefix('Input should be ')}"
+        problems.append(f"{name}: {message}")
+    return "invalid setting " + "; ".join(problems) + " (set it in the environment or .env)"

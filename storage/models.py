@@ -1,0 +1,226 @@
+"""The schema as SQLAlchemy models; migrations must build exactly this (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STATES = ("icebreaker", "warming", "close", "repair")
+TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "cooldown")
+ROLES = ("user", "assistant")
+KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
+CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: DateTime(timezone=True), int: BigInteger, str: Text}
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = {"comment": "Telegram users who talked to the bot: names, language, time zone."}
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    username: Mapped[str | None]
+    first_name: Mapped[str | None]
+    language_code: Mapped[str | None]
+    timezone: Mapped[str | None] = mapped_column(comment="IANA zone set with /timezone")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", STATES), name="state"),
+        CheckConstraint(
+            f"stage_before_repair IS NULL OR {_one_of('stage_before_repair', STATES)}",
+            name="stage_before_repair",
+        ),
+        Index(
+            "ix_conversations_next_checkin_at",
+            "next_checkin_at",
+            postgresql_where=text("next_checkin_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_conversations_close_silence",
+            "last_user_message_at",
+            postgresql_where=text("state = 'close'"),
+        ),
+        {"comment": "One row per chat: the relationship stage, counters, rolling memory, check-in plan."},
+    )
+
+    chat_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(server_default="icebreaker")
+    stage_before_repair: Mapped[str | None]
+    user_messages: Mapped[int] = mapped_column(Integer, server_default="0", comment="all text messages from the user")
+    stage_messages: Mapped[int] = mapped_column(
+        Integer, server_default="0", comment="text messages since the last reset; drives the count rule"
+    )
+    calm_streak: Mapped[int] = mapped_column(
+        Integer, server_default="0", comment="non-negative messages in a row while in repair"
+    )
+    bot_messages: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_user_message_at: Mapped[datetime | None]
+    last_bot_message_at: Mapped[datetime | None]
+    active: Mapped[bool] = mapped_column(
+        Boolean, server_default="true", comment="false once the user blocked the bot"
+    )
+    checkins_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    checkins_unanswered: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_checkin_at: Mapped[datetime | None]
+    next_checkin_at: Mapped[datetime | None] = mapped_column(
+        comment="when the next check-in falls due (a claim pushes it by its lease); NULL: none planned"
+    )
+    history_since_id: Mapped[int] = mapped_column(
+        server_default="0", comment="prompts use messages after this id; /clear moves it"
+    )
+    memory_summary: Mapped[str | None] = mapped_column(comment="rolling summary of older turns")
+    summarized_through_id: Mapped[int] = mapped_column(
+        server_default="0", comment="last message id folded into memory_summary"
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_one_of("role", ROLES), name="role"),
+        CheckConstraint(_one_of("kind", KINDS), name="kind"),
+        Index("ix_messages_chat_id_id", "chat_id", "id"),
+        Index(
+            "ix_messages_unanswered",
+            "chat_id",
+            postgresql_where=text("role = 'user' AND answered_at IS NULL"),
+        ),
+        Index(
+            "uq_messages_chat_id_telegram_message_id",
+            "chat_id",
+            "telegram_message_id",
+            unique=True,
+            postgresql_where=text("role = 'user' AND telegram_message_id IS NOT NULL"),
+        ),
+        {"comment": "Every message in and out, with sentiment scores and Telegram ids."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"))
+    role: Mapped[str]
+    kind: Mapped[str]
+    text: Mapped[str]
+    telegram_message_id: Mapped[int | None]
+    update_id: Mapped[int | None]
+    sentiment_negative: Mapped[float | None] = mapped_column(Float)
+    sentiment_positive: Mapped[float | None] = mapped_column(Float)
+    answered_at: Mapped[datetime | None] = mapped_column(
+        comment="user messages: when a reply to it was stored; NULL: still owed one"
+    )
+    delivered_at: Mapped[datetime | None] = mapped_column(
+        comment="bot messages: when Telegram accepted it; NULL: not yet sent"
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class StateTransition(Base):
+    __tablename__ = "state_transitions"
+    __table_args__ = (
+        CheckConstraint(_one_of("trigger", TRIGGERS), name="trigger"),
+        CheckConstraint(_one_of("to_state", STATES), name="to_state"),
+        Index("ix_state_transitions_chat_id_id", "chat_id", "id"),
+        {"comment": "Every change of relationship stage, with the trigger and the numbers behind it."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"))
+    from_state: Mapped[str | None]
+    to_state: Mapped[str]
+    trigger: Mapped[str]
+    user_messages: Mapped[int] = mapped_column(Integer, comment="the FSM's message count at the time")
+    sentiment_negative: Mapped[float | None] = mapped_column(Float)
+    sentiment_positive: Mapped[float | None] = mapped_column(Float)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), comment="the message that caused it, if any"
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class DailySummary(Base):
+    __tablename__ = "daily_summaries"
+    __table_args__ = {"comment": "What happened in a chat on one calendar day, for memory across days."}
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.chat_id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    text: Mapped[str]
+    through_message_id: Mapped[int]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class ProcessedUpdate(Base):
+    __tablename__ = "processed_updates"
+    __table_args__ = (
+        Index("ix_processed_updates_received_at", "received_at"),
+        {"comment": "Telegram update ids already taken in, so a redelivered update is not handled twice."},
+    )
+
+    update_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    chat_id: Mapped[int | None] = mapped_column(comment="cleared by /forget")
+    received_at: Mapped[datetime] = _created()
+
+
+class Checkin(Base):
+    __tablename__ = "checkins"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", CHECKIN_STATUSES), name="status"),
+        Index("uq_checkins_chat_id_due_at", "chat_id", "due_at", unique=True),
+        {"comment": "Each proactive check-in: which worker claimed it, until when, and how it ended."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(server_default="claimed")
+    claimed_by: Mapped[str]
+    lease_until: Mapped[datetime]
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    note: Mapped[str | None]
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None]

@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from app.durations import parse_duration
 from scheduler.timing import QuietHours
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     checkin_after: Duration = timedelta(hours=24)
     checkin_sweep_every: Duration = timedelta(seconds=60)
     checkin_max_unanswered: int = Field(default=2, ge=0)
-    quiet_hours: Annotated[QuietHours, BeforeValidator(QuietHours.parse)] = QuietHours(22, 8)
+    quiet_hours: Annotated[QuietHours, NoDecode, BeforeValidator(QuietHours.parse)] = QuietHours(22, 8)
     default_tz: str = "UTC"
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     log_format: Literal["json", "console"] | None = None
@@ -114,6 +115,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except SourceError as exc:  # a value pydantic-settings could not even decode
+        raise SettingsError(f"invalid setting: {exc} (set it in the environment or .env)") from None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -107,6 +107,9 @@ class Conversation(Base):
     next_checkin_at: Mapped[datetime | None] = mapped_column(
         comment="when the next check-in falls due (a claim pushes it by its lease); NULL: none planned"
     )
+    reply_lease_until: Mapped[datetime | None] = mapped_column(
+        comment="a worker is writing the reply for this chat until then; others only store messages"
+    )
     history_since_id: Mapped[int] = mapped_column(
         server_default="0", comment="prompts use messages after this id; /clear moves it"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,10 @@ from storage.database import Database, connect
 from sqlalchemy.engine import make_url
 
 from tests.postgres import fresh_database, server_url
+
+if TYPE_CHECKING:
+    from app.services.conversation import ConversationService
+    from tests.emulators.tgi import TGIEmulator
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +60,33 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
+
+
+@pytest.fixture
+async def tgi() -> AsyncIterator["TGIEmulator"]:
+    from tests.emulators.tgi import TGIEmulator
+
+    emulator = TGIEmulator()
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest.fixture
+async def service(db: Database, tgi: "TGIEmulator") -> AsyncIterator["ConversationService"]:
+    from app.persona import load_persona
+    from app.services.conversation import ConversationService
+    from llm.sentiment import VaderScorer
+    from llm.tgi import TGIChatModel
+
+    model = TGIChatModel(tgi.url, backoff=0.01)
+    conversation = ConversationService(
+        database=db, model=model, scorer=VaderScorer(), persona=load_persona()
+    )
+    try:
+        yield conversation
+    finally:
+        await conversation.close()
+        await model.close()

@@ -84,6 +84,7 @@ def upgrade() -> None:
     sa.Column('checkins_unanswered', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_checkin_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('next_checkin_at', sa.DateTime(timezone=True), nullable=True, comment='when the next check-in falls due (a claim pushes it by its lease); NULL: none planned'),
+    sa.Column('reply_lease_until', sa.DateTime(timezone=True), nullable=True, comment='a worker is writing the reply for this chat until then; others only store messages'),
     sa.Column('history_since_id', sa.BigInteger(), server_default='0', nullable=False, comment='prompts use messages after this id; /clear moves it'),
     sa.Column('memory_summary', sa.Text(), nullable=True, comment='rolling summary of older turns'),
     sa.Column('summarized_through_id', sa.BigInteger(), server_default='0', nullable=False, comment='last message id folded into memory_summary'),

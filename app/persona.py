@@ -1,0 +1,115 @@
+"""The persona file: the character's prompts, generation settings and FSM thresholds."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fsm import Stage, Thresholds
+from llm.types import GenerationParams
+
+DEFAULT_PERSONA = "default_persona.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageStyle(_Strict):
+    system: str = Field(min_length=1)
+    temperature: float = Field(ge=0.0, le=2.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    max_new_tokens: int = Field(ge=1, le=8192)
+    repetition_penalty: float = Field(ge=0.5, le=3.0)
+    adapter_id: str | None = None
+
+    @property
+    def params(self) -> GenerationParams:
+        return GenerationParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            repetition_penalty=self.repetition_penalty,
+            adapter_id=self.adapter_id,
+        )
+
+
+class Stages(_Strict):
+    icebreaker: StageStyle
+    warming: StageStyle
+    close: StageStyle
+    repair: StageStyle
+
+
+class Prompts(_Strict):
+    checkin: str = Field(min_length=1)
+    summary: str = Field(min_length=1)
+    daily: str = Field(min_length=1)
+    safety: str = Field(min_length=1)
+    memory_heading: str = Field(min_length=1)
+
+
+class ThresholdTable(_Strict):
+    warming_at: int = Field(ge=1)
+    close_at: int = Field(ge=1)
+    negative_above: float = Field(ge=0.0, le=1.0)
+    recovered_positive_above: float = Field(ge=0.0, le=1.0)
+    recovered_calm_messages: int = Field(ge=1)
+    cooldown_after_days: float = Field(gt=0)
+
+
+class Persona(_Strict):
+    name: str = Field(min_length=1)
+    fallback: str = Field(min_length=1)
+    greeting: str = Field(min_length=1)
+    thresholds: ThresholdTable
+    prompts: Prompts
+    stages: Stages
+
+    def style(self, stage: Stage) -> StageStyle:
+        return getattr(self.stages, stage.value)  # type: ignore[no-any-return]
+
+    @property
+    def fsm_thresholds(self) -> Thresholds:
+        t = self.thresholds
+        return Thresholds(
+            warming_at=t.warming_at,
+            close_at=t.close_at,
+            negative_above=t.negative_above,
+            recovered_positive_above=t.recovered_positive_above,
+            recovered_calm_messages=t.recovered_calm_messages,
+            cooldown_after=timedelta(days=t.cooldown_after_days),
+        )
+
+
+class PersonaError(Exception):
+    """The persona file is missing, not TOML, or has a bad or missing key."""
+
+
+def load_persona(path: Path | None = None) -> Persona:
+    """Read and validate the persona; errors name the file and the key."""
+    where = str(path) if path else f"the packaged {DEFAULT_PERSONA}"
+    try:
+        raw = path.read_bytes() if path else resources.files("app").joinpath(DEFAULT_PERSONA).read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise PersonaError(f"PERSONA_FILE {where} cannot be read ({exc.strerror}); fix the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PersonaError(f"PERSONA_FILE {where} is not valid TOML: {exc}") from None
+    try:
+        persona = Persona.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        message = "is missing" if first["type"] == "missing" else first["msg"].lower()
+        if first["type"] == "extra_forbidden":
+            message = "is not a persona key (check the spelling)"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise PersonaError(f"PERSONA_FILE {where}: key '{key}' {message}{more}") from None
+    if persona.thresholds.close_at <= persona.thresholds.warming_at:
+        raise PersonaError(f"PERSONA_FILE {where}: key 'thresholds.close_at' must be above warming_at")
+    return persona

@@ -1,0 +1,458 @@
+"""The conversation service: store → score → advance the FSM → prompt → generate → store.
+
+Each step opens its own short unit of work; no connection is held across a model call.
+Per-chat order comes from the database: the conversation row is locked while a message
+is stored, and a short renewable lease names the one worker writing the chat's replies.
+Messages that arrive while a reply is being written are stored and answered together in
+the next round, which is also how bursts are merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.persona import Persona
+from app.prompt import Memory, Turn, build_prompt, system_message
+from app.services.memory import MemoryKeeper
+from app.services.outbox import ChatBlockedError, Outbox
+from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Snapshot, Stage, Transition
+from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
+from llm.sentiment import SentimentScorer, detect_crisis
+from llm.types import ChatMessage, ChatModel
+from storage.conversations import ConversationRepo, TransitionRecord, UserInfo
+from storage.database import Database
+from storage.dto import ConversationRow, MessageRow
+from storage.memory import MemoryRepo
+from storage.messages import MessageRepo
+
+log = structlog.get_logger()
+
+PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
+HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What happened to one incoming user message."""
+
+    message_id: int | None
+    stage: Stage | None = None
+    transitions: tuple[Transition, ...] = ()
+    responder: bool = False
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    message_id: int
+    text: str
+    kind: str
+    stage: Stage
+    crisis: bool = False
+    prompt: tuple[ChatMessage, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    conversation: ConversationRow
+    pending: list[MessageRow]
+    recent: list[MessageRow]
+    memory: Memory
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _transition_records(transitions: tuple[Transition, ...]) -> list[TransitionRecord]:
+    return [
+        TransitionRecord(
+            from_state=t.from_stage.value if t.from_stage else None,
+            to_state=t.to_stage.value,
+            trigger=t.trigger.value,
+            user_messages=t.messages,
+            sentiment_negative=t.negative,
+            sentiment_positive=t.positive,
+        )
+        for t in transitions
+    ]
+
+
+def _snapshot(row: ConversationRow) -> Snapshot:
+    return Snapshot(
+        stage=Stage(row.state),
+        stage_before_repair=Stage(row.stage_before_repair) if row.stage_before_repair else None,
+        messages=row.stage_messages,
+        calm_streak=row.calm_streak,
+    )
+
+
+def _fsm_columns(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "state": snapshot.stage.value,
+        "stage_before_repair": snapshot.stage_before_repair.value if snapshot.stage_before_repair else None,
+        "stage_messages": snapshot.messages,
+        "calm_streak": snapshot.calm_streak,
+    }
+
+
+class ConversationService:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        model: ChatModel,
+        scorer: SentimentScorer,
+        persona: Persona,
+        default_tz: str = "UTC",
+        reply_debounce: timedelta = timedelta(0),
+        reply_lease: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.database = database
+        self.model = model
+        self.scorer = scorer
+        self.persona = persona
+        self.machine = RelationshipMachine(persona.fsm_thresholds)
+        self.default_tz = default_tz
+        self.reply_debounce = reply_debounce
+        self.reply_lease = reply_lease
+        self.memory = MemoryKeeper(database=database, model=model, persona=persona)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---- units of work -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _unit(self) -> Any:
+        async with self.database.sessions() as session, session.begin():
+            yield session
+
+    def zone(self, row: ConversationRow) -> ZoneInfo:
+        return ZoneInfo(row.timezone or self.default_tz)
+
+    # ---- incoming ------------------------------------------------------------------
+
+    async def receive(
+        self,
+        chat_id: int,
+        user: UserInfo,
+        text: str,
+        *,
+        telegram_message_id: int | None = None,
+        update_id: int | None = None,
+    ) -> Received:
+        """Store and score one user message and move the FSM; decide who replies."""
+        sentiment = await self.scorer.score(text)
+        crisis = detect_crisis(text)
+        async with self._unit() as session:
+            conversations, messages = ConversationRepo(session), MessageRepo(session)
+            if update_id is not None and not await conversations.record_update(update_id, chat_id):
+                return Received(None, duplicate=True)
+            row = await self._open(session, chat_id, user)
+            message_id = await messages.add(
+                chat_id, role="user", kind="text", text=text,
+                telegram_message_id=telegram_message_id, update_id=update_id,
+                sentiment_negative=sentiment.negative, sentiment_positive=sentiment.positive,
+            )
+            if message_id is None:
+                return Received(None, duplicate=True)
+            outcome = self.machine.advance(
+                _snapshot(row), MessageEvent(sentiment.negative, sentiment.positive, crisis)
+            )
+            now = utcnow()
+            responder = row.reply_lease_until is None or row.reply_lease_until < now
+            await conversations.update(
+                chat_id,
+                **_fsm_columns(outcome.snapshot),
+                user_messages=row.user_messages + 1,
+                last_user_message_at=now,
+                checkins_unanswered=0,
+                active=True,
+                reply_lease_until=now + self.reply_lease if responder else row.reply_lease_until,
+            )
+            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions), message_id)
+        for transition in outcome.transitions:
+            log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
+                     trigger=transition.trigger, user_messages=transition.messages,
+                     negative=transition.negative, positive=transition.positive)
+        if row.last_user_message_at is not None:
+            zone = self.zone(row)
+            previous_day = row.last_user_message_at.astimezone(zone).date()
+            if previous_day != now.astimezone(zone).date():
+                self.spawn(self.memory.summarize_day(chat_id, previous_day, zone))
+        return Received(message_id, outcome.snapshot.stage, outcome.transitions, responder)
+
+    async def _open(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
+        """The locked conversation, created (with its `start` transition) on first contact."""
+        conversations = ConversationRepo(session)
+        if await conversations.ensure(chat_id, user):
+            await conversations.add_transitions(chat_id, _transition_records(RelationshipMachine.begin().transitions))
+            log.info("conversation_started")
+        row = await conversations.lock(chat_id)
+        assert row is not None
+        return row
+
+    async def handle_text(
+        self,
+        chat_id: int,
+        user: UserInfo,
+        text: str,
+        outbox: Outbox,
+        *,
+        telegram_message_id: int | None = None,
+        update_id: int | None = None,
+    ) -> list[Reply]:
+        """The whole path for one message; replies only if this call became the responder."""
+        received = await self.receive(
+            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id
+        )
+        if not received.responder:
+            return []
+        return await self.respond(chat_id, outbox)
+
+    # ---- replying ------------------------------------------------------------------
+
+    async def respond(self, chat_id: int, outbox: Outbox) -> list[Reply]:
+        """Answer everything the chat is owed, round after round, then give up the lease."""
+        replies: list[Reply] = []
+        heartbeat = asyncio.create_task(self._keep_lease(chat_id))
+        try:
+            while True:
+                context = await self._context(chat_id)
+                if context is None:
+                    return replies
+                await self._redeliver(context.conversation, outbox)
+                if not context.pending:
+                    if await self._release_if_idle(chat_id):
+                        return replies
+                    continue
+                wait = (context.pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds()
+                if wait > 0:
+                    async with outbox.typing(chat_id):
+                        await asyncio.sleep(wait)
+                    continue
+                async with outbox.typing(chat_id):
+                    reply = await self._write_reply(context)
+                replies.append(reply)
+                if not await self._deliver(chat_id, reply.message_id, reply.text, outbox):
+                    return replies
+                self.spawn(self.memory.fold_if_needed(chat_id))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _keep_lease(self, chat_id: int) -> None:
+        period = self.reply_lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            async with self._unit() as session:
+                await ConversationRepo(session).update(chat_id, reply_lease_until=utcnow() + self.reply_lease)
+
+    async def _context(self, chat_id: int) -> _Context | None:
+        async with self._unit() as session:
+            row = await ConversationRepo(session).get(chat_id)
+            if row is None:  # forgotten meanwhile
+                return None
+            messages = MessageRepo(session)
+            pending = await messages.pending(chat_id)
+            since = max(row.history_since_id, row.summarized_through_id)
+            recent = await messages.recent(chat_id, since, HISTORY_WINDOW) if pending else []
+            today = utcnow().astimezone(self.zone(row)).date()
+            days = await MemoryRepo(session).days(chat_id, today, 3) if pending else []
+        memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
+        return _Context(row, pending, recent, memory)
+
+    async def _release_if_idle(self, chat_id: int) -> bool:
+        async with self._unit() as session:
+            if await ConversationRepo(session).lock(chat_id) is None:
+                return True
+            if await MessageRepo(session).pending(chat_id):
+                return False
+            await ConversationRepo(session).update(chat_id, reply_lease_until=None)
+            return True
+
+    async def _write_reply(self, context: _Context) -> Reply:
+        row = context.conversation
+        stage = Stage(row.state)
+        crisis = any(detect_crisis(m.text) for m in context.pending)
+        style = self.persona.style(Stage.REPAIR if crisis else stage)
+        system = system_message(
+            self.persona.prompts.safety if crisis else style.system,
+            context.memory,
+            self.persona.prompts.memory_heading,
+        )
+        turns = [Turn(m.role, m.text) for m in context.recent if m.kind in PROMPT_KINDS]
+        prompt: list[ChatMessage] = []
+        kind = "reply"
+        try:
+            limits = await self.model.limits()
+            budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
+            prompt = build_prompt(system, turns, budget_tokens=budget)
+            text = await self._complete(prompt, style.params)
+        except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
+            log.warning("reply_fallback", error=str(exc), error_type=exc.__class__.__name__)
+            text, kind = self.persona.fallback, "fallback"
+        if not text.strip():
+            text, kind = self.persona.fallback, "fallback"
+        message_id = await self._store_reply(row.chat_id, text, kind, context.pending[-1].id)
+        log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
+        return Reply(message_id, text, kind, stage, crisis, tuple(prompt))
+
+    async def _complete(self, prompt: list[ChatMessage], params: Any) -> str:
+        """One model call; if the exact count is over the limit, drop the oldest turns and retry."""
+        while True:
+            try:
+                return (await self.model.complete(prompt, params)).text
+            except PromptTooLongError:
+                if len(prompt) <= 2:
+                    raise
+                prompt = [prompt[0], *prompt[3:]] if len(prompt) > 3 else [prompt[0], prompt[-1]]
+                log.info("prompt_trimmed", messages=len(prompt))
+
+    async def _store_reply(self, chat_id: int, text: str, kind: str, through_id: int) -> int:
+        async with self._unit() as session:
+            row = await ConversationRepo(session).lock(chat_id)
+            message_id = await MessageRepo(session).add(chat_id, role="assistant", kind=kind, text=text)
+            await MessageRepo(session).mark_answered(chat_id, through_id)
+            if row is not None:
+                await ConversationRepo(session).update(
+                    chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(),
+                    reply_lease_until=utcnow() + self.reply_lease,
+                )
+        assert message_id is not None
+        return message_id
+
+    async def _deliver(self, chat_id: int, message_id: int, text: str, outbox: Outbox) -> bool:
+        """Send a stored bot message; False when the user has blocked the bot."""
+        try:
+            telegram_id = await outbox.send(chat_id, text)
+        except ChatBlockedError:
+            await self.mark_blocked(chat_id)
+            return False
+        async with self._unit() as session:
+            await MessageRepo(session).mark_delivered(message_id, telegram_id)
+        log.info("reply_sent", message_id=message_id, telegram_message_id=telegram_id)
+        return True
+
+    async def _redeliver(self, row: ConversationRow, outbox: Outbox) -> None:
+        """Replies stored before a crash but never sent go out first."""
+        async with self._unit() as session:
+            undelivered = await MessageRepo(session).undelivered(row.chat_id)
+        for message in undelivered:
+            if not await self._deliver(row.chat_id, message.id, message.text, outbox):
+                return
+
+    async def mark_blocked(self, chat_id: int) -> None:
+        async with self._unit() as session:
+            await ConversationRepo(session).update(chat_id, active=False, next_checkin_at=None, reply_lease_until=None)
+        log.info("chat_blocked")
+
+    async def heal(self, outbox: Outbox) -> int:
+        """Answer what a crashed worker left owed; returns how many chats were healed."""
+        async with self._unit() as session:
+            owed = await ConversationRepo(session).chats_owed_a_reply(utcnow())
+        healed = 0
+        for chat_id in owed:
+            structlog.contextvars.bind_contextvars(chat_id=chat_id)
+            async with self._unit() as session:
+                taken = await ConversationRepo(session).take_lease(chat_id, utcnow() + self.reply_lease, utcnow())
+            if taken:
+                log.info("reply_healing")
+                await self.respond(chat_id, outbox)
+                healed += 1
+            structlog.contextvars.unbind_contextvars("chat_id")
+        return healed
+
+    # ---- commands and events -------------------------------------------------------
+
+    async def greet(self, chat_id: int, user: UserInfo, outbox: Outbox, *, command: str = "/start") -> Reply:
+        """`/start`: open the conversation (icebreaker) and say hello."""
+        async with self._unit() as session:
+            row = await self._open(session, chat_id, user)
+            messages = MessageRepo(session)
+            await messages.add(chat_id, role="user", kind="command", text=command, answered=True)
+            message_id = await messages.add(chat_id, role="assistant", kind="greeting", text=self.persona.greeting)
+            await ConversationRepo(session).update(
+                chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True
+            )
+        assert message_id is not None
+        await self._deliver(chat_id, message_id, self.persona.greeting, outbox)
+        return Reply(message_id, self.persona.greeting, "greeting", Stage(row.state))
+
+    async def reset(self, chat_id: int, user: UserInfo) -> Stage:
+        """`/clear`: back to icebreaker with a fresh short-term history (trigger `reset`)."""
+        async with self._unit() as session:
+            row = await self._open(session, chat_id, user)
+            conversations, messages = ConversationRepo(session), MessageRepo(session)
+            await messages.add(chat_id, role="user", kind="command", text="/clear", answered=True)
+            outcome = self.machine.advance(_snapshot(row), ResetEvent())
+            await conversations.update(
+                chat_id, **_fsm_columns(outcome.snapshot), history_since_id=await messages.last_id(chat_id)
+            )
+            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions))
+        log.info("conversation_reset")
+        return outcome.snapshot.stage
+
+    async def cool_down(self, chat_id: int, now: datetime | None = None) -> bool:
+        """Fire the long-silence event for one chat; True when it cooled."""
+        now = now or utcnow()
+        async with self._unit() as session:
+            conversations = ConversationRepo(session)
+            row = await conversations.lock(chat_id)
+            if row is None or row.last_user_message_at is None:
+                return False
+            outcome = self.machine.advance(_snapshot(row), SilenceEvent(now - row.last_user_message_at))
+            if not outcome.changed:
+                return False
+            await conversations.update(chat_id, **_fsm_columns(outcome.snapshot))
+            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions))
+        log.info("fsm_transitioned", chat_id=chat_id, trigger="cooldown", to_state=outcome.snapshot.stage)
+        return True
+
+    async def set_timezone(self, user_id: int, timezone: str | None) -> None:
+        async with self._unit() as session:
+            await ConversationRepo(session).set_timezone(user_id, timezone)
+
+    async def set_checkins(self, chat_id: int, enabled: bool) -> None:
+        async with self._unit() as session:
+            await ConversationRepo(session).update(chat_id, checkins_enabled=enabled)
+
+    async def forget(self, user_id: int) -> int:
+        async with self._unit() as session:
+            return await ConversationRepo(session).forget(user_id)
+
+    # ---- background work -----------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run work off the reply path; kept in a set so it is neither lost nor leaked."""
+        context = structlog.contextvars.get_contextvars()
+
+        async def run() -> None:
+            structlog.contextvars.bind_contextvars(**context)
+            try:
+                await work
+            except Exception:
+                log.exception("background_failed")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (summaries) to finish: tests, shutdown, the demo."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,183 @@
+"""Text-generation-inference over its OpenAI-compatible chat route, via huggingface_hub."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx2
+import structlog
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import (
+    GenerationError,
+    HfHubHTTPError,
+    IncompleteGenerationError,
+    InferenceTimeoutError,
+    OverloadedError,
+    TextGenerationError,
+    ValidationError,
+)
+
+from llm.budget import room_for_reply
+from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
+from llm.types import ChatMessage, Completion, GenerationParams, TokenLimits, estimate_prompt_tokens
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+_TOKENIZE_OVERHEAD = 8  # template markers per message when only /tokenize is offered
+
+
+class _Retryable(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _classify(exc: BaseException) -> BaseException:
+    """Map a client failure to a domain error, or mark it worth another try."""
+    if isinstance(exc, ValidationError):
+        return PromptTooLongError(0, 0) if "token" in str(exc) else GenerationFailedError(str(exc))
+    if isinstance(exc, OverloadedError):
+        return _Retryable(exc)
+    if isinstance(exc, GenerationError | IncompleteGenerationError | TextGenerationError):
+        return GenerationFailedError(str(exc))
+    response = getattr(exc, "response", None)
+    if isinstance(exc, HfHubHTTPError | httpx2.HTTPStatusError) and response is not None:
+        status = response.status_code
+        if status in _RETRY_STATUSES:
+            return _Retryable(exc)
+        if status == 422:
+            return PromptTooLongError(0, 0)
+        return GenerationFailedError(f"TGI answered {status}: {exc}")
+    if isinstance(exc, httpx2.TransportError | InferenceTimeoutError | OSError | TimeoutError):
+        return _Retryable(exc)
+    return exc
+
+
+class TGIChatModel:
+    """`ChatModel` for a TGI (or vLLM/SGLang) server at `base_url`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        api_key: str | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx2.AsyncClient(base_url=self._base_url, timeout=timeout, headers=headers)
+        self._attempts = attempts
+        self._backoff = backoff
+        self._limits: TokenLimits | None = None
+        self._tokenize_route: str | None = "/chat_tokenize"
+
+    async def limits(self) -> TokenLimits:
+        """Read once from `/info`: the prompt is budgeted to these numbers."""
+        if self._limits is None:
+            info = await self._with_retries(self._get_info)
+            self._limits = TokenLimits(int(info["max_input_tokens"]), int(info["max_total_tokens"]))
+            log.info("tgi_limits", max_input_tokens=self._limits.max_input_tokens,
+                     max_total_tokens=self._limits.max_total_tokens, model_id=info.get("model_id"))
+        return self._limits
+
+    async def _get_info(self) -> dict[str, Any]:
+        response = await self._http.get("/info")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Exact where the server tokenizes (`/chat_tokenize`, then `/tokenize`), else an estimate."""
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        while self._tokenize_route is not None:
+            route = self._tokenize_route
+            body: dict[str, Any] = (
+                {"messages": payload}
+                if route == "/chat_tokenize"
+                else {"inputs": "\n".join(m.content for m in messages)}
+            )
+            try:
+                response = await self._http.post(route, json=body)
+            except httpx2.TransportError:
+                break
+            if response.status_code in (404, 405, 501):
+                self._tokenize_route = "/tokenize" if route == "/chat_tokenize" else None
+                log.info("tgi_tokenize_unavailable", route=route)
+                continue
+            if response.status_code != 200:
+                break
+            data = response.json()
+            if route == "/chat_tokenize":
+                return len(data["tokenize_response"])
+            return len(data) + _TOKENIZE_OVERHEAD * len(messages)
+        return estimate_prompt_tokens(messages)
+
+    async def _prepare(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[int, int]:
+        limits = await self.limits()
+        prompt_tokens = await self.count_tokens(messages)
+        return prompt_tokens, room_for_reply(prompt_tokens, params.max_new_tokens, limits)
+
+    def _request(self, messages: Sequence[ChatMessage], params: GenerationParams, max_new: int) -> dict[str, Any]:
+        return {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": max_new,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            # The chat route has no repetition_penalty; its frequency_penalty is the nearest knob.
+            "frequency_penalty": round(max(0.0, params.repetition_penalty - 1.0), 3),
+            # TGI picks a LoRA adapter by the chat request's `model` field.
+            "model": params.adapter_id,
+        }
+
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        prompt_tokens, max_new = await self._prepare(messages, params)
+        request = self._request(messages, params, max_new)
+
+        async def call() -> str:
+            output = await self._client.chat_completion(**request)
+            return output.choices[0].message.content or ""
+
+        text = await self._with_retries(call)
+        return Completion(text=text.strip(), prompt_tokens=prompt_tokens, max_new_tokens=max_new)
+
+    async def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
+        _, max_new = await self._prepare(messages, params)
+        request = self._request(messages, params, max_new)
+        chunks = await self._with_retries(lambda: self._client.chat_completion(stream=True, **request))
+        try:
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise GenerationFailedError(f"the stream broke off: {exc}") from exc
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await call()
+            except Exception as exc:
+                mapped = _classify(exc)
+                if not isinstance(mapped, _Retryable):
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
+                if attempt == self._attempts:
+                    raise ModelUnavailableError(
+                        f"the model server at {self._base_url} failed {attempt} times: {exc.__class__.__name__}: {exc}"
+                    ) from exc
+                delay = self._backoff * 2 ** (attempt - 1)
+                log.warning("tgi_retry", attempt=attempt, delay=delay, error=exc.__class__.__name__)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        await self._client.close()

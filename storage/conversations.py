@@ -1,0 +1,170 @@
+"""Conversations and their users: creation, the per-chat lock, FSM state, the reply lease."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.dto import ConversationRow, TransitionRow
+from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User
+
+_COLUMNS = [c for c in Conversation.__table__.c if c.name not in ("created_at", "updated_at")]
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    user_id: int
+    username: str | None = None
+    first_name: str | None = None
+    language_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    from_state: str | None
+    to_state: str
+    trigger: str
+    user_messages: int
+    sentiment_negative: float | None
+    sentiment_positive: float | None
+
+
+def _row(mapping: Any) -> ConversationRow:
+    return ConversationRow(**{k: mapping[k] for k in ConversationRow.__slots__ if k in mapping})
+
+
+class ConversationRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure(self, chat_id: int, user: UserInfo) -> bool:
+        """Create the user and the conversation if new; True when the conversation is new."""
+        await self.session.execute(
+            insert(User)
+            .values(id=user.user_id, username=user.username, first_name=user.first_name,
+                    language_code=user.language_code)
+            .on_conflict_do_update(
+                index_elements=[User.id],
+                set_={"username": user.username, "first_name": user.first_name,
+                      "language_code": user.language_code, "updated_at": func.now()},
+                where=or_(User.username.is_distinct_from(user.username),
+                          User.first_name.is_distinct_from(user.first_name)),
+            )
+        )
+        created = await self.session.scalar(
+            insert(Conversation)
+            .values(chat_id=chat_id, user_id=user.user_id)
+            .on_conflict_do_nothing()
+            .returning(Conversation.chat_id)
+        )
+        return created is not None
+
+    async def lock(self, chat_id: int) -> ConversationRow | None:
+        """The conversation, locked until the transaction ends: the per-chat order."""
+        row = (
+            await self.session.execute(
+                select(*_COLUMNS, User.timezone, User.username)
+                .join(User, User.id == Conversation.user_id)
+                .where(Conversation.chat_id == chat_id)
+                .with_for_update(of=Conversation)
+            )
+        ).mappings().first()
+        return _row(row) if row else None
+
+    async def get(self, chat_id: int) -> ConversationRow | None:
+        row = (
+            await self.session.execute(
+                select(*_COLUMNS, User.timezone, User.username)
+                .join(User, User.id == Conversation.user_id)
+                .where(Conversation.chat_id == chat_id)
+            )
+        ).mappings().first()
+        return _row(row) if row else None
+
+    async def update(self, chat_id: int, **values: Any) -> None:
+        await self.session.execute(
+            update(Conversation).where(Conversation.chat_id == chat_id).values(updated_at=func.now(), **values)
+        )
+
+    async def add_transitions(
+        self, chat_id: int, transitions: list[TransitionRecord], message_id: int | None = None
+    ) -> None:
+        if transitions:
+            await self.session.execute(
+                insert(StateTransition),
+                [{"chat_id": chat_id, "message_id": message_id, **vars_of(t)} for t in transitions],
+            )
+
+    async def transitions(self, chat_id: int, limit: int = 50) -> list[TransitionRow]:
+        rows = (
+            await self.session.execute(
+                select(StateTransition.id, StateTransition.from_state, StateTransition.to_state,
+                       StateTransition.trigger, StateTransition.user_messages,
+                       StateTransition.sentiment_negative, StateTransition.sentiment_positive,
+                       StateTransition.created_at)
+                .where(StateTransition.chat_id == chat_id)
+                .order_by(StateTransition.id.desc())
+                .limit(limit)
+            )
+        ).all()
+        return [TransitionRow(*row) for row in reversed(rows)]
+
+    async def record_update(self, update_id: int, chat_id: int | None) -> bool:
+        """Remember a Telegram update id; False when it was seen before."""
+        seen = await self.session.scalar(
+            insert(ProcessedUpdate)
+            .values(update_id=update_id, chat_id=chat_id)
+            .on_conflict_do_nothing()
+            .returning(ProcessedUpdate.update_id)
+        )
+        return seen is not None
+
+    async def set_timezone(self, user_id: int, timezone: str | None) -> None:
+        await self.session.execute(update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now()))
+
+    async def take_lease(self, chat_id: int, until: datetime, now: datetime) -> bool:
+        """Become the chat's responder unless a live one exists."""
+        taken = await self.session.scalar(
+            update(Conversation)
+            .where(Conversation.chat_id == chat_id,
+                   or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now))
+            .values(reply_lease_until=until)
+            .returning(Conversation.chat_id)
+        )
+        return taken is not None
+
+    async def chats_owed_a_reply(self, now: datetime, limit: int = 100) -> list[int]:
+        """Chats with an unanswered user message and no live responder (after a crash)."""
+        rows = await self.session.scalars(
+            select(Conversation.chat_id)
+            .where(
+                Conversation.active,
+                or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
+                select(Message.id)
+                .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "user",
+                            Message.answered_at.is_(None)))
+                .exists(),
+            )
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def forget(self, user_id: int) -> int:
+        """Delete every row about a user; processed update ids keep no link to them."""
+        chat_ids = list(await self.session.scalars(select(Conversation.chat_id).where(Conversation.user_id == user_id)))
+        await self.session.execute(
+            update(ProcessedUpdate)
+            .where(ProcessedUpdate.chat_id.in_([*chat_ids, user_id]))
+            .values(chat_id=None)
+        )
+        result = await self.session.execute(delete(User).where(User.id == user_id))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def vars_of(record: TransitionRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in TransitionRecord.__slots__}

@@ -1,0 +1,64 @@
+"""What repositories return: frozen values, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    chat_id: int
+    user_id: int
+    state: str
+    stage_before_repair: str | None
+    stage_messages: int
+    calm_streak: int
+    user_messages: int
+    bot_messages: int
+    last_user_message_at: datetime | None
+    last_bot_message_at: datetime | None
+    active: bool
+    checkins_enabled: bool
+    checkins_unanswered: int
+    last_checkin_at: datetime | None
+    next_checkin_at: datetime | None
+    reply_lease_until: datetime | None
+    history_since_id: int
+    memory_summary: str | None
+    summarized_through_id: int
+    timezone: str | None
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: int
+    chat_id: int
+    role: str
+    kind: str
+    text: str
+    created_at: datetime
+    telegram_message_id: int | None = None
+    answered_at: datetime | None = None
+    delivered_at: datetime | None = None
+    sentiment_negative: float | None = None
+    sentiment_positive: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DailySummaryRow:
+    day: date
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    id: int
+    from_state: str | None
+    to_state: str
+    trigger: str
+    user_messages: int
+    sentiment_negative: float | None
+    sentiment_positive: float | None
+    created_at: datetime

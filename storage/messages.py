@@ -1,0 +1,125 @@
+"""Messages of a chat: storing them, what is still owed a reply, the recent history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.dto import MessageRow
+from storage.models import Message
+
+_FIELDS = [getattr(Message, name) for name in MessageRow.__slots__]
+
+
+def _rows(result: Any) -> list[MessageRow]:
+    return [MessageRow(*row) for row in result]
+
+
+class MessageRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self,
+        chat_id: int,
+        *,
+        role: str,
+        kind: str,
+        text: str,
+        telegram_message_id: int | None = None,
+        update_id: int | None = None,
+        sentiment_negative: float | None = None,
+        sentiment_positive: float | None = None,
+        answered: bool = False,
+        delivered_at: datetime | None = None,
+    ) -> int | None:
+        """Store a message; None when this Telegram message of the user is already stored."""
+        statement = (
+            insert(Message)
+            .values(
+                chat_id=chat_id, role=role, kind=kind, text=text,
+                telegram_message_id=telegram_message_id, update_id=update_id,
+                sentiment_negative=sentiment_negative, sentiment_positive=sentiment_positive,
+                answered_at=func.now() if answered else None, delivered_at=delivered_at,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[Message.chat_id, Message.telegram_message_id],
+                index_where=sql("role = 'user' AND telegram_message_id IS NOT NULL"),
+            )
+            .returning(Message.id)
+        )
+        return await self.session.scalar(statement)
+
+    async def pending(self, chat_id: int) -> list[MessageRow]:
+        """User messages still owed a reply, oldest first."""
+        return _rows(
+            await self.session.execute(
+                select(*_FIELDS)
+                .where(Message.chat_id == chat_id, Message.role == "user", Message.answered_at.is_(None))
+                .order_by(Message.id)
+            )
+        )
+
+    async def recent(self, chat_id: int, after_id: int, limit: int) -> list[MessageRow]:
+        """The newest `limit` messages after `after_id`, oldest first."""
+        rows = _rows(
+            await self.session.execute(
+                select(*_FIELDS)
+                .where(Message.chat_id == chat_id, Message.id > after_id)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+        )
+        return rows[::-1]
+
+    async def between(self, chat_id: int, after_id: int, through_id: int) -> list[MessageRow]:
+        return _rows(
+            await self.session.execute(
+                select(*_FIELDS)
+                .where(Message.chat_id == chat_id, Message.id > after_id, Message.id <= through_id)
+                .order_by(Message.id)
+            )
+        )
+
+    async def on_day(self, chat_id: int, start: datetime, end: datetime, limit: int) -> list[MessageRow]:
+        rows = _rows(
+            await self.session.execute(
+                select(*_FIELDS)
+                .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+        )
+        return rows[::-1]
+
+    async def mark_answered(self, chat_id: int, through_id: int) -> None:
+        await self.session.execute(
+            update(Message)
+            .where(Message.chat_id == chat_id, Message.role == "user", Message.answered_at.is_(None),
+                   Message.id <= through_id)
+            .values(answered_at=func.now())
+        )
+
+    async def mark_delivered(self, message_id: int, telegram_message_id: int | None) -> None:
+        await self.session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(delivered_at=func.now(), telegram_message_id=telegram_message_id)
+        )
+
+    async def undelivered(self, chat_id: int) -> list[MessageRow]:
+        return _rows(
+            await self.session.execute(
+                select(*_FIELDS)
+                .where(Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None))
+                .order_by(Message.id)
+            )
+        )
+
+    async def last_id(self, chat_id: int) -> int:
+        return int(await self.session.scalar(select(func.coalesce(func.max(Message.id), 0)).where(Message.chat_id == chat_id)) or 0)

@@ -1,0 +1,255 @@
+"""A text-generation-inference emulator following `shared/specs/tgi-openapi.json`.
+
+Its "model" is an honest echo: every answer starts with ``[emulated model]`` and repeats
+the start of the last user message, cut to the token limit asked for. Token counts come
+from a simple word-and-punctuation tokenizer applied to a chat template, and requests
+are validated the way TGI's router validates them (422 when too long). Failures can be
+scripted (429, 503, 424, errors inside a stream, latency) and every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+MARKER = "[emulated model]"
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def template(messages: list[dict[str, Any]]) -> str:
+    parts = [f"<|{m.get('role', 'user')}|>\n{_content(m)}<|end|>\n" for m in messages]
+    return "".join(parts) + "<|assistant|>\n"
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
+
+
+@dataclass
+class Fault:
+    status: int
+    error_type: str
+    message: str
+
+
+@dataclass
+class TGIEmulator:
+    max_input_tokens: int = 4095
+    max_total_tokens: int = 4096
+    latency: float = 0.0
+    offer_tokenize: bool = True
+    faults: list[Fault] = field(default_factory=list)
+    break_streams: int = 0
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rejected: int = 0
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    # ---- scripting ----
+    def fail_next(self, status: int, error_type: str, message: str = "", times: int = 1) -> None:
+        self.faults += [Fault(status, error_type, message or f"emulated {error_type}")] * times
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [body for path, body in self.requests if path == "/v1/chat/completions"]
+
+    # ---- the model ----
+    def echo(self, prompt_messages: list[dict[str, Any]], max_new: int) -> str:
+        last_user = next((_content(m) for m in reversed(prompt_messages) if m.get("role") == "user"), "")
+        body = " ".join(last_user.replace(MARKER, " ").split())
+        words = tokenize(f"{MARKER} {body}")
+        if len(words) <= max_new:
+            return f"{MARKER} {body}".strip()
+        cut = words[max_new - 1][2]
+        return f"{MARKER} {body}"[:cut]
+
+    # ---- HTTP ----
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/info", self._info)
+        app.router.add_get("/health", self._health)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/chat_tokenize", self._chat_tokenize)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/generate", self._generate)
+        app.router.add_post("/generate_stream", self._generate_stream)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.url = f"http://{host}:{bound[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _error(status: int, message: str, error_type: str) -> web.Response:
+        return web.json_response({"error": message, "error_type": error_type}, status=status)
+
+    async def _info(self, _: web.Request) -> web.Response:
+        return web.json_response({
+            "model_id": "aifriend/emulated-echo", "model_sha": None, "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
+            "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
+            "validation_workers": 2, "max_client_batch_size": 4, "router": "text-generation-router",
+            "version": "3.3.6-emulated", "sha": None, "docker_label": None,
+        })
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        if not self.offer_tokenize:
+            return web.json_response({"error": "No fast tokenizer available"}, status=404)
+        body = await request.json()
+        tokens = tokenize(str(body.get("inputs", "")))
+        return web.json_response([{"id": i, "text": t, "start": s, "stop": e} for i, (t, s, e) in enumerate(tokens)])
+
+    async def _chat_tokenize(self, request: web.Request) -> web.Response:
+        if not self.offer_tokenize:
+            return web.json_response({"error": "No fast tokenizer available"}, status=404)
+        body = await request.json()
+        text = template(body.get("messages") or [])
+        tokens = tokenize(text)
+        return web.json_response({
+            "tokenize_response": [{"id": i, "text": t, "start": s, "stop": e} for i, (t, s, e) in enumerate(tokens)],
+            "templated_text": text,
+        })
+
+    def _validate(self, input_tokens: int, max_new: int | None) -> web.Response | None:
+        if input_tokens == 0:
+            return self._error(422, "Input validation error: `inputs` cannot be empty", "validation")
+        if input_tokens > self.max_input_tokens:
+            self.rejected += 1
+            return self._error(
+                422, f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
+                f"Given: {input_tokens}", "validation")
+        if max_new is not None and input_tokens + max_new > self.max_total_tokens:
+            self.rejected += 1
+            return self._error(
+                422, f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. "
+                f"Given: {input_tokens} `inputs` tokens and {max_new} `max_new_tokens`", "validation")
+        return None
+
+    async def _before(self, path: str, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return {}, self._error(422, "Failed to deserialize the JSON body", "validation")
+        self.requests.append((path, body))
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.faults:
+            fault = self.faults.pop(0)
+            return body, self._error(fault.status, fault.message, fault.error_type)
+        return body, None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, failed = await self._before("/v1/chat/completions", request)
+        if failed:
+            return failed
+        messages = body.get("messages") or []
+        input_tokens = len(tokenize(template(messages))) if messages else 0
+        max_new = body.get("max_tokens")
+        invalid = self._validate(input_tokens, max_new if max_new is not None else 1024)
+        if invalid:
+            return invalid
+        budget = max_new if max_new is not None else self.max_total_tokens - input_tokens
+        text = self.echo(messages, budget)
+        generated = len(tokenize(text))
+        finish = "length" if generated >= budget else "stop"
+        created = int(time.time())
+        if not body.get("stream"):
+            return web.json_response({
+                "object": "chat.completion", "id": "", "created": created, "model": "aifriend/emulated-echo",
+                "system_fingerprint": "3.3.6-emulated",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "logprobs": None, "finish_reason": finish}],
+                "usage": {"prompt_tokens": input_tokens, "completion_tokens": generated,
+                          "total_tokens": input_tokens + generated},
+            })
+        response = await self._sse(request)
+        pieces = [t for t, _, _ in tokenize(text)]
+        broken = self.break_streams > 0
+        if broken:
+            self.break_streams -= 1
+        for index, piece in enumerate(pieces):
+            if broken and index == len(pieces) // 2:
+                await self._event(response, {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}})
+                await response.write(b"data: [DONE]\n\n")
+                return response
+            chunk = {"object": "chat.completion.chunk", "id": "", "created": created,
+                     "model": "aifriend/emulated-echo", "system_fingerprint": "3.3.6-emulated",
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece + " "},
+                                  "logprobs": None, "finish_reason": None}], "usage": None}
+            await self._event(response, chunk)
+        last = {"object": "chat.completion.chunk", "id": "", "created": created, "model": "aifriend/emulated-echo",
+                "system_fingerprint": "3.3.6-emulated",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                             "finish_reason": finish}], "usage": None}
+        await self._event(response, last)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def _generate(self, request: web.Request) -> web.Response:
+        body, failed = await self._before("/generate", request)
+        if failed:
+            return failed
+        inputs = str(body.get("inputs", ""))
+        params = body.get("parameters") or {}
+        max_new = params.get("max_new_tokens") or 100
+        invalid = self._validate(len(tokenize(inputs)), max_new)
+        if invalid:
+            return invalid
+        text = self.echo([{"role": "user", "content": inputs}], max_new)
+        return web.json_response({"generated_text": text})
+
+    async def _generate_stream(self, request: web.Request) -> web.StreamResponse:
+        body, failed = await self._before("/generate_stream", request)
+        if failed:
+            return failed
+        inputs = str(body.get("inputs", ""))
+        max_new = (body.get("parameters") or {}).get("max_new_tokens") or 100
+        invalid = self._validate(len(tokenize(inputs)), max_new)
+        if invalid:
+            return invalid
+        text = self.echo([{"role": "user", "content": inputs}], max_new)
+        response = await self._sse(request)
+        pieces = tokenize(text)
+        for index, (piece, _, _) in enumerate(pieces):
+            final = index == len(pieces) - 1
+            await self._event(response, {
+                "index": index, "token": {"id": index, "text": piece + " ", "logprob": 0.0, "special": False},
+                "top_tokens": [], "generated_text": text if final else None,
+                "details": {"finish_reason": "length", "generated_tokens": len(pieces), "input_length": 0,
+                            "seed": None} if final else None,
+            })
+        return response
+
+    @staticmethod
+    async def _sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        return response
+
+    @staticmethod
+    async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
+        await response.write(f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())

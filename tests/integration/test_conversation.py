@@ -1,0 +1,172 @@
+"""The conversation engine through the real service, a real PostgreSQL and the TGI emulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from app.services.conversation import ConversationService
+from storage.conversations import UserInfo
+from tests.emulators.tgi import TGIEmulator
+from tests.helpers import RecordingOutbox
+from tests.postgres import plain_dsn
+
+ANN = UserInfo(user_id=501, username="ann", first_name="Ann")
+CALM_LINES = [
+    "I went to the market this morning", "We talked about the weather", "The bus was on time",
+    "I read a chapter of my book", "My sister called me", "I cooked pasta for dinner",
+]
+
+
+async def _rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def _say(service: ConversationService, outbox: RecordingOutbox, text: str, chat: int = 501) -> list[str]:
+    replies = await service.handle_text(chat, UserInfo(user_id=chat, username="ann"), text, outbox)
+    return [r.text for r in replies]
+
+
+async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    outbox = RecordingOutbox()
+    persona = service.persona
+    for number in range(1, 31):
+        replies = await _say(service, outbox, f"{CALM_LINES[number % len(CALM_LINES)]} ({number})")
+        assert len(replies) == 1
+        system = tgi.chat_requests()[-1]["messages"][0]["content"]
+        if number == 9:
+            assert system.startswith(persona.stages.icebreaker.system)
+        if number == 10:
+            assert system.startswith(persona.stages.warming.system), "the reply to message 10 is already warm"
+        if number == 30:
+            assert system.startswith(persona.stages.close.system)
+    log = await _rows(database_url, "SELECT from_state, to_state, trigger, user_messages FROM state_transition_log WHERE chat_id = 501 ORDER BY id")
+    assert [tuple(r) for r in log] == [
+        (None, "icebreaker", "start", 0), ("icebreaker", "warming", "count", 10), ("warming", "close", "count", 30)
+    ]
+    overview = (await _rows(database_url, "SELECT * FROM conversation_overview WHERE chat_id = 501"))[0]
+    assert (overview["state"], overview["user_messages"], overview["bot_messages"]) == ("close", 30, 30)
+    assert len(outbox.sent) == 30
+
+
+async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService, database_url: str) -> None:
+    outbox = RecordingOutbox()
+    for line in CALM_LINES[:3]:
+        await _say(service, outbox, line)
+    await _say(service, outbox, "I had an awful, terrible day and I hate everything")
+    await _say(service, outbox, "Thank you, that is wonderful, I love talking to you!")
+    log = await _rows(database_url, "SELECT from_state, to_state, trigger, sentiment_negative, sentiment_positive FROM state_transition_log WHERE chat_id = 501 ORDER BY id")
+    assert [(r["from_state"], r["to_state"], r["trigger"]) for r in log][1:] == [
+        ("icebreaker", "repair", "negative"), ("repair", "icebreaker", "recovered")
+    ]
+    assert log[1]["sentiment_negative"] > 0.3 and log[2]["sentiment_positive"] > 0.5
+
+
+async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: TGIEmulator, database_url: str) -> None:
+    outbox = RecordingOutbox()
+    await _say(service, outbox, "Hello there, nice to meet you")
+    await _say(service, outbox, "Honestly I feel fine but sometimes I want to kill myself")
+    request = tgi.chat_requests()[-1]
+    system = request["messages"][0]["content"]
+    assert system.startswith(service.persona.prompts.safety) and "988" in system
+    log = await _rows(database_url, "SELECT to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1")
+    assert tuple(log[0]) == ("repair", "crisis")
+
+
+async def test_clear_resets_to_icebreaker_with_fresh_history(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    outbox = RecordingOutbox()
+    for number in range(12):
+        await _say(service, outbox, f"Remember the blue kite {number}")
+    stage = await service.reset(501, ANN)
+    assert stage.value == "icebreaker"
+    await _say(service, outbox, "Hi again")
+    prompt = tgi.chat_requests()[-1]["messages"]
+    assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
+    assert prompt[0]["content"].startswith(service.persona.stages.icebreaker.system)
+    log = await _rows(database_url, "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 AND trigger = 'reset'")
+    assert [tuple(r) for r in log] == [("warming", "icebreaker", "reset")]
+
+
+async def test_fourteen_days_of_silence_cool_close_to_warming(service: ConversationService, database_url: str) -> None:
+    outbox = RecordingOutbox()
+    await _say(service, outbox, "hello")
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute(
+        "UPDATE conversations SET state = 'close', stage_messages = 40, last_user_message_at = now() - interval '13 days' WHERE chat_id = 501"
+    )
+    assert await service.cool_down(501) is False
+    await connection.execute("UPDATE conversations SET last_user_message_at = now() - interval '15 days' WHERE chat_id = 501")
+    await connection.close()
+    assert await service.cool_down(501) is True
+    log = await _rows(database_url, "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1")
+    assert tuple(log[0]) == ("close", "warming", "cooldown")
+
+
+async def test_model_down_gets_the_fallback_line_and_the_message_is_kept(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    tgi.fail_next(503, "overloaded", times=3)
+    outbox = RecordingOutbox()
+    replies = await _say(service, outbox, "are you there?")
+    assert replies == [service.persona.fallback]
+    rows = await _rows(database_url, "SELECT role, kind FROM message_log WHERE chat_id = 501 ORDER BY id")
+    assert [tuple(r) for r in rows] == [("user", "text"), ("assistant", "fallback")]
+    overview = (await _rows(database_url, "SELECT user_messages FROM conversation_overview"))[0]
+    assert overview["user_messages"] == 1
+
+
+async def test_a_transient_overload_is_retried(service: ConversationService, tgi: TGIEmulator) -> None:
+    tgi.fail_next(429, "overloaded", times=2)
+    replies = await _say(service, RecordingOutbox(), "hello after a busy moment")
+    assert replies[0].startswith("[emulated model]")
+
+
+async def test_messages_arriving_together_are_all_answered_in_order(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    tgi.latency = 0.2
+    outbox = RecordingOutbox()
+    results = await asyncio.gather(*(_say(service, outbox, f"part {n}") for n in range(4)))
+    replies = [text for result in results for text in result]
+    assert 1 <= len(replies) < 4, "messages that came during a reply are answered together"
+    pending = await _rows(database_url, "SELECT count(*) FROM messages WHERE role = 'user' AND answered_at IS NULL")
+    assert pending[0][0] == 0
+    users = await _rows(database_url, "SELECT user_messages FROM conversations WHERE chat_id = 501")
+    assert users[0][0] == 4
+    assert "part 3" in tgi.chat_requests()[-1]["messages"][-1]["content"]
+
+
+async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    tgi.max_input_tokens, tgi.max_total_tokens = 767, 768
+    outbox = RecordingOutbox()
+    for number in range(1, 501):
+        text = "My dog is called Biscuit" if number == 3 else f"{CALM_LINES[number % len(CALM_LINES)]} today, number {number}"
+        replies = await _say(service, outbox, text)
+        assert len(replies) == 1
+        await service.drain()
+    assert tgi.rejected == 0
+    sizes = []
+    from tests.emulators.tgi import template, tokenize
+
+    for body in tgi.chat_requests():
+        sizes.append(len(tokenize(template(body["messages"]))))
+        assert sizes[-1] + body["max_tokens"] <= tgi.max_total_tokens
+    assert max(sizes[-100:]) <= max(sizes[:100]) * 2, "the prompt stays flat"
+    summary = (await _rows(database_url, "SELECT memory_summary FROM conversation_overview WHERE chat_id = 501"))[0][0]
+    assert summary
+    replies = [b for b in tgi.chat_requests() if not b["messages"][0]["content"].startswith(service.persona.prompts.summary)]
+    last_prompt = replies[-1]["messages"]
+    assert last_prompt[-1]["content"].endswith("number 500")
+    assert "Biscuit" in last_prompt[0]["content"], "message 3's fact reaches message 500 through the summary"
+    assert "Biscuit" not in " ".join(m["content"] for m in last_prompt[1:])

@@ -33,6 +33,31 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from app.terminal import chat
+    from app.wiring import services
+
+    async with services(settings, reply_debounce=False) as built:
+        return await chat(built.conversation, chat_id=args.chat_id)
+
+
+async def cmd_fsm_diagram(args: argparse.Namespace, settings: Settings) -> int:
+    from app.persona import PersonaError, load_persona
+    from app.settings import SettingsError
+    from fsm import RelationshipMachine
+
+    try:
+        persona = load_persona(settings.persona_file)
+    except PersonaError as exc:
+        raise SettingsError(str(exc)) from None
+    print(RelationshipMachine(persona.fsm_thresholds).diagram())
+    return 0
+
+
+def _chat_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chat-id", type=int, default=-1, help="conversation id to use (default: -1)")
+
+
 def _migrate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
 
@@ -43,5 +68,16 @@ ALL: tuple[CommandSpec, ...] = (
         "alembic upgrade head on the configured database (embedded when DATABASE_URL is unset)",
         cmd_migrate,
         _migrate_options,
+    ),
+    CommandSpec(
+        "chat",
+        "talk to the companion in the terminal through the same pipeline (FSM, memory, database, LLM)",
+        cmd_chat,
+        _chat_options,
+    ),
+    CommandSpec(
+        "fsm-diagram",
+        "print the relationship state machine as a Mermaid stateDiagram-v2",
+        cmd_fsm_diagram,
     ),
 )

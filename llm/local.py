@@ -77,14 +77,17 @@ class TransformersChatModel:
 
         with self._lock, torch.inference_mode():
             inputs = torch.tensor([ids])
+            sampling = (
+                {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+                if params.temperature > 0
+                else {"do_sample": False}
+            )
             output = self._model.generate(
                 inputs,
                 attention_mask=torch.ones_like(inputs),
                 max_new_tokens=max_new,
-                do_sample=params.temperature > 0,
-                temperature=max(params.temperature, 1e-3),
-                top_p=params.top_p,
                 repetition_penalty=params.repetition_penalty,
+                **sampling,
                 pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
                 streamer=streamer,
             )

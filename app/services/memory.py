@@ -58,6 +58,13 @@ class MemoryKeeper:
 
     async def fold_if_needed(self, chat_id: int) -> int:
         """Fold old turns into the rolling summary while they are over their share; returns folds made."""
+        try:
+            return await self._fold(chat_id)
+        except LLMError as exc:  # the next reply will try again
+            log.warning("memory_fold_failed", error=str(exc))
+            return 0
+
+    async def _fold(self, chat_id: int) -> int:
         folds = 0
         budget = await self.history_budget()
         while True:
@@ -113,10 +120,10 @@ class MemoryKeeper:
         kept = [m for m in messages if m.kind in _KINDS]
         if not kept:
             return False
-        budget = await self.history_budget()
-        lines = clip(transcript([Turn(m.role, m.text) for m in kept], friend=self.persona.name), budget * 3)
-        request = [ChatMessage("system", self.persona.prompts.daily), ChatMessage("user", lines)]
         try:
+            budget = await self.history_budget()
+            lines = clip(transcript([Turn(m.role, m.text) for m in kept], friend=self.persona.name), budget * 3)
+            request = [ChatMessage("system", self.persona.prompts.daily), ChatMessage("user", lines)]
             completion = await self.model.complete(request, await self._summary_params())
         except LLMError as exc:
             log.warning("day_summary_failed", day=day.isoformat(), error=str(exc))

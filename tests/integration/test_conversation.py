@@ -170,3 +170,52 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
     assert last_prompt[-1]["content"].endswith("number 500")
     assert "Biscuit" in last_prompt[0]["content"], "message 3's fact reaches message 500 through the summary"
     assert "Biscuit" not in " ".join(m["content"] for m in last_prompt[1:])
+
+
+async def test_a_new_day_starts_with_yesterdays_summary(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    outbox = RecordingOutbox()
+    await _say(service, outbox, "I adopted a cat named Pepper")
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute("UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = 501")
+    await connection.execute(
+        "UPDATE conversations SET last_user_message_at = last_user_message_at - interval '1 day' WHERE chat_id = 501"
+    )
+    await connection.close()
+    await _say(service, outbox, "Good morning")
+    await service.drain()
+    days = await _rows(database_url, "SELECT day, text FROM daily_summaries WHERE chat_id = 501")
+    assert len(days) == 1 and "Pepper" in days[0]["text"]
+    await _say(service, outbox, "What do you remember?")
+    system = tgi.chat_requests()[-1]["messages"][0]["content"]
+    assert service.persona.prompts.memory_heading in system and "Pepper" in system
+
+
+async def test_a_redelivered_message_is_stored_and_answered_once(service: ConversationService, database_url: str) -> None:
+    outbox = RecordingOutbox()
+    first = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
+    again = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
+    assert len(first) == 1 and again == []
+    assert (await _rows(database_url, "SELECT count(*) FROM messages WHERE role = 'user'"))[0][0] == 1
+
+
+async def test_a_crash_before_the_reply_is_healed(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    received = await service.receive(501, ANN, "did you get this?")
+    assert received.responder  # ...and then the worker died before replying
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute("UPDATE conversations SET reply_lease_until = now() - interval '1 second'")
+    await connection.close()
+    outbox = RecordingOutbox()
+    assert await service.heal(outbox) == 1
+    assert len(outbox.sent) == 1 and "did you get this?" in outbox.sent[0][1]
+    assert await service.heal(outbox) == 0
+
+
+async def test_a_blocked_user_marks_the_chat_inactive(service: ConversationService, database_url: str) -> None:
+    outbox = RecordingOutbox(blocked={501})
+    assert await _say(service, outbox, "hi") != []
+    active = await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 501")
+    assert active[0][0] is False

@@ -1,0 +1,73 @@
+"""Build the long-lived parts once from settings, and close them once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from app.persona import PersonaError, load_persona
+from app.services.conversation import ConversationService
+from app.settings import Settings, SettingsError
+from llm.errors import ModelUnavailableError
+from llm.sentiment import ClassifierScorer, SentimentScorer, VaderScorer
+from llm.types import ChatModel
+from storage.database import Database, open_database
+
+
+@dataclass(frozen=True)
+class Services:
+    database: Database
+    model: ChatModel
+    conversation: ConversationService
+
+
+async def build_model(settings: Settings) -> ChatModel:
+    if settings.llm_backend == "transformers":
+        if not settings.llm_model:
+            raise SettingsError("invalid setting LLM_MODEL: required when LLM_BACKEND=transformers; set it to a model folder")
+        from llm.local import TransformersChatModel
+
+        try:
+            return await TransformersChatModel.load(settings.llm_model)
+        except ModelUnavailableError as exc:
+            raise SettingsError(f"invalid setting LLM_MODEL: {exc}") from None
+    from llm.tgi import TGIChatModel
+
+    return TGIChatModel(settings.tgi_url)
+
+
+async def build_scorer(settings: Settings) -> SentimentScorer:
+    if not settings.sentiment_model:
+        return VaderScorer()
+    try:
+        return await ClassifierScorer.load(settings.sentiment_model)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting SENTIMENT_MODEL: {exc}") from None
+
+
+@asynccontextmanager
+async def services(settings: Settings, *, reply_debounce: bool = True) -> AsyncIterator[Services]:
+    """Persona, database, model and the conversation service, closed in reverse order."""
+    try:
+        persona = load_persona(settings.persona_file)
+    except PersonaError as exc:
+        raise SettingsError(str(exc)) from None
+    scorer = await build_scorer(settings)
+    database = await open_database(settings.database_url, settings.data_dir)
+    try:
+        model = await build_model(settings)
+        try:
+            conversation = ConversationService(
+                database=database, model=model, scorer=scorer, persona=persona,
+                default_tz=settings.default_tz,
+                reply_debounce=settings.reply_debounce if reply_debounce else type(settings.reply_debounce)(0),
+            )
+            try:
+                yield Services(database, model, conversation)
+            finally:
+                await conversation.close()
+        finally:
+            await model.close()
+    finally:
+        await database.close()

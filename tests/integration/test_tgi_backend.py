@@ -1,0 +1,103 @@
+"""The TGI backend through huggingface_hub against the emulator: limits, retries, errors, streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
+from llm.tgi import TGIChatModel
+from llm.types import ChatMessage, GenerationParams
+from tests.emulators.tgi import TGIEmulator, template, tokenize
+
+PROMPT = [ChatMessage("system", "be kind"), ChatMessage("user", "hello there friend")]
+
+
+@pytest.fixture
+async def model(tgi: TGIEmulator) -> AsyncIterator[TGIChatModel]:
+    backend = TGIChatModel(tgi.url, backoff=0.01)
+    yield backend
+    await backend.close()
+
+
+async def test_limits_come_from_info_once(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.max_input_tokens, tgi.max_total_tokens = 999, 1000
+    limits = await model.limits()
+    await model.limits()
+    assert (limits.max_input_tokens, limits.max_total_tokens) == (999, 1000)
+
+
+async def test_token_counts_are_exact_where_the_server_tokenizes(model: TGIChatModel) -> None:
+    payload = [{"role": m.role, "content": m.content} for m in PROMPT]
+    assert await model.count_tokens(PROMPT) == len(tokenize(template(payload)))
+
+
+async def test_without_a_tokenizer_the_count_is_an_estimate(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.offer_tokenize = False
+    assert await model.count_tokens(PROMPT) > 0
+    assert (await model.complete(PROMPT, GenerationParams(max_new_tokens=20))).text.startswith("[emulated model]")
+
+
+async def test_max_new_tokens_is_clamped_to_what_the_server_allows(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.max_input_tokens, tgi.max_total_tokens = 59, 60
+    completion = await model.complete(PROMPT, GenerationParams(max_new_tokens=500))
+    assert completion.prompt_tokens + completion.max_new_tokens == 60
+    assert tgi.rejected == 0
+
+
+async def test_a_prompt_over_the_limit_is_never_sent(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.max_input_tokens, tgi.max_total_tokens = 19, 20
+    with pytest.raises(PromptTooLongError):
+        await model.complete(PROMPT * 3, GenerationParams(max_new_tokens=10))
+    assert tgi.chat_requests() == []
+
+
+async def test_overload_and_unavailability_are_retried_then_reported(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.fail_next(429, "overloaded", times=2)
+    assert (await model.complete(PROMPT, GenerationParams())).text
+    assert len(tgi.chat_requests()) == 3
+    tgi.fail_next(503, "unhealthy", times=3)
+    with pytest.raises(ModelUnavailableError):
+        await model.complete(PROMPT, GenerationParams())
+
+
+async def test_validation_errors_are_not_retried(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.fail_next(422, "validation", "Input validation error: `inputs` must have less than 10 tokens")
+    with pytest.raises(PromptTooLongError):
+        await model.complete(PROMPT, GenerationParams())
+    assert len(tgi.chat_requests()) == 1
+
+
+async def test_a_generation_error_is_reported_without_retry(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.fail_next(424, "generation", "Request failed during generation: CUDA out of memory")
+    with pytest.raises(GenerationFailedError):
+        await model.complete(PROMPT, GenerationParams())
+    assert len(tgi.chat_requests()) == 1
+
+
+async def test_streaming_yields_the_reply(model: TGIChatModel) -> None:
+    pieces = [piece async for piece in model.stream(PROMPT, GenerationParams(max_new_tokens=30))]
+    assert len(pieces) > 1 and "".join(pieces).startswith("[ emulated model ]")
+
+
+async def test_an_error_inside_a_stream_is_an_error(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    tgi.break_streams = 1
+    with pytest.raises(GenerationFailedError):
+        async for _ in model.stream(PROMPT, GenerationParams(max_new_tokens=30)):
+            pass
+
+
+async def test_adapter_and_sampling_settings_reach_the_server(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    params = GenerationParams(temperature=0.5, top_p=0.8, max_new_tokens=40, repetition_penalty=1.2, adapter_id="friend-lora")
+    await model.complete(PROMPT, params)
+    body = tgi.chat_requests()[-1]
+    assert (body["model"], body["temperature"], body["top_p"], body["max_tokens"]) == ("friend-lora", 0.5, 0.8, 40)
+    assert body["frequency_penalty"] == pytest.approx(0.2)
+
+
+async def test_an_unreachable_server_is_unavailable(tgi: TGIEmulator) -> None:
+    backend = TGIChatModel("http://127.0.0.1:9", backoff=0.01)
+    with pytest.raises(ModelUnavailableError, match="127.0.0.1:9"):
+        await backend.complete(PROMPT, GenerationParams())
+    await backend.close()

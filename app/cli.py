@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 
@@ -13,7 +14,7 @@ from app.logging import configure_logging
 from app.settings import Settings, SettingsError, load_settings
 from storage.errors import DatabaseError, SchemaOutdatedError
 
-Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 USAGE_ERROR = 2
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -21,7 +22,7 @@ log = structlog.get_logger()
 class CommandSpec:
     name: str
     help: str
-    run: Callable[[argparse.Namespace, Settings], Awaitable[int]]
+    run: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
     configure: Callable[[argparse.ArgumentParser], None] = lambda parser: None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from llm.types import ChatMessage, estimate_prompt_tokens, estimate_tokens
+from llm.types import ChatMessage, Role, estimate_prompt_tokens, estimate_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def _alternating(turns: Sequence[Turn]) -> list[ChatMessage]:
     """Chat templates want user/assistant alternation starting with the user: merge runs."""
     merged: list[ChatMessage] = []
     for turn in turns:
-        role = "assistant" if turn.role == "assistant" else "user"
+        role: Role = "assistant" if turn.role == "assistant" else "user"
         if merged and merged[-1].role == role:
             merged[-1] = ChatMessage(role, f"{merged[-1].content}\n{turn.text}")
         else:

@@ -25,7 +25,9 @@ class Services:
 async def build_model(settings: Settings) -> ChatModel:
     if settings.llm_backend == "transformers":
         if not settings.llm_model:
-            raise SettingsError("invalid setting LLM_MODEL: required when LLM_BACKEND=transformers; set it to a model folder")
+            raise SettingsError(
+                "invalid setting LLM_MODEL: required when LLM_BACKEND=transformers; set it to a model folder"
+            )
         from llm.local import TransformersChatModel
 
         try:

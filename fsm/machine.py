@@ -7,6 +7,7 @@ failed callback can never leave a half-applied state behind.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from transitions import EventData, Machine
@@ -35,6 +36,11 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
+def _ends(event: EventData) -> tuple[Stage, Stage]:
+    assert event.transition is not None and event.transition.dest is not None
+    return Stage(event.transition.source), Stage(event.transition.dest)
+
+
 class _Dialog:
     """The machine's model for one event: snapshot fields plus what the event carries."""
 
@@ -47,7 +53,7 @@ class _Dialog:
         self.calm_streak = snapshot.calm_streak
         self.negative_score: float | None = None
         self.positive_score: float | None = None
-        self.silence = None
+        self.silence: timedelta | None = None
         self.log: list[Transition] = []
 
     def reached_warming(self, _: EventData) -> bool:
@@ -69,14 +75,15 @@ class _Dialog:
         return self.silence is not None and rules.has_cooled(self.silence, self.limits)
 
     def remember_stage(self, event: EventData) -> None:
-        self.remembered = Stage(event.transition.source)
+        self.remembered = _ends(event)[0]
 
     def record(self, event: EventData) -> None:
         trigger = Trigger(event.event.name)
+        source, dest = _ends(event)
         self.log.append(
             Transition(
-                from_stage=Stage(event.transition.source),
-                to_stage=Stage(event.transition.dest),
+                from_stage=source,
+                to_stage=dest,
                 trigger=trigger,
                 messages=self.messages,
                 negative=self.negative_score,

@@ -50,7 +50,7 @@ class TransformersChatModel:
                 ) from exc
             if getattr(tokenizer, "chat_template", None) is None:
                 tokenizer.chat_template = _FALLBACK_TEMPLATE
-            lm.eval()
+            lm.eval()  # type: ignore[no-untyped-call]
             return cls(tokenizer, lm)
 
         loaded = await asyncio.to_thread(_load)
@@ -112,7 +112,7 @@ class TransformersChatModel:
         sentinel = object()
         try:
             while True:
-                piece = await asyncio.to_thread(next, streamer, sentinel)  # type: ignore[call-overload]
+                piece = await asyncio.to_thread(next, streamer, sentinel)
                 if piece is sentinel:
                     break
                 if piece:

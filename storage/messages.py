@@ -122,4 +122,7 @@ class MessageRepo:
         )
 
     async def last_id(self, chat_id: int) -> int:
-        return int(await self.session.scalar(select(func.coalesce(func.max(Message.id), 0)).where(Message.chat_id == chat_id)) or 0)
+        last = await self.session.scalar(
+            select(func.coalesce(func.max(Message.id), 0)).where(Message.chat_id == chat_id)
+        )
+        return int(last or 0)

@@ -11,7 +11,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
-
 from storage.errors import SchemaOutdatedError
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent

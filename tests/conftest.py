@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from storage import migrate
 from storage.database import Database, connect
-from sqlalchemy.engine import make_url
-
 from tests.postgres import fresh_database, server_url
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ def repo_root() -> Path:
 
 
 @pytest.fixture
-async def tgi() -> AsyncIterator["TGIEmulator"]:
+async def tgi() -> AsyncIterator[TGIEmulator]:
     from tests.emulators.tgi import TGIEmulator
 
     emulator = TGIEmulator()
@@ -75,7 +74,7 @@ async def tgi() -> AsyncIterator["TGIEmulator"]:
 
 
 @pytest.fixture
-async def service(db: Database, tgi: "TGIEmulator") -> AsyncIterator["ConversationService"]:
+async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationService]:
     from app.persona import load_persona
     from app.services.conversation import ConversationService
     from llm.sentiment import VaderScorer

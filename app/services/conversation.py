@@ -193,6 +193,11 @@ class ConversationService:
     async def _open(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
         """The locked conversation, created (with its `start` transition) on first contact."""
         conversations = ConversationRepo(session)
+        row = await conversations.lock(chat_id)
+        if row is not None:
+            if user.username != row.username or user.first_name != row.first_name:
+                await conversations.ensure(chat_id, user)
+            return row
         if await conversations.ensure(chat_id, user):
             await conversations.add_transitions(chat_id, _transition_records(RelationshipMachine.begin().transitions))
             log.info("conversation_started")
@@ -229,7 +234,6 @@ class ConversationService:
                 context = await self._context(chat_id)
                 if context is None:
                     return replies
-                await self._redeliver(context.conversation, outbox)
                 if not context.pending:
                     if await self._release_if_idle(chat_id):
                         return replies
@@ -242,9 +246,16 @@ class ConversationService:
                 async with outbox.typing(chat_id):
                     reply = await self._write_reply(context)
                 replies.append(reply)
-                if not await self._deliver(chat_id, reply.message_id, reply.text, outbox):
+                if await self.memory.should_fold(context.recent):
+                    self.spawn(self.memory.fold_if_needed(chat_id))
+                try:
+                    telegram_id = await outbox.send(chat_id, reply.text)
+                except ChatBlockedError:
+                    await self.mark_blocked(chat_id)
                     return replies
-                self.spawn(self.memory.fold_if_needed(chat_id))
+                log.info("reply_sent", message_id=reply.message_id, telegram_message_id=telegram_id)
+                if await self._delivered_and_idle(chat_id, reply.message_id, telegram_id):
+                    return replies
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -273,12 +284,23 @@ class ConversationService:
 
     async def _release_if_idle(self, chat_id: int) -> bool:
         async with self._unit() as session:
-            if await ConversationRepo(session).lock(chat_id) is None:
-                return True
-            if await MessageRepo(session).pending(chat_id):
-                return False
-            await ConversationRepo(session).update(chat_id, reply_lease_until=None)
+            return await self._release_in(session, chat_id)
+
+    async def _delivered_and_idle(self, chat_id: int, message_id: int, telegram_id: int | None) -> bool:
+        """Record the delivery and, if nothing new is owed, give up the lease: one unit of work."""
+        async with self._unit() as session:
+            await MessageRepo(session).mark_delivered(message_id, telegram_id)
+            return await self._release_in(session, chat_id)
+
+    @staticmethod
+    async def _release_in(session: AsyncSession, chat_id: int) -> bool:
+        # The row lock orders this check against `receive`, which stores under the same lock.
+        if await ConversationRepo(session).lock(chat_id) is None:
             return True
+        if await MessageRepo(session).pending(chat_id):
+            return False
+        await ConversationRepo(session).update(chat_id, reply_lease_until=None)
+        return True
 
     async def _write_reply(self, context: _Context) -> Reply:
         row = context.conversation
@@ -290,7 +312,11 @@ class ConversationService:
             context.memory,
             self.persona.prompts.memory_heading,
         )
-        turns = [Turn(m.role, m.text) for m in context.recent if m.kind in PROMPT_KINDS]
+        # Messages that arrived while the previous reply was written have older ids than
+        # that reply; they are what this reply answers, so they go last.
+        owed = {m.id for m in context.pending}
+        turns = [Turn(m.role, m.text) for m in context.recent if m.kind in PROMPT_KINDS and m.id not in owed]
+        turns += [Turn(m.role, m.text) for m in context.pending]
         prompt: list[ChatMessage] = []
         kind = "reply"
         try:
@@ -320,14 +346,9 @@ class ConversationService:
 
     async def _store_reply(self, chat_id: int, text: str, kind: str, through_id: int) -> int:
         async with self._unit() as session:
-            row = await ConversationRepo(session).lock(chat_id)
             message_id = await MessageRepo(session).add(chat_id, role="assistant", kind=kind, text=text)
             await MessageRepo(session).mark_answered(chat_id, through_id)
-            if row is not None:
-                await ConversationRepo(session).update(
-                    chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(),
-                    reply_lease_until=utcnow() + self.reply_lease,
-                )
+            await ConversationRepo(session).count_bot_message(chat_id, lease_until=utcnow() + self.reply_lease)
         assert message_id is not None
         return message_id
 
@@ -367,6 +388,10 @@ class ConversationService:
                 taken = await ConversationRepo(session).take_lease(chat_id, utcnow() + self.reply_lease, utcnow())
             if taken:
                 log.info("reply_healing")
+                async with self._unit() as session:
+                    row = await ConversationRepo(session).get(chat_id)
+                if row is not None:
+                    await self._redeliver(row, outbox)
                 await self.respond(chat_id, outbox)
                 healed += 1
             structlog.contextvars.unbind_contextvars("chat_id")

@@ -18,10 +18,11 @@ from app.prompt import Turn, clip, transcript
 from fsm import Stage
 from llm.errors import LLMError
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_tokens
+from storage.conversations import ConversationRepo
 from storage.database import Database
+from storage.dto import MessageRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
-from storage.conversations import ConversationRepo
 
 log = structlog.get_logger()
 
@@ -56,6 +57,14 @@ class MemoryKeeper:
             max_new_tokens=room, repetition_penalty=SUMMARY_PARAMS.repetition_penalty,
         )
 
+    async def should_fold(self, recent: list[MessageRow]) -> bool:
+        """Cheap check on what the reply already read: are unsummarized turns over their share?"""
+        try:
+            budget = await self.history_budget()
+        except LLMError:
+            return False
+        return sum(_cost(m.text) for m in recent if m.kind in _KINDS) > budget * FOLD_AT
+
     async def fold_if_needed(self, chat_id: int) -> int:
         """Fold old turns into the rolling summary while they are over their share; returns folds made."""
         try:
@@ -76,12 +85,14 @@ class MemoryKeeper:
             kept = [m for m in unsummarized if m.kind in _KINDS]
             if sum(_cost(m.text) for m in kept) <= budget * FOLD_AT or not kept:
                 return folds
-            fold, remaining = [], sum(_cost(m.text) for m in kept)
+            fold: list[MessageRow] = []
+            remaining, folded = sum(_cost(m.text) for m in kept), 0
             for message in kept:
-                if remaining <= budget * KEEP or sum(_cost(m.text) for m in fold) >= budget:
+                if remaining <= budget * KEEP or folded >= budget:
                     break
                 fold.append(message)
                 remaining -= _cost(message.text)
+                folded += _cost(message.text)
             if not fold:
                 return folds
             summary = await self._summarize_turns(row.memory_summary, [Turn(m.role, m.text) for m in fold], budget)

@@ -142,7 +142,9 @@ async def test_messages_arriving_together_are_all_answered_in_order(
     assert pending[0][0] == 0
     users = await _rows(database_url, "SELECT user_messages FROM conversations WHERE chat_id = 501")
     assert users[0][0] == 4
-    assert "part 3" in tgi.chat_requests()[-1]["messages"][-1]["content"]
+    answered = " ".join(body["messages"][-1]["content"] for body in tgi.chat_requests())
+    assert all(f"part {n}" in answered for n in range(4))
+    assert all(body["messages"][-1]["role"] == "user" for body in tgi.chat_requests())
 
 
 async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(

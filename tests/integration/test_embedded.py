@@ -72,7 +72,8 @@ async def _names(url: str, query: str) -> set[str]:
 
 
 async def test_migrate_builds_the_schema_in_an_embedded_server(tmp_path: Path) -> None:
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "app", "migrate"],
         env=_env() | {"DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path,
         capture_output=True, text=True, timeout=120,

@@ -98,6 +98,6 @@ async def test_adapter_and_sampling_settings_reach_the_server(model: TGIChatMode
 
 async def test_an_unreachable_server_is_unavailable(tgi: TGIEmulator) -> None:
     backend = TGIChatModel("http://127.0.0.1:9", backoff=0.01)
-    with pytest.raises(ModelUnavailableError, match="127.0.0.1:9"):
+    with pytest.raises(ModelUnavailableError, match=r"127\.0\.0\.1:9"):
         await backend.complete(PROMPT, GenerationParams())
     await backend.close()

@@ -108,7 +108,7 @@ def test_reset_returns_to_icebreaker_and_restarts_the_count() -> None:
     ],
 )
 def test_long_silence_cools_close_to_warming(stage: Stage, silence: timedelta, cools: bool) -> None:
-    snapshot, log = _run(Snapshot(stage=stage, messages=50), SilenceEvent(silence))
+    _, log = _run(Snapshot(stage=stage, messages=50), SilenceEvent(silence))
     assert (log == [(Stage.CLOSE, Stage.WARMING, Trigger.COOLDOWN)]) is cools
 
 

@@ -55,6 +55,46 @@ async def cmd_fsm_diagram(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from app.telegram.bot import make_bot, serve
+    from app.wiring import services
+
+    await make_bot(settings).session.close()  # a missing or malformed token fails before anything starts
+    async with services(settings) as built:
+        await serve(settings, built.conversation)
+    return 0
+
+
+async def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from app.reports import format_conversation
+    from app.wiring import services
+
+    async with services(settings, need_model=False) as built:
+        report = await built.conversation.report(args.chat_id)
+    if report is None:
+        print(f"aifriend: no conversation with chat id {args.chat_id}; `aifriend stats` counts them all")
+        return 1
+    print(format_conversation(report))
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from app.reports import format_stats
+    from app.wiring import services
+
+    async with services(settings, need_model=False) as built:
+        print(format_stats(await built.conversation.stats()))
+    return 0
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-scheduler", action="store_true", help="do not run check-in sweeps in this process")
+
+
+def _inspect_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("chat_id", type=int, help="the Telegram chat id")
+
+
 def _chat_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat-id", type=int, default=-1, help="conversation id to use (default: -1)")
 
@@ -64,6 +104,12 @@ def _migrate_options(parser: argparse.ArgumentParser) -> None:
 
 
 ALL: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        "run",
+        "the Telegram bot: long polling, or a webhook when WEBHOOK_URL is set",
+        cmd_run,
+        _run_options,
+    ),
     CommandSpec(
         "migrate",
         "alembic upgrade head on the configured database (embedded when DATABASE_URL is unset)",
@@ -76,6 +122,9 @@ ALL: tuple[CommandSpec, ...] = (
         cmd_chat,
         _chat_options,
     ),
+    CommandSpec("inspect", "one conversation: state, counts, memory, recent transitions and messages",
+                cmd_inspect, _inspect_options),
+    CommandSpec("stats", "all conversations: how many in each state, messages and check-ins per day", cmd_stats),
     CommandSpec(
         "fsm-diagram",
         "print the relationship state machine as a Mermaid stateDiagram-v2",

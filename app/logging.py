@@ -75,6 +75,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiogram.event", "alembic", "httpx", "httpcore", "asyncio"):
+    for noisy in ("aiogram.event", "alembic", "httpx", "httpcore", "httpx2", "httpcore2", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

@@ -11,6 +11,7 @@ from app.services.conversation import ConversationService
 from app.settings import Settings, SettingsError
 from llm.errors import ModelUnavailableError
 from llm.sentiment import ClassifierScorer, SentimentScorer, VaderScorer
+from llm.tgi import TGIChatModel
 from llm.types import ChatModel
 from storage.database import Database, open_database
 
@@ -34,8 +35,6 @@ async def build_model(settings: Settings) -> ChatModel:
             return await TransformersChatModel.load(settings.llm_model)
         except ModelUnavailableError as exc:
             raise SettingsError(f"invalid setting LLM_MODEL: {exc}") from None
-    from llm.tgi import TGIChatModel
-
     return TGIChatModel(settings.tgi_url)
 
 
@@ -49,16 +48,19 @@ async def build_scorer(settings: Settings) -> SentimentScorer:
 
 
 @asynccontextmanager
-async def services(settings: Settings, *, reply_debounce: bool = True) -> AsyncIterator[Services]:
+async def services(
+    settings: Settings, *, reply_debounce: bool = True, need_model: bool = True
+) -> AsyncIterator[Services]:
     """Persona, database, model and the conversation service, closed in reverse order."""
     try:
         persona = load_persona(settings.persona_file)
     except PersonaError as exc:
         raise SettingsError(str(exc)) from None
-    scorer = await build_scorer(settings)
+    scorer = await build_scorer(settings) if need_model else VaderScorer()
     database = await open_database(settings.database_url, settings.data_dir)
     try:
-        model = await build_model(settings)
+        # Reports never generate: give them an idle TGI client rather than loading a local model.
+        model = await build_model(settings) if need_model else TGIChatModel(settings.tgi_url)
         try:
             conversation = ConversationService(
                 database=database, model=model, scorer=scorer, persona=persona,

@@ -16,6 +16,7 @@ from tests.postgres import fresh_database, server_url
 
 if TYPE_CHECKING:
     from app.services.conversation import ConversationService
+    from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.tgi import TGIEmulator
 
 
@@ -63,6 +64,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 async def tgi() -> AsyncIterator[TGIEmulator]:
+    from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.tgi import TGIEmulator
 
     emulator = TGIEmulator()
@@ -89,3 +91,15 @@ async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationS
     finally:
         await conversation.close()
         await model.close()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator["TelegramEmulator"]:
+    from tests.emulators.telegram import TelegramEmulator
+
+    emulator = TelegramEmulator()
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()

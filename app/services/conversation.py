@@ -24,6 +24,7 @@ from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, system_message
 from app.services.memory import MemoryKeeper
 from app.services.outbox import ChatBlockedError, Outbox
+from app.services.text import clean_text
 from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Snapshot, Stage, Transition
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
@@ -31,6 +32,8 @@ from llm.types import ChatMessage, ChatModel
 from storage.conversations import ConversationRepo, TransitionRecord, UserInfo
 from storage.database import Database
 from storage.dto import ConversationRow, MessageRow
+from storage.export import export_user
+from storage.reports import ConversationReport, StatsReport, conversation_report, stats_report
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
 
@@ -115,7 +118,7 @@ class ConversationService:
         persona: Persona,
         default_tz: str = "UTC",
         reply_debounce: timedelta = timedelta(0),
-        reply_lease: timedelta = timedelta(seconds=30),
+        reply_lease: timedelta = timedelta(seconds=15),
     ) -> None:
         self.database = database
         self.model = model
@@ -150,6 +153,7 @@ class ConversationService:
         update_id: int | None = None,
     ) -> Received:
         """Store and score one user message and move the FSM; decide who replies."""
+        text = clean_text(text) or "…"
         sentiment = await self.scorer.score(text)
         crisis = detect_crisis(text)
         async with self._unit() as session:
@@ -443,13 +447,46 @@ class ConversationService:
         log.info("fsm_transitioned", chat_id=chat_id, trigger="cooldown", to_state=outcome.snapshot.stage)
         return True
 
-    async def set_timezone(self, user_id: int, timezone: str | None) -> None:
+    async def record_update(self, update_id: int, chat_id: int | None) -> bool:
+        """Remember an update that carries no user text; False when it was handled before."""
         async with self._unit() as session:
-            await ConversationRepo(session).set_timezone(user_id, timezone)
+            return await ConversationRepo(session).record_update(update_id, chat_id)
 
-    async def set_checkins(self, chat_id: int, enabled: bool) -> None:
+    async def note_other(self, chat_id: int, user: UserInfo, what: str, answer: str, outbox: Outbox) -> None:
+        """Something that is not text (a sticker, a photo): kept for operators, answered kindly."""
         async with self._unit() as session:
+            await self._open(session, chat_id, user)
+            messages = MessageRepo(session)
+            await messages.add(chat_id, role="user", kind="other", text=what, answered=True)
+            message_id = await messages.add(chat_id, role="assistant", kind="other", text=answer)
+        assert message_id is not None
+        await self._deliver(chat_id, message_id, answer, outbox)
+
+    async def conversation(self, chat_id: int) -> ConversationRow | None:
+        async with self._unit() as session:
+            return await ConversationRepo(session).get(chat_id)
+
+    async def set_timezone(self, chat_id: int, user: UserInfo, timezone: str | None) -> None:
+        async with self._unit() as session:
+            await self._open(session, chat_id, user)
+            await ConversationRepo(session).set_timezone(user.user_id, timezone)
+
+    async def set_checkins(self, chat_id: int, user: UserInfo, enabled: bool) -> None:
+        async with self._unit() as session:
+            await self._open(session, chat_id, user)
             await ConversationRepo(session).update(chat_id, checkins_enabled=enabled)
+
+    async def report(self, chat_id: int) -> ConversationReport | None:
+        async with self._unit() as session:
+            return await conversation_report(session, chat_id)
+
+    async def stats(self) -> StatsReport:
+        async with self._unit() as session:
+            return await stats_report(session)
+
+    async def export(self, user_id: int) -> dict[str, Any] | None:
+        async with self._unit() as session:
+            return await export_user(session, user_id)
 
     async def forget(self, user_id: int) -> int:
         async with self._unit() as session:

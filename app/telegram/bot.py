@@ -1,0 +1,144 @@
+"""`aifriend run`: the bot on long polling or a webhook, with a healer for what a crash left owed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand
+from aiogram.utils.token import TokenValidationError
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from app.services.conversation import ConversationService
+from app.settings import Settings, SettingsError
+from app.telegram.handlers import build_router
+from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
+from app.telegram.outbox import TelegramOutbox
+
+log = structlog.get_logger()
+
+COMMANDS = [
+    BotCommand(command="start", description="say hello"),
+    BotCommand(command="clear", description="start our relationship over"),
+    BotCommand(command="forget", description="delete everything stored about you"),
+    BotCommand(command="export", description="get everything stored about you"),
+    BotCommand(command="checkins", description="on|off: may I write first after a break"),
+    BotCommand(command="timezone", description="Area/City: your time zone"),
+    BotCommand(command="help", description="what I understand"),
+]
+HEAL_EVERY = 5.0
+
+
+def make_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None:
+        raise SettingsError("invalid setting BOT_TOKEN: required by `aifriend run`; get one from @BotFather")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    try:
+        return Bot(settings.bot_token.get_secret_value(), session=session)
+    except TokenValidationError:
+        raise SettingsError("invalid setting BOT_TOKEN: not a bot token (it looks like 123456:ABC-...)") from None
+
+
+def make_dispatcher(conversation: ConversationService, outbox: TelegramOutbox, settings: Settings) -> Dispatcher:
+    dispatcher = Dispatcher(conversation=conversation, outbox=outbox, admin_ids=settings.admin_ids)
+    dispatcher.update.outer_middleware(LogContextMiddleware())
+    dispatcher.update.outer_middleware(OnceMiddleware(conversation))
+    dispatcher.include_router(build_router())
+    return dispatcher
+
+
+async def _heal_forever(conversation: ConversationService, outbox: TelegramOutbox) -> None:
+    """Answer messages a crashed worker left unanswered (at start, then every few seconds)."""
+    while True:
+        try:
+            healed = await conversation.heal(outbox)
+            if healed:
+                log.info("chats_healed", chats=healed)
+        except Exception:
+            log.exception("heal_failed")
+        await asyncio.sleep(HEAL_EVERY)
+
+
+@contextlib.asynccontextmanager
+async def background(conversation: ConversationService, outbox: TelegramOutbox) -> AsyncIterator[None]:
+    healer = asyncio.create_task(_heal_forever(conversation, outbox))
+    try:
+        yield
+    finally:
+        healer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await healer
+        await conversation.drain()
+
+
+async def serve(
+    settings: Settings, conversation: ConversationService, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run until stopped (a signal, or `stop` when embedded in the demo)."""
+    bot = make_bot(settings)
+    outbox = TelegramOutbox(bot)
+    dispatcher = make_dispatcher(conversation, outbox, settings)
+    try:
+        me = await bot.get_me()
+        structlog.contextvars.bind_contextvars(bot=me.username)
+        await bot.set_my_commands(COMMANDS)
+        async with background(conversation, outbox):
+            if settings.webhook_url:
+                await _serve_webhook(settings, bot, dispatcher, stop)
+            else:
+                await _serve_polling(bot, dispatcher, stop)
+    finally:
+        await bot.session.close()
+
+
+async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
+    await bot.delete_webhook()
+    log.info("polling_started")
+    # Sequential handling: a handler only stores the message (a few ms) and hands the reply
+    # to a background task, so an update is confirmed to Telegram only once it is stored.
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            bot, handle_as_tasks=False, polling_timeout=10, handle_signals=stop is None,
+            allowed_updates=dispatcher.resolve_used_update_types(), close_bot_session=False,
+        )
+    )
+    if stop is None:
+        await polling
+        return
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({polling, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not polling.done():
+        await dispatcher.stop_polling()
+        await polling
+    waiter.cancel()
+
+
+async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
+    assert settings.webhook_url is not None
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    path = urlparse(settings.webhook_url).path or "/"
+    app = web.Application()
+    # Not in the background: Telegram gets 200 only once the message is stored, and retries otherwise.
+    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False).register(
+        app, path=path
+    )
+    setup_application(app, dispatcher, bot=bot)
+    host, _, port = settings.webhook_listen.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, int(port)).start()
+    await bot.set_webhook(
+        settings.webhook_url, secret_token=secret, allowed_updates=dispatcher.resolve_used_update_types()
+    )
+    log.info("webhook_listening", listen=settings.webhook_listen, path=path)
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        await runner.cleanup()

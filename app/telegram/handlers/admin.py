@@ -1,0 +1,41 @@
+"""Operator commands for ADMIN_IDS only; anyone else gets silence, as if they did not exist."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+
+from app.reports import format_conversation, format_stats
+from app.services.conversation import ConversationService
+from app.telegram.split import split_message
+
+router = Router(name=__name__)
+
+
+def _is_admin(message: Message, admin_ids: frozenset[int]) -> bool:
+    return message.from_user is not None and message.from_user.id in admin_ids
+
+
+@router.message(Command("inspect"))
+async def cmd_inspect(
+    message: Message, command: CommandObject, conversation: ConversationService, admin_ids: frozenset[int]
+) -> None:
+    if not _is_admin(message, admin_ids):
+        return
+    argument = (command.args or "").strip()
+    if not argument.lstrip("-").isdigit():
+        await message.answer("Usage: /inspect CHAT_ID")
+        return
+    report = await conversation.report(int(argument))
+    text = format_conversation(report) if report else f"No conversation {argument}."
+    for piece in split_message(text):
+        await message.answer(piece)
+
+
+@router.message(Command("stats"))
+async def cmd_stats(message: Message, conversation: ConversationService, admin_ids: frozenset[int]) -> None:
+    if not _is_admin(message, admin_ids):
+        return
+    for piece in split_message(format_stats(await conversation.stats())):
+        await message.answer(piece)

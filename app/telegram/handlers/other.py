@@ -1,0 +1,39 @@
+"""Everything that is not text: a kind answer in private chats, a clean ignore elsewhere."""
+
+from __future__ import annotations
+
+import structlog
+from aiogram import F, Router
+from aiogram.types import Message
+
+from app.services.conversation import ConversationService
+from app.telegram import texts
+from app.telegram.handlers.common import user_info
+from app.telegram.outbox import TelegramOutbox
+
+router = Router(name=__name__)
+log = structlog.get_logger()
+
+
+@router.message(F.chat.type == "private")
+async def on_not_text(message: Message, conversation: ConversationService, outbox: TelegramOutbox) -> None:
+    what = f"[{message.content_type}]"
+    log.info("non_text_answered", content_type=message.content_type)
+    await conversation.note_other(
+        message.chat.id, user_info(message.from_user, message.chat.id), what, texts.NOT_TEXT, outbox
+    )
+
+
+@router.message()
+async def on_group_message(message: Message) -> None:
+    log.info("group_message_ignored", chat_type=message.chat.type)
+
+
+@router.edited_message()
+async def on_edited(message: Message) -> None:
+    log.info("edited_message_ignored")
+
+
+@router.channel_post()
+async def on_channel_post(message: Message) -> None:
+    log.info("channel_post_ignored")

@@ -1,0 +1,68 @@
+"""What operators ask for: one conversation in detail, and all of them in numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationReport:
+    overview: dict[str, Any]
+    transitions: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport:
+    states: dict[str, int]
+    days: list[tuple[date, int, int, int]]  # day, user messages, bot messages, check-ins
+
+
+async def conversation_report(session: AsyncSession, chat_id: int, *, last: int = 10) -> ConversationReport | None:
+    overview = (
+        await session.execute(text("SELECT * FROM conversation_overview WHERE chat_id = :c"), {"c": chat_id})
+    ).mappings().first()
+    if overview is None:
+        return None
+    transitions = (
+        await session.execute(
+            text("SELECT * FROM state_transition_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"),
+            {"c": chat_id, "n": last},
+        )
+    ).mappings().all()
+    messages = (
+        await session.execute(
+            text("SELECT * FROM message_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"), {"c": chat_id, "n": last}
+        )
+    ).mappings().all()
+    return ConversationReport(dict(overview), [dict(t) for t in reversed(transitions)],
+                              [dict(m) for m in reversed(messages)])
+
+
+async def stats_report(session: AsyncSession, *, days: int = 14) -> StatsReport:
+    states: dict[str, int] = {
+        str(state): int(count)
+        for state, count in await session.execute(text("SELECT state, count(*) FROM conversations GROUP BY state"))
+    }
+    rows = (
+        await session.execute(
+            text(
+                """
+                SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+                       count(*) FILTER (WHERE role = 'user' AND kind = 'text'),
+                       count(*) FILTER (WHERE role = 'assistant' AND kind <> 'checkin'),
+                       count(*) FILTER (WHERE kind = 'checkin')
+                  FROM messages
+                 WHERE created_at >= now() - make_interval(days => :days)
+                 GROUP BY 1 ORDER BY 1
+                """
+            ),
+            {"days": days},
+        )
+    ).all()
+    return StatsReport(states, [(day, int(users), int(bots), int(checkins)) for day, users, bots, checkins in rows])

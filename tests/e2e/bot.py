@@ -1,0 +1,60 @@
+"""Run the real `aifriend run` process against the emulators and talk to it as users."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.tgi import TGIEmulator
+
+
+@dataclass
+class BotProcess:
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode or 0
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path, *args: str, **env: str
+) -> AsyncIterator[BotProcess]:
+    log_path = tmp_path / f"bot-{len(list(tmp_path.glob('bot-*.log')))}.log"
+    environment = {
+        **os.environ,
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.url,
+        "TGI_URL": tgi.url,
+        "DATABASE_URL": database_url,
+        "REPLY_DEBOUNCE": "0s",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "run", *args, env=environment, cwd=tmp_path, stdout=log, stderr=log
+        )
+    bot = BotProcess(process, log_path)
+    try:
+        yield bot
+    finally:
+        await bot.stop()

@@ -1,0 +1,294 @@
+"""A Telegram Bot API emulator following `shared/specs/telegram-bot-api.json` for what the bot uses.
+
+Requests arrive at ``/bot<token>/<method>`` as form fields (aiogram's way, nested objects
+as JSON strings), multipart (files) or a JSON body; answers are ``{"ok", "result"}`` or
+``{"ok": false, "error_code", "description", "parameters": {"retry_after"}}``. Updates are
+handed out by ``getUpdates`` (offsets, long polling) or pushed to a webhook with the secret
+header, and redelivered while the webhook does not answer 200, as Telegram does.
+Users are simulated by ``user_sends`` and friends; faults (blocked users, flood limits)
+are scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+MAX_TEXT = 4096
+BOT_USER = {"id": 42, "is_bot": True, "first_name": "Robin", "username": "aifriend_bot"}
+
+
+@dataclass
+class TelegramEmulator:
+    token: str = "42:EMULATED-token"
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    sent: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    actions: list[tuple[int, str]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    blocked: set[int] = field(default_factory=set)
+    flood_next: int = 0
+    flood_retry_after: int = 1
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_deliveries: int = 0
+    url: str = ""
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _message_ids: dict[int, itertools.count[int]] = field(default_factory=dict)
+    _confirmed: int = 0
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner: web.AppRunner | None = None
+    _pusher: asyncio.Task[None] | None = None
+
+    # ---- simulated users ----
+    def _next_message_id(self, chat_id: int) -> int:
+        return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
+
+    def message(self, chat_id: int, *, text: str | None = None, user_id: int | None = None,
+                username: str | None = "user", chat_type: str = "private", **content: Any) -> dict[str, Any]:
+        user = {"id": user_id or chat_id, "is_bot": False, "first_name": (username or "User").title(),
+                "username": username, "language_code": "en"}
+        chat = {"id": chat_id, "type": chat_type}
+        chat |= {"first_name": user["first_name"]} if chat_type == "private" else {"title": "A group"}
+        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
+                   "from": user, **content}
+        if text is not None:
+            message["text"] = text
+            if text.startswith("/"):
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return message
+
+    def push(self, **update: Any) -> int:
+        update_id = next(self._ids)
+        self.updates.append({"update_id": update_id, **update})
+        self._arrived.set()
+        return update_id
+
+    def user_sends(self, chat_id: int, text: str, **kwargs: Any) -> int:
+        return self.push(message=self.message(chat_id, text=text, **kwargs))
+
+    def user_sends_sticker(self, chat_id: int) -> int:
+        sticker = {"file_id": "CAAC", "file_unique_id": "s1", "type": "regular", "width": 512, "height": 512,
+                   "is_animated": False, "is_video": False, "emoji": "😀"}
+        return self.push(message=self.message(chat_id, sticker=sticker))
+
+    def user_presses(self, chat_id: int, message_id: int, data: str) -> int:
+        user = {"id": chat_id, "is_bot": False, "first_name": "User"}
+        original = next(m for m in self.sent[chat_id] if m["message_id"] == message_id)
+        return self.push(callback_query={"id": str(next(self._ids)), "from": user, "chat_instance": "1",
+                                         "data": data, "message": original})
+
+    def redeliver(self, update_id: int) -> None:
+        """Hand an update out again, as Telegram does after a crash or a failed webhook call."""
+        update = next(u for u in self.updates if u["update_id"] == update_id)
+        self.updates.append(dict(update))
+        self._confirmed = min(self._confirmed, update_id - 1)
+        self._arrived.set()
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.get("text") or m.get("caption") or "" for m in self.sent[chat_id]]
+
+    async def wait_for(self, chat_id: int, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.sent[chat_id]) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"chat {chat_id} got {len(self.sent[chat_id])} of {count} messages: "
+                                   f"{self.texts(chat_id)}")
+            await asyncio.sleep(0.01)
+        return self.sent[chat_id]
+
+    # ---- server ----
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._pusher:
+            self._pusher.cancel()
+        if self._runner:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    def _fail(code: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=code)
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return dict(await request.json())
+        params: dict[str, Any] = {}
+        if request.method == "POST":
+            form = await request.post()
+            for key, value in form.items():
+                if hasattr(value, "file"):  # a multipart file part (aiohttp FileField)
+                    params[key] = {"filename": value.filename, "content": value.file.read()}
+                else:
+                    params[key] = _decode(str(value))
+        params |= {k: _decode(v) for k, v in request.query.items()}
+        for key, value in list(params.items()):  # files are sent as "attach://<part name>"
+            if isinstance(value, str) and value.startswith("attach://"):
+                params[key] = params.pop(value.removeprefix("attach://"), {})
+        return params
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return self._fail(401, "Unauthorized")
+        method = request.match_info["method"]
+        params = await self._params(request)
+        self.calls.append((method, params))
+        handler = getattr(self, f"_m_{method.lower()}", None)
+        if handler is None:
+            return self._fail(404, "Not Found: method not found")
+        return await handler(params)  # type: ignore[no-any-return]
+
+    def _chat_check(self, params: dict[str, Any]) -> tuple[int, web.Response | None]:
+        chat_id = int(params.get("chat_id", 0))
+        if chat_id in self.blocked:
+            return chat_id, self._fail(403, "Forbidden: bot was blocked by the user")
+        if self.flood_next > 0:
+            self.flood_next -= 1
+            return chat_id, self._fail(429, f"Too Many Requests: retry after {self.flood_retry_after}",
+                                       retry_after=self.flood_retry_after)
+        return chat_id, None
+
+    def _record(self, chat_id: int, **content: Any) -> dict[str, Any]:
+        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()),
+                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content}
+        self.sent[chat_id].append(message)
+        return message
+
+    async def _m_getme(self, _: dict[str, Any]) -> web.Response:
+        return self._ok(BOT_USER)
+
+    async def _m_getupdates(self, params: dict[str, Any]) -> web.Response:
+        if self.webhook_url:
+            return self._fail(409, "Conflict: can't use getUpdates method while webhook is active")
+        offset = int(params.get("offset") or 0)
+        if offset:
+            self._confirmed = max(self._confirmed, offset - 1)
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        while True:
+            pending = [u for u in self.updates if u["update_id"] > self._confirmed]
+            if offset:
+                pending = [u for u in pending if u["update_id"] >= offset]
+            if pending or time.monotonic() >= deadline:
+                limit = int(params.get("limit") or 100)
+                return self._ok(pending[:limit])
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                pass
+
+    async def _m_sendmessage(self, params: dict[str, Any]) -> web.Response:
+        chat_id, failed = self._chat_check(params)
+        if failed:
+            return failed
+        text = str(params.get("text", ""))
+        if not text.strip():
+            return self._fail(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            return self._fail(400, "Bad Request: message is too long")
+        extra = {"reply_markup": params["reply_markup"]} if params.get("reply_markup") else {}
+        return self._ok(self._record(chat_id, text=text, **extra))
+
+    async def _m_senddocument(self, params: dict[str, Any]) -> web.Response:
+        chat_id, failed = self._chat_check(params)
+        if failed:
+            return failed
+        document = params.get("document") or {}
+        return self._ok(self._record(
+            chat_id, caption=params.get("caption", ""),
+            document={"file_id": "DOC", "file_unique_id": "d1", "file_name": document.get("filename")},
+            document_content=document.get("content", b"").decode("utf-8", "replace"),
+        ))
+
+    async def _m_editmessagetext(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params.get("chat_id", 0))
+        for message in self.sent[chat_id]:
+            if message["message_id"] == int(params.get("message_id", 0)):
+                message["text"] = params.get("text")
+                message.pop("reply_markup", None)
+                return self._ok(message)
+        return self._fail(400, "Bad Request: message to edit not found")
+
+    async def _m_sendchataction(self, params: dict[str, Any]) -> web.Response:
+        chat_id, failed = self._chat_check(params)
+        if failed:
+            return failed
+        self.actions.append((chat_id, str(params.get("action"))))
+        return self._ok(True)
+
+    async def _m_answercallbackquery(self, _: dict[str, Any]) -> web.Response:
+        return self._ok(True)
+
+    async def _m_setmycommands(self, params: dict[str, Any]) -> web.Response:
+        self.commands = list(params.get("commands") or [])
+        return self._ok(True)
+
+    async def _m_deletewebhook(self, _: dict[str, Any]) -> web.Response:
+        self.webhook_url = self.webhook_secret = None
+        return self._ok(True)
+
+    async def _m_setwebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook_url = str(params["url"])
+        self.webhook_secret = params.get("secret_token")
+        if self._pusher is None:
+            self._pusher = asyncio.create_task(self._push_webhook())
+        return self._ok(True)
+
+    async def _m_getwebhookinfo(self, _: dict[str, Any]) -> web.Response:
+        return self._ok({"url": self.webhook_url or "", "has_custom_certificate": False,
+                         "pending_update_count": len([u for u in self.updates if u["update_id"] > self._confirmed])})
+
+    async def _push_webhook(self) -> None:
+        """Deliver updates to the webhook one by one; anything but 200 is retried, like Telegram."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                pending = [u for u in self.updates if u["update_id"] > self._confirmed]
+                if not pending or not self.webhook_url:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                    continue
+                update = pending[0]
+                headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret} if self.webhook_secret else {}
+                try:
+                    async with session.post(self.webhook_url, json=update, headers=headers) as response:
+                        self.webhook_deliveries += 1
+                        if response.status == 200:
+                            self._confirmed = max(self._confirmed, update["update_id"])
+                            self.updates.remove(update)
+                            continue
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+
+
+def _decode(value: str) -> Any:
+    """aiogram sends nested objects (reply_markup, commands) as JSON strings in form fields."""
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

@@ -61,7 +61,17 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     await make_bot(settings).session.close()  # a missing or malformed token fails before anything starts
     async with services(settings) as built:
-        await serve(settings, built.conversation)
+        await serve(settings, built.conversation, with_scheduler=not args.no_scheduler)
+    return 0
+
+
+async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from app.telegram.bot import make_bot, serve_scheduler
+    from app.wiring import services
+
+    await make_bot(settings).session.close()
+    async with services(settings) as built:
+        await serve_scheduler(settings, built.conversation)
     return 0
 
 
@@ -122,6 +132,7 @@ ALL: tuple[CommandSpec, ...] = (
         cmd_chat,
         _chat_options,
     ),
+    CommandSpec("scheduler", "a check-in worker only; any number may run beside any number of bots", cmd_scheduler),
     CommandSpec("inspect", "one conversation: state, counts, memory, recent transitions and messages",
                 cmd_inspect, _inspect_options),
     CommandSpec("stats", "all conversations: how many in each state, messages and check-ins per day", cmd_stats),

@@ -13,6 +13,7 @@ from llm.errors import ModelUnavailableError
 from llm.sentiment import ClassifierScorer, SentimentScorer, VaderScorer
 from llm.tgi import TGIChatModel
 from llm.types import ChatModel
+from scheduler.timing import CheckinPolicy
 from storage.database import Database, open_database
 
 
@@ -65,6 +66,10 @@ async def services(
             conversation = ConversationService(
                 database=database, model=model, scorer=scorer, persona=persona,
                 default_tz=settings.default_tz,
+                checkins=CheckinPolicy(
+                    after=settings.checkin_after, max_unanswered=settings.checkin_max_unanswered,
+                    quiet_hours=settings.quiet_hours, default_tz=settings.default_tz,
+                ),
                 reply_debounce=settings.reply_debounce if reply_debounce else type(settings.reply_debounce)(0),
             )
             try:

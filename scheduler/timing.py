@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 _QUIET = re.compile(r"^\s*(\d{1,2})\s*-\s*(\d{1,2})\s*$")
 
@@ -48,3 +49,36 @@ class QuietHours:
         if morning <= local:
             morning += timedelta(days=1)
         return morning
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckinPolicy:
+    """When check-ins fall due: the operator's settings as one value."""
+
+    after: timedelta = timedelta(hours=24)
+    max_unanswered: int = 2
+    quiet_hours: QuietHours = QuietHours(22, 8)
+    default_tz: str = "UTC"
+    jitter: float = 0.1  # up to this share of `after` (at most ten minutes) is added at random
+
+
+def next_checkin(
+    *, last_activity: datetime, policy: CheckinPolicy, unanswered: int, enabled: bool, active: bool, spread: float
+) -> datetime | None:
+    """When the next check-in falls due, or None when none may be sent.
+
+    `spread` in [0, 1) picks the jitter, so users who went quiet together are not all
+    written to in the same second.
+    """
+    if not (enabled and active) or unanswered >= policy.max_unanswered:
+        return None
+    jitter = min(policy.after.total_seconds() * policy.jitter, 600.0) * spread
+    return last_activity + policy.after + timedelta(seconds=jitter)
+
+
+def postpone_for_quiet_hours(due: datetime, zone: ZoneInfo, hours: QuietHours, spread: float) -> datetime | None:
+    """If `due` falls in the user's night, the morning it waits for (with some jitter); else None."""
+    local = due.astimezone(zone)
+    if not hours.contains(local):
+        return None
+    return hours.end_after(local).astimezone(due.tzinfo) + timedelta(seconds=900 * spread)

@@ -49,3 +49,17 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     if socket_dir is not None:
         return f"postgresql+asyncpg://postgres@/{database}?host={quote(str(socket_dir))}"
     return f"postgresql+asyncpg://postgres@{info.hostname}:{info.port}/{database}"
+
+
+async def recreate_database(admin_url: str, name: str) -> None:
+    """Drop and create `name` on the server behind `admin_url` (the demo starts clean each run)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()

@@ -26,7 +26,9 @@ async def export_user(session: AsyncSession, user_id: int) -> dict[str, Any] | N
     chats = select(Conversation.chat_id).where(Conversation.user_id == user_id)
     return {
         "user": users[0],
-        "conversations": _rows(await session.execute(select(Conversation.__table__).where(Conversation.user_id == user_id))),
+        "conversations": _rows(
+            await session.execute(select(Conversation.__table__).where(Conversation.user_id == user_id))
+        ),
         "messages": _rows(await session.execute(
             select(Message.__table__).where(Message.chat_id.in_(chats)).order_by(Message.id))),
         "state_transitions": _rows(await session.execute(

@@ -227,3 +227,13 @@ class Checkin(Base):
     note: Mapped[str | None]
     created_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None]
+
+
+class SendSlot(Base):
+    __tablename__ = "send_slots"
+    __table_args__ = {
+        "comment": "Pacing shared by every worker: the next moment a proactive message may go out."
+    }
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    next_slot_at: Mapped[datetime] = _created()

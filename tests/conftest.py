@@ -64,7 +64,6 @@ def repo_root() -> Path:
 
 @pytest.fixture
 async def tgi() -> AsyncIterator[TGIEmulator]:
-    from tests.emulators.telegram import TelegramEmulator
     from tests.emulators.tgi import TGIEmulator
 
     emulator = TGIEmulator()
@@ -94,7 +93,7 @@ async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationS
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator["TelegramEmulator"]:
+async def telegram() -> AsyncIterator[TelegramEmulator]:
     from tests.emulators.telegram import TelegramEmulator
 
     emulator = TelegramEmulator()

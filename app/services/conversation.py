@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,13 +30,14 @@ from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Sna
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
 from llm.types import ChatMessage, ChatModel
+from scheduler.timing import CheckinPolicy, next_checkin
 from storage.conversations import ConversationRepo, TransitionRecord, UserInfo
 from storage.database import Database
 from storage.dto import ConversationRow, MessageRow
 from storage.export import export_user
-from storage.reports import ConversationReport, StatsReport, conversation_report, stats_report
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
+from storage.reports import ConversationReport, StatsReport, conversation_report, stats_report
 
 log = structlog.get_logger()
 
@@ -119,6 +121,7 @@ class ConversationService:
         default_tz: str = "UTC",
         reply_debounce: timedelta = timedelta(0),
         reply_lease: timedelta = timedelta(seconds=15),
+        checkins: CheckinPolicy | None = None,
     ) -> None:
         self.database = database
         self.model = model
@@ -128,6 +131,7 @@ class ConversationService:
         self.default_tz = default_tz
         self.reply_debounce = reply_debounce
         self.reply_lease = reply_lease
+        self.checkins = checkins or CheckinPolicy(default_tz=default_tz)
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -137,6 +141,12 @@ class ConversationService:
     async def _unit(self) -> Any:
         async with self.database.sessions() as session, session.begin():
             yield session
+
+    def plan_checkin(self, last_activity: datetime, *, enabled: bool, unanswered: int = 0) -> datetime | None:
+        return next_checkin(
+            last_activity=last_activity, policy=self.checkins, unanswered=unanswered,
+            enabled=enabled, active=True, spread=random.random(),
+        )
 
     def zone(self, row: ConversationRow) -> ZoneInfo:
         return ZoneInfo(row.timezone or self.default_tz)
@@ -180,6 +190,7 @@ class ConversationService:
                 last_user_message_at=now,
                 checkins_unanswered=0,
                 active=True,
+                next_checkin_at=self.plan_checkin(now, enabled=row.checkins_enabled),
                 reply_lease_until=now + self.reply_lease if responder else row.reply_lease_until,
             )
             await conversations.add_transitions(chat_id, _transition_records(outcome.transitions), message_id)
@@ -356,6 +367,33 @@ class ConversationService:
         assert message_id is not None
         return message_id
 
+    async def write_checkin(self, chat_id: int) -> str:
+        """A check-in in the voice of the current stage, knowing the memory and the recent turns."""
+        async with self._unit() as session:
+            row = await ConversationRepo(session).get(chat_id)
+            assert row is not None
+            since = max(row.history_since_id, row.summarized_through_id)
+            recent = await MessageRepo(session).recent(chat_id, since, HISTORY_WINDOW)
+            today = utcnow().astimezone(self.zone(row)).date()
+            days = await MemoryRepo(session).days(chat_id, today, 3)
+        style = self.persona.style(Stage(row.state))
+        system = system_message(
+            style.system, Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
+            self.persona.prompts.memory_heading,
+        )
+        turns = [Turn(m.role, m.text) for m in recent if m.kind in PROMPT_KINDS]
+        # The instruction goes last as a user turn: chat templates expect to answer one.
+        turns.append(Turn("user", self.persona.prompts.checkin))
+        limits = await self.model.limits()
+        budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
+        text = await self._complete(build_prompt(system, turns, budget_tokens=budget), style.params)
+        if not text.strip():
+            raise GenerationFailedError("the model wrote an empty check-in")
+        return text.strip()
+
+    async def deliver(self, chat_id: int, message_id: int, text: str, outbox: Outbox) -> bool:
+        return await self._deliver(chat_id, message_id, text, outbox)
+
     async def _deliver(self, chat_id: int, message_id: int, text: str, outbox: Outbox) -> bool:
         """Send a stored bot message; False when the user has blocked the bot."""
         try:
@@ -411,7 +449,8 @@ class ConversationService:
             await messages.add(chat_id, role="user", kind="command", text=command, answered=True)
             message_id = await messages.add(chat_id, role="assistant", kind="greeting", text=self.persona.greeting)
             await ConversationRepo(session).update(
-                chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True
+                chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True,
+                next_checkin_at=row.next_checkin_at or self.plan_checkin(utcnow(), enabled=row.checkins_enabled),
             )
         assert message_id is not None
         await self._deliver(chat_id, message_id, self.persona.greeting, outbox)
@@ -473,8 +512,12 @@ class ConversationService:
 
     async def set_checkins(self, chat_id: int, user: UserInfo, enabled: bool) -> None:
         async with self._unit() as session:
-            await self._open(session, chat_id, user)
-            await ConversationRepo(session).update(chat_id, checkins_enabled=enabled)
+            row = await self._open(session, chat_id, user)
+            last = max(filter(None, (row.last_user_message_at, row.last_checkin_at)), default=utcnow())
+            await ConversationRepo(session).update(
+                chat_id, checkins_enabled=enabled,
+                next_checkin_at=self.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
+            )
 
     async def report(self, chat_id: int) -> ConversationReport | None:
         async with self._unit() as session:

@@ -16,11 +16,13 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from app.services.checkins import CheckinService
 from app.services.conversation import ConversationService
 from app.settings import Settings, SettingsError
 from app.telegram.handlers import build_router
 from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
 from app.telegram.outbox import TelegramOutbox
+from scheduler.runner import claim_lease, sweeping, worker_name
 
 log = structlog.get_logger()
 
@@ -79,7 +81,11 @@ async def background(conversation: ConversationService, outbox: TelegramOutbox) 
 
 
 async def serve(
-    settings: Settings, conversation: ConversationService, *, stop: asyncio.Event | None = None
+    settings: Settings,
+    conversation: ConversationService,
+    *,
+    stop: asyncio.Event | None = None,
+    with_scheduler: bool = True,
 ) -> None:
     """Run until stopped (a signal, or `stop` when embedded in the demo)."""
     bot = make_bot(settings)
@@ -89,13 +95,33 @@ async def serve(
         me = await bot.get_me()
         structlog.contextvars.bind_contextvars(bot=me.username)
         await bot.set_my_commands(COMMANDS)
-        async with background(conversation, outbox):
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(background(conversation, outbox))
+            if with_scheduler:
+                checkins = CheckinService(
+                    conversation, worker=worker_name("bot"), lease=claim_lease(settings.checkin_sweep_every)
+                )
+                await stack.enter_async_context(sweeping(checkins, outbox, settings.checkin_sweep_every))
             if settings.webhook_url:
                 await _serve_webhook(settings, bot, dispatcher, stop)
             else:
                 await _serve_polling(bot, dispatcher, stop)
     finally:
         await bot.session.close()
+
+
+async def serve_scheduler(settings: Settings, conversation: ConversationService) -> None:
+    """`aifriend scheduler`: check-in sweeps only, sending through the same Bot API."""
+    bot = make_bot(settings)
+    try:
+        checkins = CheckinService(
+            conversation, worker=worker_name("scheduler"), lease=claim_lease(settings.checkin_sweep_every)
+        )
+        async with sweeping(checkins, TelegramOutbox(bot), settings.checkin_sweep_every):
+            await asyncio.Event().wait()
+    finally:
+        await bot.session.close()
+        await conversation.drain()
 
 
 async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:

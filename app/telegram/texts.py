@@ -2,13 +2,13 @@
 
 HELP = (
     "I'm here to chat, just write to me.\n\n"
-    "/start – say hello\n"
-    "/clear – start our relationship over, with a fresh short-term memory\n"
-    "/forget – delete everything I have stored about you\n"
-    "/export – get everything I have stored about you as a file\n"
-    "/checkins on|off – whether I may write first after a break\n"
-    "/timezone Area/City – your time zone, so I never write at night (e.g. /timezone Europe/Berlin)\n"
-    "/help – this list"
+    "/start - say hello\n"
+    "/clear - start our relationship over, with a fresh short-term memory\n"
+    "/forget - delete everything I have stored about you\n"
+    "/export - get everything I have stored about you as a file\n"
+    "/checkins on|off - whether I may write first after a break\n"
+    "/timezone Area/City - your time zone, so I never write at night (e.g. /timezone Europe/Berlin)\n"
+    "/help - this list"
 )
 CLEARED = "Okay, a fresh start. Hi again! What's on your mind?"
 FORGET_CONFIRM = (
@@ -25,7 +25,10 @@ CHECKINS_ON = "Okay, I may write to you first after a break (never at night)."
 CHECKINS_OFF = "Okay, I won't write first. I'm here whenever you write."
 CHECKINS_USAGE = "Write /checkins on or /checkins off. Right now they are {state}."
 TIMEZONE_SET = "Got it, your time zone is {zone}. It is {local} there now."
-TIMEZONE_USAGE = "Write your zone like this: /timezone Europe/Berlin (the list: en.wikipedia.org/wiki/List_of_tz_database_time_zones)."
+TIMEZONE_USAGE = (
+    "Write your zone like this: /timezone Europe/Berlin "
+    "(the list: en.wikipedia.org/wiki/List_of_tz_database_time_zones)."
+)
 TIMEZONE_UNKNOWN = "I don't know the zone {zone!r}. Write it like Europe/Berlin or America/New_York."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I understand."
 NOT_TEXT = "I can only read text for now. Could you tell me in words?"

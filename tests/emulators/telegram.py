@@ -12,6 +12,7 @@ are scripted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -195,10 +196,8 @@ class TelegramEmulator:
                 limit = int(params.get("limit") or 100)
                 return self._ok(pending[:limit])
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                pass
 
     async def _m_sendmessage(self, params: dict[str, Any]) -> web.Response:
         chat_id, failed = self._chat_check(params)

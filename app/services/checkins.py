@@ -1,0 +1,144 @@
+"""Proactive check-ins: claim what is due (exactly once across workers), write, pace, send.
+
+The database coordinates the workers. A sweep locks due conversations with
+`FOR UPDATE SKIP LOCKED`, records a claim (unique per conversation and due time) and
+pushes the due time by a lease, all in one short transaction. The claimant writes the
+check-in with no lock held, then stores it only if the plan is still the one it set: a
+user who wrote meanwhile, or a worker that took over an expired lease, wins. A killed
+worker's claims simply fall due again when their lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from app.services.conversation import ConversationService, utcnow
+from app.services.outbox import Outbox
+from llm.errors import LLMError
+from scheduler.timing import postpone_for_quiet_hours
+from storage.checkins import CheckinRepo
+from storage.messages import MessageRepo
+
+log = structlog.get_logger()
+
+SEND_SLOT = "checkins"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    claim_id: int
+    chat_id: int
+    lease_until: datetime
+
+
+@dataclass
+class SweepReport:
+    claimed: int = 0
+    sent: int = 0
+    postponed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    cooled: int = 0
+
+
+class CheckinService:
+    def __init__(
+        self,
+        conversation: ConversationService,
+        *,
+        worker: str,
+        lease: timedelta = timedelta(seconds=30),
+        per_second: float = 25.0,
+        batch: int = 50,
+    ) -> None:
+        self.conversation = conversation
+        self.policy = conversation.checkins
+        self.worker = worker
+        self.lease = lease
+        self.send_interval = timedelta(seconds=1 / per_second)
+        self.batch = batch
+
+    async def sweep(self, outbox: Outbox, now: datetime | None = None) -> SweepReport:
+        report = SweepReport()
+        claims = await self._claim(now or utcnow(), report)
+        for claim in claims:
+            structlog.contextvars.bind_contextvars(chat_id=claim.chat_id)
+            try:
+                await self._send(claim, outbox, report)
+            finally:
+                structlog.contextvars.unbind_contextvars("chat_id")
+        report.cooled = await self._cool_down(now or utcnow())
+        if claims or report.postponed or report.cooled:
+            log.info("checkin_sweep", worker=self.worker, **vars(report))
+        return report
+
+    async def _claim(self, now: datetime, report: SweepReport) -> list[_Claim]:
+        """Quiet hours are checked here, before any model call: a check-in due at night waits."""
+        claims: list[_Claim] = []
+        async with self.conversation.database.sessions() as session, session.begin():
+            repo = CheckinRepo(session)
+            for due in await repo.due(now, self.policy.max_unanswered, self.batch):
+                zone = ZoneInfo(due.timezone or self.policy.default_tz)
+                morning = postpone_for_quiet_hours(now, zone, self.policy.quiet_hours, random.random())
+                if morning is not None:
+                    await repo.plan(due.chat_id, morning)
+                    report.postponed += 1
+                    continue
+                lease_until = now + self.lease
+                claim_id = await repo.claim(due.chat_id, due.due_at, self.worker, lease_until)
+                if claim_id is not None:
+                    claims.append(_Claim(claim_id, due.chat_id, lease_until))
+        report.claimed = len(claims)
+        return claims
+
+    async def _pace(self) -> None:
+        """Wait for this send's slot: all workers together stay under Telegram's global limit."""
+        async with self.conversation.database.sessions() as session, session.begin():
+            slot = await CheckinRepo(session).send_slot(SEND_SLOT, self.send_interval)
+        wait = (slot - utcnow()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _send(self, claim: _Claim, outbox: Outbox, report: SweepReport) -> None:
+        try:
+            text = await self.conversation.write_checkin(claim.chat_id)
+        except LLMError as exc:
+            log.warning("checkin_not_written", error=str(exc))
+            async with self.conversation.database.sessions() as session, session.begin():
+                repo = CheckinRepo(session)
+                if await repo.still_mine(claim.chat_id, claim.lease_until) is not None:
+                    await repo.plan(claim.chat_id, utcnow() + self.policy.after / 4)
+                await repo.finish(claim.claim_id, "failed", note=str(exc)[:500])
+            report.failed += 1
+            return
+        async with self.conversation.database.sessions() as session, session.begin():
+            repo = CheckinRepo(session)
+            before = await repo.still_mine(claim.chat_id, claim.lease_until)
+            if before is None:
+                note = "the plan changed meanwhile (a reply, or a newer claim)"
+                await repo.finish(claim.claim_id, "skipped", note=note)
+                report.skipped += 1
+                return
+            unanswered = before + 1
+            message_id = await MessageRepo(session).add(claim.chat_id, role="assistant", kind="checkin", text=text)
+            assert message_id is not None
+            next_at = self.conversation.plan_checkin(utcnow(), enabled=True, unanswered=unanswered)
+            await repo.record_sent(claim.chat_id, claim_id=claim.claim_id, message_id=message_id, next_at=next_at)
+        await self._pace()
+        if await self.conversation.deliver(claim.chat_id, message_id, text, outbox):
+            report.sent += 1
+            log.info("checkin_sent", unanswered=unanswered)
+
+    async def _cool_down(self, now: datetime) -> int:
+        """The FSM's long-silence event rides on the same sweeps."""
+        async with self.conversation.database.sessions() as session, session.begin():
+            silent = await CheckinRepo(session).silent_close(
+                now - self.conversation.machine.limits.cooldown_after, self.batch
+            )
+        return sum([await self.conversation.cool_down(chat_id, now) for chat_id in silent])

@@ -1,0 +1,52 @@
+"""APScheduler runs the check-in sweep on an interval; the database keeps workers from colliding."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from app.services.checkins import CheckinService
+from app.services.outbox import Outbox
+
+log = structlog.get_logger()
+
+
+def claim_lease(every: timedelta) -> timedelta:
+    """How long a claim lasts: several sweeps, and long enough to write a batch of check-ins."""
+    return max(every * 4, timedelta(seconds=30))
+
+
+def worker_name(role: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{role}"
+
+
+@contextlib.asynccontextmanager
+async def sweeping(checkins: CheckinService, outbox: Outbox, every: timedelta) -> AsyncIterator[AsyncIOScheduler]:
+    """Sweep now and then every `every`, one sweep at a time in this process, until the block ends."""
+
+    async def sweep() -> None:
+        structlog.contextvars.clear_contextvars()
+        try:
+            await checkins.sweep(outbox)
+        except Exception:
+            log.exception("checkin_sweep_failed")
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        sweep, "interval", seconds=every.total_seconds(), next_run_time=datetime.now(UTC),
+        max_instances=1, coalesce=True, misfire_grace_time=None, id="checkin_sweep",
+    )
+    scheduler.start()
+    log.info("scheduler_started", worker=checkins.worker, every_seconds=every.total_seconds())
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)

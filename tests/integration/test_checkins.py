@@ -1,0 +1,141 @@
+"""Check-ins through the real services and PostgreSQL: due rules, caps, quiet hours, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from app.persona import load_persona
+from app.services.checkins import CheckinService
+from app.services.conversation import ConversationService
+from llm.sentiment import VaderScorer
+from llm.tgi import TGIChatModel
+from scheduler.timing import CheckinPolicy, QuietHours
+from storage.conversations import UserInfo
+from storage.database import connect
+from tests.emulators.tgi import TGIEmulator
+from tests.helpers import RecordingOutbox
+from tests.postgres import plain_dsn
+
+NEVER_QUIET = QuietHours(0, 0)
+BREAK = timedelta(seconds=0.6)
+
+
+def _service(database, tgi: TGIEmulator, **policy: object) -> ConversationService:  # type: ignore[no-untyped-def]
+    return ConversationService(
+        database=database, model=TGIChatModel(tgi.url, backoff=0.01), scorer=VaderScorer(), persona=load_persona(),
+        checkins=CheckinPolicy(**{"after": BREAK, "quiet_hours": NEVER_QUIET, "jitter": 0.0, **policy}),  # type: ignore[arg-type]
+    )
+
+
+async def _close(service: ConversationService) -> None:
+    await service.close()
+    await service.model.close()
+
+
+async def _rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def _say(service: ConversationService, chat: int, text: str, outbox: RecordingOutbox) -> None:
+    await service.handle_text(chat, UserInfo(user_id=chat), text, outbox)
+
+
+async def test_one_checkin_after_a_break_and_a_second_only_after_another(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    service = _service(db, tgi)
+    checkins = CheckinService(service, worker="w1")
+    outbox = RecordingOutbox()
+    await _say(service, 7, "I have a big exam on Friday", outbox)
+    assert (await checkins.sweep(outbox)).sent == 0, "no check-in before the break"
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    assert (await checkins.sweep(outbox)).sent == 1
+    assert (await checkins.sweep(outbox)).sent == 0, "not twice for one break"
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    assert (await checkins.sweep(outbox)).sent == 1
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    assert (await checkins.sweep(outbox)).sent == 0, "CHECKIN_MAX_UNANSWERED (2) reached"
+    overview = (await _rows(database_url, "SELECT checkins_unanswered, last_checkin_at FROM conversation_overview"))[0]
+    assert overview["checkins_unanswered"] == 2 and overview["last_checkin_at"] is not None
+    kinds = await _rows(database_url, "SELECT kind FROM message_log WHERE kind = 'checkin'")
+    assert len(kinds) == 2
+    prompt = tgi.chat_requests()[-1]["messages"]
+    assert prompt[-1]["content"] == service.persona.prompts.checkin
+    assert "big exam" in " ".join(m["content"] for m in prompt), "the check-in knows what was said before"
+    await _say(service, 7, "the exam went fine!", outbox)
+    overview = (await _rows(database_url, "SELECT checkins_unanswered FROM conversation_overview"))[0]
+    assert overview["checkins_unanswered"] == 0, "a reply resets the count"
+    await _close(service)
+
+
+async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    hour = datetime.now(UTC).hour
+    service = _service(db, tgi, quiet_hours=QuietHours(hour, (hour + 2) % 24))
+    outbox = RecordingOutbox()
+    await _say(service, 8, "good night", outbox)
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    report = await CheckinService(service, worker="w1").sweep(outbox)
+    assert (report.sent, report.postponed) == (0, 1)
+    planned = (await _rows(database_url, "SELECT next_checkin_at FROM conversations"))[0][0]
+    assert planned >= datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2) - timedelta(seconds=1)
+    assert len(tgi.chat_requests()) == 1, "quiet hours are checked before any model call"
+    await _close(service)
+
+
+async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator) -> None:  # type: ignore[no-untyped-def]
+    service = _service(db, tgi)
+    checkins = CheckinService(service, worker="w1")
+    outbox = RecordingOutbox()
+    await _say(service, 9, "hi", outbox)
+    await service.set_checkins(9, UserInfo(user_id=9), False)
+    await _say(service, 10, "hello", outbox)
+    outbox.blocked.add(10)
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    first = await checkins.sweep(outbox)
+    assert first.sent == 0
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    assert (await checkins.sweep(outbox)).claimed == 0, "a blocked chat is never claimed again"
+    await _close(service)
+
+
+async def test_three_workers_send_each_checkin_exactly_once(database_url: str, tgi: TGIEmulator) -> None:
+    databases = [connect(database_url) for _ in range(3)]
+    # One check-in per chat is allowed, so any second one would be a duplicate.
+    services = [_service(database, tgi, max_unanswered=1) for database in databases]
+    outbox = RecordingOutbox()
+    chats = list(range(100, 160))
+    for chat in chats:
+        await services[0].receive(chat, UserInfo(user_id=chat), "hello there")
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    tgi.latency = 0.01
+    workers = [CheckinService(service, worker=f"w{n}", batch=7) for n, service in enumerate(services)]
+    for _ in range(6):
+        await asyncio.gather(*(worker.sweep(outbox) for worker in workers))
+    per_chat = Counter(chat for chat, _ in outbox.sent)
+    assert set(per_chat) == set(chats) and set(per_chat.values()) == {1}
+    claimed_by = await _rows(database_url, "SELECT claimed_by, count(*) FROM checkins WHERE status = 'sent' GROUP BY 1")
+    assert sum(r[1] for r in claimed_by) == len(chats) and len(claimed_by) > 1, "the work was shared"
+    for service, database in zip(services, databases, strict=True):
+        await _close(service)
+        await database.close()
+
+
+@pytest.mark.parametrize("state", ["close"])
+async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, database_url: str, state: str) -> None:  # type: ignore[no-untyped-def]
+    service = _service(db, tgi)
+    await _say(service, 11, "hello", RecordingOutbox())
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute(f"UPDATE conversations SET state = '{state}', last_user_message_at = now() - interval '15 days'")
+    await connection.close()
+    report = await CheckinService(service, worker="w1").sweep(RecordingOutbox())
+    assert report.cooled == 1
+    log = await _rows(database_url, "SELECT trigger, to_state FROM state_transition_log ORDER BY id DESC LIMIT 1")
+    assert tuple(log[0]) == ("cooldown", "warming")
+    await _close(service)

@@ -1,0 +1,128 @@
+"""Check-ins through real processes: `aifriend run` and `aifriend scheduler` workers, emulators, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from tests.e2e.bot import running_bot
+from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.tgi import TGIEmulator
+from tests.postgres import plain_dsn
+
+FAST = {"CHECKIN_AFTER": "2s", "CHECKIN_SWEEP_EVERY": "1s", "QUIET_HOURS": "00-00"}
+
+
+async def _fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    talker, quiet_one, blocker = 2001, 2002, 2003
+    async with running_bot(telegram, tgi, database_url, tmp_path, **FAST):
+        for chat in (talker, quiet_one, blocker):
+            telegram.user_sends(chat, "I start a new job on Monday")
+        for chat in (talker, quiet_one, blocker):
+            await telegram.wait_for(chat, 1)
+        telegram.user_sends(quiet_one, "/checkins off")
+        await telegram.wait_for(quiet_one, 2)
+        telegram.blocked.add(blocker)
+        first = (await telegram.wait_for(talker, 2, timeout=20))[-1]
+        first_at = time.monotonic()
+        assert first["text"].startswith("[emulated model]")
+        checkin_prompts = [b["messages"] for b in tgi.chat_requests() if "quiet for a while" in b["messages"][-1]["content"]]
+        assert "new job" in " ".join(m["content"] for m in checkin_prompts[0]), "the check-in knows what was said"
+        second = await telegram.wait_for(talker, 3, timeout=20)
+        assert time.monotonic() - first_at >= 1.5, "a second check-in only after another full break"
+        await asyncio.sleep(4)
+        assert len(telegram.sent[talker]) == 3, "none after CHECKIN_MAX_UNANSWERED (2)"
+        assert len(telegram.sent[quiet_one]) == 2 and telegram.sent[blocker][1:] == []
+        overview = await _fetch(database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker)
+        assert overview[0][0] == 2
+        telegram.user_sends(talker, "sorry, busy week!")
+        await telegram.wait_for(talker, 4)
+        await asyncio.sleep(0.3)
+        overview = await _fetch(database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker)
+        assert overview[0][0] == 0, "a reply resets the count"
+        del second
+    inactive = await _fetch(database_url, "SELECT active FROM conversations WHERE chat_id = $1", blocker)
+    assert inactive[0][0] is False, "a 403 marks the chat inactive"
+
+
+async def test_no_checkins_in_quiet_hours(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    hour = datetime.now(UTC).hour
+    env = FAST | {"QUIET_HOURS": f"{hour:02d}-{(hour + 2) % 24:02d}", "DEFAULT_TZ": "UTC"}
+    async with running_bot(telegram, tgi, database_url, tmp_path, **env):
+        telegram.user_sends(2101, "good night")
+        await telegram.wait_for(2101, 1)
+        requests = len(tgi.chat_requests())
+        await asyncio.sleep(5)
+        assert len(telegram.sent[2101]) == 1
+        assert len(tgi.chat_requests()) == requests, "no model call for a check-in at night"
+    planned = await _fetch(database_url, "SELECT next_checkin_at FROM conversations WHERE chat_id = 2101")
+    assert planned[0][0] > datetime.now(UTC)
+
+
+async def _scheduler(telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, log: Path) -> asyncio.subprocess.Process:
+    env = {**os.environ, **FAST, "CHECKIN_MAX_UNANSWERED": "1", "BOT_TOKEN": telegram.token,
+           "TELEGRAM_API_URL": telegram.url, "TGI_URL": tgi.url, "DATABASE_URL": database_url, "LOG_FORMAT": "json"}
+    with open(log, "wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "scheduler", env=env, stdout=out, stderr=out, cwd=log.parent
+        )
+
+
+async def _started(log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while "scheduler_started" not in (log.read_text(errors="replace") if log.exists() else ""):
+        assert time.monotonic() < deadline, log.read_text(errors="replace")
+        await asyncio.sleep(0.1)
+
+
+async def test_three_processes_send_each_checkin_once_even_when_one_is_killed(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    chats = list(range(3000, 3060))
+    logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
+    workers = [await _scheduler(telegram, tgi, database_url, log) for log in logs]
+    try:
+        async with running_bot(telegram, tgi, database_url, tmp_path, **FAST, CHECKIN_MAX_UNANSWERED="1") as bot:
+            for log in [*logs, bot.log_path]:
+                await _started(log)
+            tgi.latency = 0.05
+            for chat in chats:
+                telegram.user_sends(chat, f"hello from chat {chat}")
+            while sum(len(telegram.sent[c]) for c in chats) < len(chats) + 10:
+                await asyncio.sleep(0.02)
+            workers[0].send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 90
+            while any(len(telegram.sent[c]) < 2 for c in chats) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                worker.kill()
+            await worker.wait()
+    counts = {chat: len(telegram.sent[chat]) for chat in chats}
+    assert set(counts.values()) == {2}, {c: n for c, n in counts.items() if n != 2}
+    rows = await _fetch(database_url, "SELECT claimed_by, status, count(*) FROM checkins GROUP BY 1, 2")
+    sent = {r[0]: r[2] for r in rows if r[1] == "sent"}
+    assert sum(sent.values()) == len(chats)
+    assert len(sent) >= 2, f"the work was shared between processes: {sent}"

@@ -97,6 +97,12 @@ async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import run_demo
+
+    return await run_demo(settings)
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-scheduler", action="store_true", help="do not run check-in sweeps in this process")
 
@@ -114,6 +120,11 @@ def _migrate_options(parser: argparse.ArgumentParser) -> None:
 
 
 ALL: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        "demo",
+        "the real bot against built-in Telegram and TGI emulators and an embedded PostgreSQL; prints what happened",
+        cmd_demo,
+    ),
     CommandSpec(
         "run",
         "the Telegram bot: long polling, or a webhook when WEBHOOK_URL is set",

@@ -31,12 +31,15 @@ def worker_name(role: str) -> str:
 async def sweeping(checkins: CheckinService, outbox: Outbox, every: timedelta) -> AsyncIterator[AsyncIOScheduler]:
     """Sweep now and then every `every`, one sweep at a time in this process, until the block ends."""
 
+    running = asyncio.Lock()
+
     async def sweep() -> None:
         structlog.contextvars.clear_contextvars()
-        try:
-            await checkins.sweep(outbox)
-        except Exception:
-            log.exception("checkin_sweep_failed")
+        async with running:
+            try:
+                await checkins.sweep(outbox)
+            except Exception:
+                log.exception("checkin_sweep_failed")
 
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(
@@ -48,5 +51,6 @@ async def sweeping(checkins: CheckinService, outbox: Outbox, every: timedelta) -
     try:
         yield scheduler
     finally:
-        scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)
+        scheduler.pause()
+        async with running:  # let a sweep in flight finish what it claimed; shutdown would cancel it
+            scheduler.shutdown(wait=False)

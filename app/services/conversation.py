@@ -523,6 +523,11 @@ class ConversationService:
         async with self._unit() as session:
             return await conversation_report(session, chat_id)
 
+    async def report_transitions(self, chat_id: int) -> list[dict[str, Any]]:
+        async with self._unit() as session:
+            report = await conversation_report(session, chat_id, last=1000)
+        return report.transitions if report else []
+
     async def stats(self) -> StatsReport:
         async with self._unit() as session:
             return await stats_report(session)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import web, web_request
 
 MAX_TEXT = 4096
 BOT_USER = {"id": 42, "is_bot": True, "first_name": "Robin", "username": "aifriend_bot"}
@@ -141,7 +141,7 @@ class TelegramEmulator:
         if request.method == "POST":
             form = await request.post()
             for key, value in form.items():
-                if hasattr(value, "file"):  # a multipart file part (aiohttp FileField)
+                if isinstance(value, web_request.FileField):  # a multipart file part
                     params[key] = {"filename": value.filename, "content": value.file.read()}
                 else:
                     params[key] = _decode(str(value))

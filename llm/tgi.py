@@ -21,7 +21,14 @@ from huggingface_hub.errors import (
 
 from llm.budget import room_for_reply
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
-from llm.types import ChatMessage, Completion, GenerationParams, TokenLimits, estimate_prompt_tokens
+from llm.types import (
+    ChatMessage,
+    Completion,
+    GenerationParams,
+    TokenLimits,
+    byte_ceiling,
+    estimate_prompt_tokens,
+)
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -120,6 +127,10 @@ class TGIChatModel:
 
     async def _prepare(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[int, int]:
         limits = await self.limits()
+        ceiling = byte_ceiling(messages)
+        if ceiling + params.max_new_tokens <= limits.max_total_tokens and ceiling <= limits.max_input_tokens:
+            # Provably small enough: no tokenizer makes more tokens than bytes. Skip the round trip.
+            return ceiling, params.max_new_tokens
         prompt_tokens = await self.count_tokens(messages)
         return prompt_tokens, room_for_reply(prompt_tokens, params.max_new_tokens, limits)
 

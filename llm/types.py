@@ -56,6 +56,12 @@ def estimate_tokens(text: str) -> int:
     return len(text.encode("utf-8")) // 3 + 1
 
 
+def byte_ceiling(messages: Sequence[ChatMessage]) -> int:
+    """An upper bound on a prompt's tokens: byte-level tokenizers never make more tokens than
+    bytes; the constants cover the chat template's markers around each message."""
+    return sum(len(message.content.encode("utf-8")) + 16 for message in messages) + 16
+
+
 def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
     """Per message: its text plus the chat template's markers around it."""
     return sum(estimate_tokens(message.content) + 12 for message in messages) + 8

@@ -48,9 +48,9 @@ class Database:
 
 
 def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Database:
-    engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    # No pre-ping: it would cost a round trip per unit of work; a dropped connection is
+    # invalidated by the pool on its first error instead.
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),

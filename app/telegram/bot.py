@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
@@ -22,6 +23,7 @@ from app.settings import Settings, SettingsError
 from app.telegram.handlers import build_router
 from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
 from app.telegram.outbox import TelegramOutbox
+from app.telegram.polling import poll
 from scheduler.runner import claim_lease, sweeping, worker_name
 
 log = structlog.get_logger()
@@ -118,7 +120,7 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
             conversation, worker=worker_name("scheduler"), lease=claim_lease(settings.checkin_sweep_every)
         )
         async with sweeping(checkins, TelegramOutbox(bot), settings.checkin_sweep_every):
-            await asyncio.Event().wait()
+            await _stop_on_signals().wait()
     finally:
         await bot.session.close()
         await conversation.drain()
@@ -127,23 +129,16 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
 async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
     await bot.delete_webhook()
     log.info("polling_started")
-    # Sequential handling: a handler only stores the message (a few ms) and hands the reply
-    # to a background task, so an update is confirmed to Telegram only once it is stored.
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_as_tasks=False, polling_timeout=10, handle_signals=stop is None,
-            allowed_updates=dispatcher.resolve_used_update_types(), close_bot_session=False,
-        )
-    )
-    if stop is None:
-        await polling
-        return
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({polling, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not polling.done():
-        await dispatcher.stop_polling()
-        await polling
-    waiter.cancel()
+    await poll(bot, dispatcher, stop or _stop_on_signals())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """SIGINT and SIGTERM end the loop cleanly: replies in flight are finished first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
@@ -165,6 +160,6 @@ async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher, s
     )
     log.info("webhook_listening", listen=settings.webhook_listen, path=path)
     try:
-        await (stop.wait() if stop is not None else asyncio.Event().wait())
+        await (stop or _stop_on_signals()).wait()
     finally:
         await runner.cleanup()

@@ -17,6 +17,7 @@ from app.telegram.split import split_message
 log = structlog.get_logger()
 
 TYPING_EVERY = 4.5  # Telegram shows "typing" for about five seconds per action
+TYPING_AFTER = 0.3  # a reply faster than this needs no indicator (and saves a request)
 MAX_RETRIES = 5
 
 
@@ -55,6 +56,7 @@ class TelegramOutbox:
                 await task
 
     async def _keep_typing(self, chat_id: int) -> None:
+        await asyncio.sleep(TYPING_AFTER)
         while True:
             try:
                 await self.bot.send_chat_action(chat_id, ChatAction.TYPING)

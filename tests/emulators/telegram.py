@@ -42,6 +42,7 @@ class TelegramEmulator:
     webhook_secret: str | None = None
     webhook_deliveries: int = 0
     url: str = ""
+    pushed_at: dict[int, float] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: dict[int, itertools.count[int]] = field(default_factory=dict)
     _confirmed: int = 0
@@ -69,6 +70,7 @@ class TelegramEmulator:
 
     def push(self, **update: Any) -> int:
         update_id = next(self._ids)
+        self.pushed_at[update_id] = time.monotonic()
         self.updates.append({"update_id": update_id, **update})
         self._arrived.set()
         return update_id
@@ -174,7 +176,8 @@ class TelegramEmulator:
 
     def _record(self, chat_id: int, **content: Any) -> dict[str, Any]:
         message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content}
+                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content,
+                   "received_at": time.monotonic()}
         self.sent[chat_id].append(message)
         return message
 

@@ -66,24 +66,17 @@ class ConversationRepo:
 
     async def lock(self, chat_id: int) -> ConversationRow | None:
         """The conversation, locked until the transaction ends: the per-chat order."""
-        row = (
-            await self.session.execute(
-                select(*_COLUMNS, User.timezone, User.username, User.first_name)
-                .join(User, User.id == Conversation.user_id)
-                .where(Conversation.chat_id == chat_id)
-                .with_for_update(of=Conversation)
-            )
-        ).mappings().first()
-        return _row(row) if row else None
+        return await self.get(chat_id, for_update=True)
 
-    async def get(self, chat_id: int) -> ConversationRow | None:
-        row = (
-            await self.session.execute(
-                select(*_COLUMNS, User.timezone, User.username, User.first_name)
-                .join(User, User.id == Conversation.user_id)
-                .where(Conversation.chat_id == chat_id)
-            )
-        ).mappings().first()
+    async def get(self, chat_id: int, *, for_update: bool = False) -> ConversationRow | None:
+        query = (
+            select(*_COLUMNS, User.timezone, User.username, User.first_name)
+            .join(User, User.id == Conversation.user_id)
+            .where(Conversation.chat_id == chat_id)
+        )
+        if for_update:
+            query = query.with_for_update(of=Conversation)
+        row = (await self.session.execute(query)).mappings().first()
         return _row(row) if row else None
 
     async def update(self, chat_id: int, **values: Any) -> None:

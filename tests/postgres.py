@@ -61,3 +61,12 @@ async def fresh_database(url: str, *, template: str | None = None) -> AsyncItera
         yield with_database(url, name)
     finally:
         await admin_execute(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """Read what a user or operator would see, over a connection of the test's own."""
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()

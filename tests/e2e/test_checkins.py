@@ -11,22 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
 from tests.e2e.bot import running_bot
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
-from tests.postgres import plain_dsn
+from tests.postgres import fetch as _fetch
 
 FAST = {"CHECKIN_AFTER": "2s", "CHECKIN_SWEEP_EVERY": "1s", "QUIET_HOURS": "00-00"}
 
 
-async def _fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
 
 
 async def test_checkins_arrive_after_breaks_and_stop_when_they_should(

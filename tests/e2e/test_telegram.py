@@ -9,22 +9,15 @@ import socket
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
 from tests.e2e.bot import running_bot
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
-from tests.postgres import plain_dsn
+from tests.postgres import fetch as _fetch
 
 CHAT = 1001
 
 
-async def _fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
 
 
 async def _exchange(telegram: TelegramEmulator, text: str, chat: int = CHAT) -> str:
@@ -45,7 +38,6 @@ async def test_a_conversation_from_start_to_close_gets_one_reply_per_message(
         await asyncio.sleep(0.3)
         assert len(telegram.sent[CHAT]) == 31
         assert {c["command"] for c in telegram.commands} >= {"start", "clear", "forget", "export", "checkins", "help"}
-        assert (CHAT, "typing") in telegram.actions
     overview = (await _fetch(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview"))[0]
     assert tuple(overview) == ("close", 30, 31)
 
@@ -214,5 +206,6 @@ async def test_a_burst_gets_one_reply(
         replies = await telegram.wait_for(CHAT, 1)
         await asyncio.sleep(1.5)
     assert len(replies) == 1 and "I got the job" in replies[0]["text"] and "guess what" in replies[0]["text"]
+    assert (CHAT, "typing") in telegram.actions, "typing is shown while the reply is on its way"
     count = await _fetch(database_url, "SELECT user_messages FROM conversations WHERE chat_id = $1", CHAT)
     assert count[0][0] == 3

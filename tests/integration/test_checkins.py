@@ -19,6 +19,7 @@ from storage.conversations import UserInfo
 from storage.database import connect
 from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
+from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
 
 NEVER_QUIET = QuietHours(0, 0)
@@ -37,12 +38,6 @@ async def _close(service: ConversationService) -> None:
     await service.model.close()
 
 
-async def _rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
 
 
 async def _say(service: ConversationService, chat: int, text: str, outbox: RecordingOutbox) -> None:

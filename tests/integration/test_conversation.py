@@ -10,6 +10,7 @@ from app.services.conversation import ConversationService
 from storage.conversations import UserInfo
 from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
+from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
 
 ANN = UserInfo(user_id=501, username="ann", first_name="Ann")
@@ -19,12 +20,6 @@ CALM_LINES = [
 ]
 
 
-async def _rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
 
 
 async def _say(service: ConversationService, outbox: RecordingOutbox, text: str, chat: int = 501) -> list[str]:

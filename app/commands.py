@@ -77,10 +77,11 @@ async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     from app.reports import format_conversation
+    from app.services.operators import OperatorReports
     from app.wiring import services
 
     async with services(settings, need_model=False) as built:
-        report = await built.conversation.report(args.chat_id)
+        report = await OperatorReports(built.database).conversation(args.chat_id)
     if report is None:
         print(f"aifriend: no conversation with chat id {args.chat_id}; `aifriend stats` counts them all")
         return 1
@@ -90,10 +91,11 @@ async def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from app.reports import format_stats
+    from app.services.operators import OperatorReports
     from app.wiring import services
 
     async with services(settings, need_model=False) as built:
-        print(format_stats(await built.conversation.stats()))
+        print(format_stats(await OperatorReports(built.database).stats()))
     return 0
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from app.reports import format_conversation
 from app.services.conversation import ConversationService
+from app.services.operators import OperatorReports
 from app.settings import Settings, load_settings
 from app.telegram.bot import serve
 from app.wiring import services
@@ -91,7 +92,7 @@ async def run_demo(settings: Settings) -> int:
             stop.set()
             await bot
             await built.conversation.drain()
-            await _account(built.conversation)
+            await _account(OperatorReports(built.database))
     finally:
         stop.set()
         await telegram.stop()
@@ -126,15 +127,15 @@ async def _conversation(telegram: TelegramEmulator, conversation: ConversationSe
     _say(f"  Robin > {checkin}")
 
 
-async def _account(conversation: ConversationService) -> None:
-    report = await conversation.report(CHAT)
+async def _account(reports: OperatorReports) -> None:
+    report = await reports.conversation(CHAT)
     assert report is not None
     overview = report.overview
     _say("\nWhat the database says now (aifriend inspect, from the operator views):")
     _say(f"  state: {overview['state']}; {overview['user_messages']} user messages, "
          f"{overview['bot_messages']} bot messages")
     _say("  stage changes (state_transition_log):")
-    for t in (await conversation.report_transitions(CHAT)):
+    for t in (await reports.transitions(CHAT)):
         scores = ""
         if t["sentiment_negative"] is not None:
             scores = f", negative {t['sentiment_negative']:.2f} / positive {t['sentiment_positive']:.2f}"

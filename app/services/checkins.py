@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from app.services.conversation import ConversationService, utcnow
+from app.services.conversation import ConversationService
 from app.services.outbox import Outbox
+from app.services.records import utcnow
 from llm.errors import LLMError
 from scheduler.timing import postpone_for_quiet_hours
 from storage.checkins import CheckinRepo

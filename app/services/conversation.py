@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,89 +24,31 @@ from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, system_message
 from app.services.memory import MemoryKeeper
 from app.services.outbox import ChatBlockedError, Outbox
+from app.services.records import (
+    Received,
+    Reply,
+    ReplyContext,
+    fsm_columns,
+    snapshot_of,
+    transition_records,
+    utcnow,
+)
 from app.services.text import clean_text
-from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Snapshot, Stage, Transition
+from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Stage
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
 from llm.types import ChatMessage, ChatModel
 from scheduler.timing import CheckinPolicy, next_checkin
-from storage.conversations import ConversationRepo, TransitionRecord, UserInfo
+from storage.conversations import ConversationRepo, UserInfo
 from storage.database import Database
-from storage.dto import ConversationRow, MessageRow
-from storage.export import export_user
+from storage.dto import ConversationRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
-from storage.reports import ConversationReport, StatsReport, conversation_report, stats_report
 
 log = structlog.get_logger()
 
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """What happened to one incoming user message."""
-
-    message_id: int | None
-    stage: Stage | None = None
-    transitions: tuple[Transition, ...] = ()
-    responder: bool = False
-    duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    message_id: int
-    text: str
-    kind: str
-    stage: Stage
-    crisis: bool = False
-    prompt: tuple[ChatMessage, ...] = field(default=(), repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    conversation: ConversationRow
-    pending: list[MessageRow]
-    recent: list[MessageRow]
-    memory: Memory
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _transition_records(transitions: tuple[Transition, ...]) -> list[TransitionRecord]:
-    return [
-        TransitionRecord(
-            from_state=t.from_stage.value if t.from_stage else None,
-            to_state=t.to_stage.value,
-            trigger=t.trigger.value,
-            user_messages=t.messages,
-            sentiment_negative=t.negative,
-            sentiment_positive=t.positive,
-        )
-        for t in transitions
-    ]
-
-
-def _snapshot(row: ConversationRow) -> Snapshot:
-    return Snapshot(
-        stage=Stage(row.state),
-        stage_before_repair=Stage(row.stage_before_repair) if row.stage_before_repair else None,
-        messages=row.stage_messages,
-        calm_streak=row.calm_streak,
-    )
-
-
-def _fsm_columns(snapshot: Snapshot) -> dict[str, Any]:
-    return {
-        "state": snapshot.stage.value,
-        "stage_before_repair": snapshot.stage_before_repair.value if snapshot.stage_before_repair else None,
-        "stage_messages": snapshot.messages,
-        "calm_streak": snapshot.calm_streak,
-    }
 
 
 class ConversationService:
@@ -179,13 +120,13 @@ class ConversationService:
             if message_id is None:
                 return Received(None, duplicate=True)
             outcome = self.machine.advance(
-                _snapshot(row), MessageEvent(sentiment.negative, sentiment.positive, crisis)
+                snapshot_of(row), MessageEvent(sentiment.negative, sentiment.positive, crisis)
             )
             now = utcnow()
             responder = row.reply_lease_until is None or row.reply_lease_until < now
             await conversations.update(
                 chat_id,
-                **_fsm_columns(outcome.snapshot),
+                **fsm_columns(outcome.snapshot),
                 user_messages=row.user_messages + 1,
                 last_user_message_at=now,
                 checkins_unanswered=0,
@@ -193,7 +134,7 @@ class ConversationService:
                 next_checkin_at=self.plan_checkin(now, enabled=row.checkins_enabled),
                 reply_lease_until=now + self.reply_lease if responder else row.reply_lease_until,
             )
-            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions), message_id)
+            await conversations.add_transitions(chat_id, transition_records(outcome.transitions), message_id)
         for transition in outcome.transitions:
             log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
                      trigger=transition.trigger, user_messages=transition.messages,
@@ -214,7 +155,7 @@ class ConversationService:
                 await conversations.ensure(chat_id, user)
             return row
         if await conversations.ensure(chat_id, user):
-            await conversations.add_transitions(chat_id, _transition_records(RelationshipMachine.begin().transitions))
+            await conversations.add_transitions(chat_id, transition_records(RelationshipMachine.begin().transitions))
             log.info("conversation_started")
         row = await conversations.lock(chat_id)
         assert row is not None
@@ -283,7 +224,7 @@ class ConversationService:
             async with self._unit() as session:
                 await ConversationRepo(session).update(chat_id, reply_lease_until=utcnow() + self.reply_lease)
 
-    async def _context(self, chat_id: int) -> _Context | None:
+    async def _context(self, chat_id: int) -> ReplyContext | None:
         async with self._unit() as session:
             row = await ConversationRepo(session).get(chat_id)
             if row is None:  # forgotten meanwhile
@@ -295,7 +236,7 @@ class ConversationService:
             today = utcnow().astimezone(self.zone(row)).date()
             days = await MemoryRepo(session).days(chat_id, today, 3) if pending else []
         memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
-        return _Context(row, pending, recent, memory)
+        return ReplyContext(row, pending, recent, memory)
 
     async def _release_if_idle(self, chat_id: int) -> bool:
         async with self._unit() as session:
@@ -317,7 +258,7 @@ class ConversationService:
         await ConversationRepo(session).update(chat_id, reply_lease_until=None)
         return True
 
-    async def _write_reply(self, context: _Context) -> Reply:
+    async def _write_reply(self, context: ReplyContext) -> Reply:
         row = context.conversation
         stage = Stage(row.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
@@ -462,11 +403,11 @@ class ConversationService:
             row = await self._open(session, chat_id, user)
             conversations, messages = ConversationRepo(session), MessageRepo(session)
             await messages.add(chat_id, role="user", kind="command", text="/clear", answered=True)
-            outcome = self.machine.advance(_snapshot(row), ResetEvent())
+            outcome = self.machine.advance(snapshot_of(row), ResetEvent())
             await conversations.update(
-                chat_id, **_fsm_columns(outcome.snapshot), history_since_id=await messages.last_id(chat_id)
+                chat_id, **fsm_columns(outcome.snapshot), history_since_id=await messages.last_id(chat_id)
             )
-            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions))
+            await conversations.add_transitions(chat_id, transition_records(outcome.transitions))
         log.info("conversation_reset")
         return outcome.snapshot.stage
 
@@ -478,11 +419,11 @@ class ConversationService:
             row = await conversations.lock(chat_id)
             if row is None or row.last_user_message_at is None:
                 return False
-            outcome = self.machine.advance(_snapshot(row), SilenceEvent(now - row.last_user_message_at))
+            outcome = self.machine.advance(snapshot_of(row), SilenceEvent(now - row.last_user_message_at))
             if not outcome.changed:
                 return False
-            await conversations.update(chat_id, **_fsm_columns(outcome.snapshot))
-            await conversations.add_transitions(chat_id, _transition_records(outcome.transitions))
+            await conversations.update(chat_id, **fsm_columns(outcome.snapshot))
+            await conversations.add_transitions(chat_id, transition_records(outcome.transitions))
         log.info("fsm_transitioned", chat_id=chat_id, trigger="cooldown", to_state=outcome.snapshot.stage)
         return True
 
@@ -518,23 +459,6 @@ class ConversationService:
                 chat_id, checkins_enabled=enabled,
                 next_checkin_at=self.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
             )
-
-    async def report(self, chat_id: int) -> ConversationReport | None:
-        async with self._unit() as session:
-            return await conversation_report(session, chat_id)
-
-    async def report_transitions(self, chat_id: int) -> list[dict[str, Any]]:
-        async with self._unit() as session:
-            report = await conversation_report(session, chat_id, last=1000)
-        return report.transitions if report else []
-
-    async def stats(self) -> StatsReport:
-        async with self._unit() as session:
-            return await stats_report(session)
-
-    async def export(self, user_id: int) -> dict[str, Any] | None:
-        async with self._unit() as session:
-            return await export_user(session, user_id)
 
     async def forget(self, user_id: int) -> int:
         async with self._unit() as session:

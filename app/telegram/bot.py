@@ -19,6 +19,7 @@ from aiohttp import web
 
 from app.services.checkins import CheckinService
 from app.services.conversation import ConversationService
+from app.services.operators import OperatorReports
 from app.settings import Settings, SettingsError
 from app.telegram.handlers import build_router
 from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
@@ -51,7 +52,10 @@ def make_bot(settings: Settings) -> Bot:
 
 
 def make_dispatcher(conversation: ConversationService, outbox: TelegramOutbox, settings: Settings) -> Dispatcher:
-    dispatcher = Dispatcher(conversation=conversation, outbox=outbox, admin_ids=settings.admin_ids)
+    dispatcher = Dispatcher(
+        conversation=conversation, outbox=outbox, admin_ids=settings.admin_ids,
+        reports=OperatorReports(conversation.database),
+    )
     dispatcher.update.outer_middleware(LogContextMiddleware())
     dispatcher.update.outer_middleware(OnceMiddleware(conversation))
     dispatcher.include_router(build_router())

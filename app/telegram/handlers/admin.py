@@ -7,7 +7,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from app.reports import format_conversation, format_stats
-from app.services.conversation import ConversationService
+from app.services.operators import OperatorReports
 from app.telegram.split import split_message
 
 router = Router(name=__name__)
@@ -19,7 +19,7 @@ def _is_admin(message: Message, admin_ids: frozenset[int]) -> bool:
 
 @router.message(Command("inspect"))
 async def cmd_inspect(
-    message: Message, command: CommandObject, conversation: ConversationService, admin_ids: frozenset[int]
+    message: Message, command: CommandObject, reports: OperatorReports, admin_ids: frozenset[int]
 ) -> None:
     if not _is_admin(message, admin_ids):
         return
@@ -27,15 +27,15 @@ async def cmd_inspect(
     if not argument.lstrip("-").isdigit():
         await message.answer("Usage: /inspect CHAT_ID")
         return
-    report = await conversation.report(int(argument))
+    report = await reports.conversation(int(argument))
     text = format_conversation(report) if report else f"No conversation {argument}."
     for piece in split_message(text):
         await message.answer(piece)
 
 
 @router.message(Command("stats"))
-async def cmd_stats(message: Message, conversation: ConversationService, admin_ids: frozenset[int]) -> None:
+async def cmd_stats(message: Message, reports: OperatorReports, admin_ids: frozenset[int]) -> None:
     if not _is_admin(message, admin_ids):
         return
-    for piece in split_message(format_stats(await conversation.stats())):
+    for piece in split_message(format_stats(await reports.stats())):
         await message.answer(piece)

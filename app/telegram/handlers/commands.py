@@ -12,6 +12,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from app.services.conversation import ConversationService
+from app.services.operators import OperatorReports
 from app.telegram import texts
 from app.telegram.handlers.common import user_info
 from app.telegram.outbox import TelegramOutbox
@@ -62,9 +63,9 @@ async def on_forget_answer(query: CallbackQuery, conversation: ConversationServi
 
 
 @router.message(Command("export"))
-async def cmd_export(message: Message, conversation: ConversationService) -> None:
+async def cmd_export(message: Message, reports: OperatorReports) -> None:
     user_id = message.from_user.id if message.from_user else message.chat.id
-    data = await conversation.export(user_id)
+    data = await reports.export(user_id)
     if data is None:
         await message.answer(texts.EXPORT_EMPTY)
         return

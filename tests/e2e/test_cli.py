@@ -1,0 +1,55 @@
+"""The operator commands as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from app.services.conversation import ConversationService
+from storage.conversations import UserInfo
+from tests.helpers import RecordingOutbox
+
+
+async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", *args, env={**os.environ, **env}, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_inspect_and_stats_read_the_database(service: ConversationService, database_url: str, tmp_path: Path) -> None:
+    outbox = RecordingOutbox()
+    for text in ("hello", "I had an awful, horrible day"):
+        await service.handle_text(77, UserInfo(user_id=77, username="kim"), text, outbox)
+    env = {"DATABASE_URL": database_url}
+    code, out, err = await _run("inspect", "77", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "chat 77 (user 77, @kim)" in out and "state: repair (left icebreaker)" in out
+    assert "icebreaker -> repair  [negative] at message 2" in out
+    code, out, err = await _run("stats", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "conversations: 1" in out and "repair: 1" in out
+    code, out, _ = await _run("inspect", "404", env=env, cwd=tmp_path)
+    assert code == 1 and "no conversation" in out
+
+
+async def test_run_without_a_token_names_the_setting(database_url: str, tmp_path: Path) -> None:
+    env = {k: "" for k in ("BOT_TOKEN",)} | {"DATABASE_URL": database_url}
+    code, _, err = await _run("run", env=env, cwd=tmp_path)
+    assert code == 2 and "BOT_TOKEN" in err and "Traceback" not in err
+    code, _, err = await _run("scheduler", env={"BOT_TOKEN": "not-a-token", "DATABASE_URL": database_url}, cwd=tmp_path)
+    assert code == 2 and "BOT_TOKEN" in err
+
+
+async def test_an_old_schema_is_refused_with_the_fix(empty_database_url: str, tmp_path: Path) -> None:
+    code, _, err = await _run("stats", env={"DATABASE_URL": empty_database_url}, cwd=tmp_path)
+    assert code == 2 and "aifriend migrate" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_fsm_diagram_is_mermaid(tmp_path: Path) -> None:
+    code, out, _ = await _run("fsm-diagram", env={}, cwd=tmp_path)
+    assert code == 0 and "stateDiagram-v2" in out and "close --> warming: cooldown" in out

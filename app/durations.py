@@ -19,12 +19,3 @@ def parse_duration(value: object) -> timedelta:
     amount, unit = match.groups()
     return timedelta(seconds=float(amount) * _UNITS[unit])
 
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling of a duration, for logs and help texts."""
-    seconds = value.total_seconds()
-    for unit in ("d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

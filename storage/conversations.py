@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.dto import ConversationRow, TransitionRow
+from storage.dto import ConversationRow
 from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User
 
 _COLUMNS = [c for c in Conversation.__table__.c if c.name not in ("created_at", "updated_at")]
@@ -92,20 +92,6 @@ class ConversationRepo:
                 insert(StateTransition),
                 [{"chat_id": chat_id, "message_id": message_id, **vars_of(t)} for t in transitions],
             )
-
-    async def transitions(self, chat_id: int, limit: int = 50) -> list[TransitionRow]:
-        rows = (
-            await self.session.execute(
-                select(StateTransition.id, StateTransition.from_state, StateTransition.to_state,
-                       StateTransition.trigger, StateTransition.user_messages,
-                       StateTransition.sentiment_negative, StateTransition.sentiment_positive,
-                       StateTransition.created_at)
-                .where(StateTransition.chat_id == chat_id)
-                .order_by(StateTransition.id.desc())
-                .limit(limit)
-            )
-        ).all()
-        return [TransitionRow(*row) for row in reversed(rows)]
 
     async def count_bot_message(self, chat_id: int, *, lease_until: datetime) -> None:
         await self.session.execute(

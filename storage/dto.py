@@ -51,15 +51,3 @@ class MessageRow:
 class DailySummaryRow:
     day: date
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionRow:
-    id: int
-    from_state: str | None
-    to_state: str
-    trigger: str
-    user_messages: int
-    sentiment_negative: float | None
-    sentiment_positive: float | None
-    created_at: datetime

@@ -77,15 +77,6 @@ class MessageRepo:
         )
         return rows[::-1]
 
-    async def between(self, chat_id: int, after_id: int, through_id: int) -> list[MessageRow]:
-        return _rows(
-            await self.session.execute(
-                select(*_FIELDS)
-                .where(Message.chat_id == chat_id, Message.id > after_id, Message.id <= through_id)
-                .order_by(Message.id)
-            )
-        )
-
     async def on_day(self, chat_id: int, start: datetime, end: datetime, limit: int) -> list[MessageRow]:
         rows = _rows(
             await self.session.execute(

@@ -75,6 +75,7 @@ class CheckinService:
             finally:
                 structlog.contextvars.unbind_contextvars("chat_id")
         report.cooled = await self._cool_down(now or utcnow())
+        self.conversation.metrics.inc("aifriend_checkin_sweeps_total")
         if claims or report.postponed or report.cooled:
             log.info("checkin_sweep", worker=self.worker, **vars(report))
         return report
@@ -134,6 +135,7 @@ class CheckinService:
         await self._pace()
         if await self.conversation.deliver(claim.chat_id, message_id, text, outbox):
             report.sent += 1
+            self.conversation.metrics.inc("aifriend_replies_total", kind="checkin")
             log.info("checkin_sent", unanswered=unanswered)
 
     async def _cool_down(self, now: datetime) -> int:

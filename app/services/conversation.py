@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.metrics import Metrics
 from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, system_message
 from app.services.memory import MemoryKeeper
@@ -63,6 +64,7 @@ class ConversationService:
         reply_debounce: timedelta = timedelta(0),
         reply_lease: timedelta = timedelta(seconds=15),
         checkins: CheckinPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.model = model
@@ -73,6 +75,7 @@ class ConversationService:
         self.reply_debounce = reply_debounce
         self.reply_lease = reply_lease
         self.checkins = checkins or CheckinPolicy(default_tz=default_tz)
+        self.metrics = metrics or Metrics()
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -135,7 +138,9 @@ class ConversationService:
                 reply_lease_until=now + self.reply_lease if responder else row.reply_lease_until,
             )
             await conversations.add_transitions(chat_id, transition_records(outcome.transitions), message_id)
+        self.metrics.inc("aifriend_messages_received_total")
         for transition in outcome.transitions:
+            self.metrics.inc("aifriend_transitions_total", trigger=transition.trigger.value)
             log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
                      trigger=transition.trigger, user_messages=transition.messages,
                      negative=transition.negative, positive=transition.positive)
@@ -286,6 +291,8 @@ class ConversationService:
         if not text.strip():
             text, kind = self.persona.fallback, "fallback"
         message_id = await self._store_reply(row.chat_id, text, kind, context.pending[-1].id)
+        self.metrics.inc("aifriend_replies_total", kind=kind)
+        self.metrics.observe("aifriend_reply_seconds", (utcnow() - context.pending[-1].created_at).total_seconds())
         log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
         return Reply(message_id, text, kind, stage, crisis, tuple(prompt))
 

@@ -17,6 +17,7 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from app.metrics import serve_metrics
 from app.services.checkins import CheckinService
 from app.services.conversation import ConversationService
 from app.services.operators import OperatorReports
@@ -75,6 +76,19 @@ async def _heal_forever(conversation: ConversationService, outbox: TelegramOutbo
 
 
 @contextlib.asynccontextmanager
+async def exposing_metrics(conversation: ConversationService, settings: Settings) -> AsyncIterator[None]:
+    """Prometheus `/metrics` on METRICS_LISTEN, when it is set."""
+    if settings.metrics_listen is None:
+        yield
+        return
+    runner = await serve_metrics(conversation.metrics, settings.metrics_listen)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def background(conversation: ConversationService, outbox: TelegramOutbox) -> AsyncIterator[None]:
     healer = asyncio.create_task(_heal_forever(conversation, outbox))
     try:
@@ -102,6 +116,7 @@ async def serve(
         structlog.contextvars.bind_contextvars(bot=me.username)
         await bot.set_my_commands(COMMANDS)
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(exposing_metrics(conversation, settings))
             await stack.enter_async_context(background(conversation, outbox))
             if with_scheduler:
                 checkins = CheckinService(
@@ -123,7 +138,10 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
         checkins = CheckinService(
             conversation, worker=worker_name("scheduler"), lease=claim_lease(settings.checkin_sweep_every)
         )
-        async with sweeping(checkins, TelegramOutbox(bot), settings.checkin_sweep_every):
+        async with (
+            exposing_metrics(conversation, settings),
+            sweeping(checkins, TelegramOutbox(bot), settings.checkin_sweep_every),
+        ):
             await _stop_on_signals().wait()
     finally:
         await bot.session.close()

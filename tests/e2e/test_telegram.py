@@ -45,12 +45,17 @@ async def test_a_conversation_from_start_to_close_gets_one_reply_per_message(
 async def test_a_redelivered_update_is_answered_once(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(telegram, tgi, database_url, tmp_path):
+    port = _free_port()
+    async with running_bot(telegram, tgi, database_url, tmp_path, METRICS_LISTEN=f"127.0.0.1:{port}"):
         update_id = telegram.user_sends(CHAT, "hello, only once please")
         await telegram.wait_for(CHAT, 1)
         telegram.redeliver(update_id)
         await _exchange(telegram, "and a second message")
         await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = await response.text()
+    assert "aifriend_messages_received_total 2" in metrics
+    assert 'aifriend_replies_total{kind="reply"} 2' in metrics and "aifriend_reply_seconds_count 2" in metrics
     assert len(telegram.sent[CHAT]) == 2
     count = await _fetch(database_url, "SELECT count(*) FROM messages WHERE role = 'user'")
     assert count[0][0] == 2

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, union, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,6 +111,11 @@ class ConversationRepo:
         )
         return seen is not None
 
+    async def prune_updates(self, before: datetime) -> int:
+        """Forget update ids older than Telegram ever redelivers (it keeps updates for 24 hours)."""
+        result = await self.session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.received_at < before))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def set_timezone(self, user_id: int, timezone: str | None) -> None:
         await self.session.execute(
             update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now())
@@ -129,22 +134,20 @@ class ConversationRepo:
 
     async def chats_owed_a_reply(self, now: datetime, limit: int = 100) -> list[int]:
         """Chats with an unanswered user message and no live responder (after a crash)."""
+        # Driven from the two small partial indexes on messages, not from every conversation.
+        owed = union(
+            select(Message.chat_id).where(Message.role == "user", Message.answered_at.is_(None)),
+            select(Message.chat_id).where(
+                Message.role == "assistant", Message.delivered_at.is_(None),
+                Message.created_at > now - timedelta(days=1),
+            ),
+        ).subquery()
         rows = await self.session.scalars(
             select(Conversation.chat_id)
             .where(
+                Conversation.chat_id.in_(select(owed.c.chat_id)),
                 Conversation.active,
                 or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
-                or_(
-                    select(Message.id)
-                    .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "user",
-                                Message.answered_at.is_(None)))
-                    .exists(),
-                    select(Message.id)
-                    .where(and_(Message.chat_id == Conversation.chat_id, Message.role == "assistant",
-                                Message.delivered_at.is_(None),
-                                Message.created_at > now - timedelta(days=1)))
-                    .exists(),
-                ),
             )
             .limit(limit)
         )

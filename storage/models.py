@@ -133,6 +133,11 @@ class Message(Base):
             postgresql_where=text("role = 'user' AND answered_at IS NULL"),
         ),
         Index(
+            "ix_messages_undelivered",
+            "chat_id",
+            postgresql_where=text("role = 'assistant' AND delivered_at IS NULL"),
+        ),
+        Index(
             "uq_messages_chat_id_telegram_message_id",
             "chat_id",
             "telegram_message_id",

@@ -439,6 +439,10 @@ class ConversationService:
         async with self._unit() as session:
             return await ConversationRepo(session).record_update(update_id, chat_id)
 
+    async def prune_updates(self, keep: timedelta = timedelta(days=7)) -> int:
+        async with self._unit() as session:
+            return await ConversationRepo(session).prune_updates(utcnow() - keep)
+
     async def note_other(self, chat_id: int, user: UserInfo, what: str, answer: str, outbox: Outbox) -> None:
         """Something that is not text (a sticker, a photo): kept for operators, answered kindly."""
         async with self._unit() as session:

@@ -40,6 +40,7 @@ COMMANDS = [
     BotCommand(command="help", description="what I understand"),
 ]
 HEAL_EVERY = 5.0
+PRUNE_EVERY_ROUNDS = 720  # about once an hour
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -65,13 +66,19 @@ def make_dispatcher(conversation: ConversationService, outbox: TelegramOutbox, s
 
 async def _heal_forever(conversation: ConversationService, outbox: TelegramOutbox) -> None:
     """Answer messages a crashed worker left unanswered (at start, then every few seconds)."""
+    rounds = 0
     while True:
         try:
             healed = await conversation.heal(outbox)
             if healed:
                 log.info("chats_healed", chats=healed)
+            if rounds % PRUNE_EVERY_ROUNDS == 0:
+                pruned = await conversation.prune_updates()
+                if pruned:
+                    log.info("processed_updates_pruned", rows=pruned)
         except Exception:
             log.exception("heal_failed")
+        rounds += 1
         await asyncio.sleep(HEAL_EVERY)
 
 

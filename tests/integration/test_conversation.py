@@ -216,3 +216,14 @@ async def test_a_blocked_user_marks_the_chat_inactive(service: ConversationServi
     assert await _say(service, outbox, "hi") != []
     active = await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 501")
     assert active[0][0] is False
+
+
+async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationService, database_url: str) -> None:
+    outbox = RecordingOutbox()
+    await service.handle_text(501, ANN, "old", outbox, telegram_message_id=1, update_id=10)
+    await service.handle_text(501, ANN, "new", outbox, telegram_message_id=2, update_id=11)
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute("UPDATE processed_updates SET received_at = now() - interval '8 days' WHERE update_id = 10")
+    await connection.close()
+    assert await service.prune_updates() == 1
+    assert [r[0] for r in await _rows(database_url, "SELECT update_id FROM processed_updates")] == [11]

@@ -132,14 +132,15 @@ class ConversationRepo:
         )
         return taken is not None
 
-    async def chats_owed_a_reply(self, now: datetime, limit: int = 100) -> list[int]:
-        """Chats with an unanswered user message and no live responder (after a crash)."""
+    async def chats_owed_a_reply(self, now: datetime, stored_before: datetime, limit: int = 100) -> list[int]:
+        """Chats with an unanswered user message, or a bot message stored before `stored_before`
+        and never sent, and no live responder: what a crashed worker left behind."""
         # Driven from the two small partial indexes on messages, not from every conversation.
         owed = union(
             select(Message.chat_id).where(Message.role == "user", Message.answered_at.is_(None)),
             select(Message.chat_id).where(
                 Message.role == "assistant", Message.delivered_at.is_(None),
-                Message.created_at > now - timedelta(days=1),
+                Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),
             ),
         ).subquery()
         rows = await self.session.scalars(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -103,11 +103,15 @@ class MessageRepo:
             .values(delivered_at=func.now(), telegram_message_id=telegram_message_id)
         )
 
-    async def undelivered(self, chat_id: int) -> list[MessageRow]:
+    async def undelivered(self, chat_id: int, stored_before: datetime) -> list[MessageRow]:
+        """Bot messages stored before `stored_before` (and within a day of it) but never sent."""
         return _rows(
             await self.session.execute(
                 select(*_FIELDS)
-                .where(Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None))
+                .where(
+                    Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None),
+                    Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),
+                )
                 .order_by(Message.id)
             )
         )

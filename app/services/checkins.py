@@ -119,6 +119,8 @@ class CheckinService:
                 await repo.finish(claim.claim_id, "failed", note=str(exc)[:500])
             report.failed += 1
             return
+        # Wait for the send slot before storing: stored and sent are then milliseconds apart.
+        await self._pace()
         async with self.conversation.database.sessions() as session, session.begin():
             repo = CheckinRepo(session)
             before = await repo.still_mine(claim.chat_id, claim.lease_until)
@@ -132,7 +134,6 @@ class CheckinService:
             assert message_id is not None
             next_at = self.conversation.plan_checkin(utcnow(), enabled=True, unanswered=unanswered)
             await repo.record_sent(claim.chat_id, claim_id=claim.claim_id, message_id=message_id, next_at=next_at)
-        await self._pace()
         if await self.conversation.deliver(claim.chat_id, message_id, text, outbox):
             report.sent += 1
             self.conversation.metrics.inc("aifriend_replies_total", kind="checkin")

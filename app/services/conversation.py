@@ -50,6 +50,9 @@ log = structlog.get_logger()
 
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
+# A stored bot message is resent only when older than this: a live worker sends within seconds
+# of storing, and resending what it is about to send would say it twice.
+REDELIVER_AFTER = timedelta(seconds=60)
 
 
 class ConversationService:
@@ -357,7 +360,7 @@ class ConversationService:
     async def _redeliver(self, row: ConversationRow, outbox: Outbox) -> None:
         """Replies stored before a crash but never sent go out first."""
         async with self._unit() as session:
-            undelivered = await MessageRepo(session).undelivered(row.chat_id)
+            undelivered = await MessageRepo(session).undelivered(row.chat_id, utcnow() - REDELIVER_AFTER)
         for message in undelivered:
             if not await self._deliver(row.chat_id, message.id, message.text, outbox):
                 return
@@ -370,7 +373,7 @@ class ConversationService:
     async def heal(self, outbox: Outbox) -> int:
         """Answer what a crashed worker left owed; returns how many chats were healed."""
         async with self._unit() as session:
-            owed = await ConversationRepo(session).chats_owed_a_reply(utcnow())
+            owed = await ConversationRepo(session).chats_owed_a_reply(utcnow(), utcnow() - REDELIVER_AFTER)
         healed = 0
         for chat_id in owed:
             structlog.contextvars.bind_contextvars(chat_id=chat_id)

@@ -227,3 +227,30 @@ async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationS
     await connection.close()
     assert await service.prune_updates() == 1
     assert [r[0] for r in await _rows(database_url, "SELECT update_id FROM processed_updates")] == [11]
+
+
+class _DownOutbox(RecordingOutbox):
+    """Telegram unreachable: the reply is stored, but cannot be sent."""
+
+    async def send(self, chat_id: int, text: str) -> int | None:
+        raise ConnectionError("Telegram is down")
+
+
+async def test_a_stored_reply_that_was_never_sent_is_sent_once_later(
+    service: ConversationService, database_url: str
+) -> None:
+    try:
+        await service.handle_text(501, ANN, "please answer this", _DownOutbox())
+    except ConnectionError:
+        pass
+    stored = await _rows(database_url, "SELECT delivered_at FROM messages WHERE role = 'assistant'")
+    assert len(stored) == 1 and stored[0][0] is None
+    outbox = RecordingOutbox()
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    await connection.execute("UPDATE conversations SET reply_lease_until = NULL")
+    assert await service.heal(outbox) == 0, "a fresh unsent message may still be on its way: not resent yet"
+    await connection.execute("UPDATE messages SET created_at = created_at - interval '2 minutes' WHERE role = 'assistant'")
+    await connection.close()
+    assert await service.heal(outbox) == 1
+    assert await service.heal(outbox) == 0
+    assert [text for _, text in outbox.sent] == ["[emulated model] please answer this"]

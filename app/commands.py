@@ -56,20 +56,20 @@ async def cmd_fsm_diagram(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from app.telegram.bot import make_bot, serve
+    settings.telegram_token()  # a missing token fails before anything (or any slow import) starts
+    from app.telegram.bot import serve
     from app.wiring import services
 
-    await make_bot(settings).session.close()  # a missing or malformed token fails before anything starts
     async with services(settings) as built:
         await serve(settings, built.conversation, with_scheduler=not args.no_scheduler)
     return 0
 
 
 async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from app.telegram.bot import make_bot, serve_scheduler
+    settings.telegram_token()
+    from app.telegram.bot import serve_scheduler
     from app.wiring import services
 
-    await make_bot(settings).session.close()
     async with services(settings) as built:
         await serve_scheduler(settings, built.conversation)
     return 0

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     metrics_listen: HostPort | None = None
     reply_debounce: Duration = timedelta(seconds=1.5)
 
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here rather than by aiogram so a wrong token fails before its slow import.
+        if value is None or not value.get_secret_value():
+            return None
+        token = value.get_secret_value()
+        bot_id, sep, secret = token.partition(":")
+        if not sep or not bot_id.isdigit() or not secret or any(c.isspace() for c in token):
+            raise ValueError("not a bot token (it looks like 123456:ABC-...); get one from @BotFather")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
@@ -103,6 +115,12 @@ class Settings(BaseSettings):
         if value <= timedelta(0):
             raise ValueError("must be longer than zero, e.g. 60s")
         return value
+
+    def telegram_token(self) -> str:
+        """The bot token, for the commands that talk to Telegram; a clear error when unset."""
+        if self.bot_token is None:
+            raise SettingsError("invalid setting BOT_TOKEN: required to talk to Telegram; get one from @BotFather")
+        return self.bot_token.get_secret_value()
 
 
 class SettingsError(Exception):

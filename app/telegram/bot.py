@@ -13,7 +13,6 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand
-from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
@@ -21,7 +20,7 @@ from app.metrics import serve_metrics
 from app.services.checkins import CheckinService
 from app.services.conversation import ConversationService
 from app.services.operators import OperatorReports
-from app.settings import Settings, SettingsError
+from app.settings import Settings
 from app.telegram.handlers import build_router
 from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
 from app.telegram.outbox import TelegramOutbox
@@ -44,13 +43,9 @@ PRUNE_EVERY_ROUNDS = 720  # about once an hour
 
 
 def make_bot(settings: Settings) -> Bot:
-    if settings.bot_token is None:
-        raise SettingsError("invalid setting BOT_TOKEN: required by `aifriend run`; get one from @BotFather")
+    token = settings.telegram_token()
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
-    try:
-        return Bot(settings.bot_token.get_secret_value(), session=session)
-    except TokenValidationError:
-        raise SettingsError("invalid setting BOT_TOKEN: not a bot token (it looks like 123456:ABC-...)") from None
+    return Bot(token, session=session)
 
 
 def make_dispatcher(conversation: ConversationService, outbox: TelegramOutbox, settings: Settings) -> Dispatcher:

@@ -110,6 +110,24 @@ def test_a_bad_setting_names_itself(clean_env: pytest.MonkeyPatch, name: str, va
         load_settings()
 
 
+@pytest.mark.parametrize("token", ["not-a-token", "987654", "abc:DEF", "987654:", "987 654:XYZ"])
+def test_a_malformed_bot_token_is_refused_without_echoing_it(clean_env: pytest.MonkeyPatch, token: str) -> None:
+    clean_env.setenv("BOT_TOKEN", token)
+    with pytest.raises(SettingsError, match="BOT_TOKEN") as refused:
+        load_settings()
+    assert token not in str(refused.value)
+
+
+def test_a_missing_bot_token_is_named_only_when_telegram_is_needed(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("BOT_TOKEN", "")
+    settings = load_settings()
+    assert settings.bot_token is None
+    with pytest.raises(SettingsError, match="BOT_TOKEN"):
+        settings.telegram_token()
+    clean_env.setenv("BOT_TOKEN", "123456:ABC-def_1")
+    assert load_settings().telegram_token() == "123456:ABC-def_1"
+
+
 def test_cli_exits_2_with_one_line_for_a_bad_setting(tmp_path: os.PathLike[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"CHECKIN_AFTER": "soon"}
     result = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from app.services.conversation import ConversationService
 from storage.conversations import UserInfo
@@ -239,10 +240,8 @@ class _DownOutbox(RecordingOutbox):
 async def test_a_stored_reply_that_was_never_sent_is_sent_once_later(
     service: ConversationService, database_url: str
 ) -> None:
-    try:
+    with pytest.raises(ConnectionError):
         await service.handle_text(501, ANN, "please answer this", _DownOutbox())
-    except ConnectionError:
-        pass
     stored = await _rows(database_url, "SELECT delivered_at FROM messages WHERE role = 'assistant'")
     assert len(stored) == 1 and stored[0][0] is None
     outbox = RecordingOutbox()

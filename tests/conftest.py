@@ -102,3 +102,10 @@ async def telegram() -> AsyncIterator[TelegramEmulator]:
         yield emulator
     finally:
         await emulator.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that talks to the suite's server, so CI can rerun just those on another."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, union, update
+from sqlalchemy import bindparam, delete, func, or_, select, union, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +15,41 @@ from storage.dto import ConversationRow
 from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User
 
 _COLUMNS = [c for c in Conversation.__table__.c if c.name not in ("created_at", "updated_at")]
+
+# The statements of the reply path are built once, with bound parameters: building one and
+# computing its cache key costs SQLAlchemy more CPU than PostgreSQL spends running it.
+_GET = (
+    select(*_COLUMNS, User.timezone, User.username, User.first_name)
+    .join(User, User.id == Conversation.user_id)
+    .where(Conversation.chat_id == bindparam("b_chat_id"))
+)
+_LOCK = _GET.with_for_update(of=Conversation)
+_RECORD_UPDATE = (
+    insert(ProcessedUpdate)
+    .values(update_id=bindparam("b_update_id"), chat_id=bindparam("b_chat_id"))
+    .on_conflict_do_nothing()
+    .returning(ProcessedUpdate.update_id)
+)
+_COUNT_BOT_MESSAGE = (
+    update(Conversation)
+    .where(Conversation.chat_id == bindparam("b_chat_id"))
+    .values(bot_messages=Conversation.bot_messages + 1, last_bot_message_at=func.now(),
+            reply_lease_until=bindparam("b_lease_until", type_=Conversation.reply_lease_until.type),
+            updated_at=func.now())
+    .execution_options(synchronize_session=False)
+)
+
+
+@cache
+def _update_of(columns: frozenset[str]) -> Any:
+    """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
+    table = Conversation.__table__
+    return (
+        update(Conversation)
+        .where(Conversation.chat_id == bindparam("b_chat_id"))
+        .values(updated_at=func.now(), **{name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns})
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +105,13 @@ class ConversationRepo:
         return await self.get(chat_id, for_update=True)
 
     async def get(self, chat_id: int, *, for_update: bool = False) -> ConversationRow | None:
-        query = (
-            select(*_COLUMNS, User.timezone, User.username, User.first_name)
-            .join(User, User.id == Conversation.user_id)
-            .where(Conversation.chat_id == chat_id)
-        )
-        if for_update:
-            query = query.with_for_update(of=Conversation)
-        row = (await self.session.execute(query)).mappings().first()
+        query = _LOCK if for_update else _GET
+        row = (await self.session.execute(query, {"b_chat_id": chat_id})).mappings().first()
         return _row(row) if row else None
 
     async def update(self, chat_id: int, **values: Any) -> None:
-        await self.session.execute(
-            update(Conversation).where(Conversation.chat_id == chat_id).values(updated_at=func.now(), **values)
-        )
+        params = {f"b_{name}": value for name, value in values.items()}
+        await self.session.execute(_update_of(frozenset(values)), {"b_chat_id": chat_id, **params})
 
     async def add_transitions(
         self, chat_id: int, transitions: list[TransitionRecord], message_id: int | None = None
@@ -94,21 +123,11 @@ class ConversationRepo:
             )
 
     async def count_bot_message(self, chat_id: int, *, lease_until: datetime) -> None:
-        await self.session.execute(
-            update(Conversation)
-            .where(Conversation.chat_id == chat_id)
-            .values(bot_messages=Conversation.bot_messages + 1, last_bot_message_at=func.now(),
-                    reply_lease_until=lease_until, updated_at=func.now())
-        )
+        await self.session.execute(_COUNT_BOT_MESSAGE, {"b_chat_id": chat_id, "b_lease_until": lease_until})
 
     async def record_update(self, update_id: int, chat_id: int | None) -> bool:
         """Remember a Telegram update id; False when it was seen before."""
-        seen = await self.session.scalar(
-            insert(ProcessedUpdate)
-            .values(update_id=update_id, chat_id=chat_id)
-            .on_conflict_do_nothing()
-            .returning(ProcessedUpdate.update_id)
-        )
+        seen = await self.session.scalar(_RECORD_UPDATE, {"b_update_id": update_id, "b_chat_id": chat_id})
         return seen is not None
 
     async def prune_updates(self, before: datetime) -> int:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dto import DailySummaryRow
 from storage.models import Conversation, DailySummary
+
+_DAYS = (  # built once, as the reply path's statements are (see storage.conversations)
+    select(DailySummary.day, DailySummary.text)
+    .where(DailySummary.chat_id == bindparam("b_chat_id"), DailySummary.day < bindparam("b_before"))
+    .order_by(DailySummary.day.desc())
+    .limit(bindparam("b_limit"))
+)
 
 
 class MemoryRepo:
@@ -18,14 +25,8 @@ class MemoryRepo:
 
     async def days(self, chat_id: int, before: date, limit: int) -> list[DailySummaryRow]:
         """The latest day summaries before `before`, oldest first."""
-        rows = (
-            await self.session.execute(
-                select(DailySummary.day, DailySummary.text)
-                .where(DailySummary.chat_id == chat_id, DailySummary.day < before)
-                .order_by(DailySummary.day.desc())
-                .limit(limit)
-            )
-        ).all()
+        params = {"b_chat_id": chat_id, "b_before": before, "b_limit": limit}
+        rows = (await self.session.execute(_DAYS, params)).all()
         return [DailySummaryRow(day, text) for day, text in reversed(rows)]
 
     async def has_day(self, chat_id: int, day: date) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,53 @@ from storage.dto import MessageRow
 from storage.models import Message
 
 _FIELDS = [getattr(Message, name) for name in MessageRow.__slots__]
+_COLUMN = Message.__table__.c
+_ADDED_FIELDS = (
+    "chat_id", "role", "kind", "text", "telegram_message_id", "update_id",
+    "sentiment_negative", "sentiment_positive", "delivered_at",
+)
+
+
+def _insert(*, answered: bool) -> Any:
+    # Built once (see storage.conversations): a user's Telegram message is stored at most once.
+    return (
+        insert(Message)
+        .values(answered_at=func.now() if answered else None,
+                **{name: bindparam(f"b_{name}", type_=_COLUMN[name].type) for name in _ADDED_FIELDS})
+        .on_conflict_do_nothing(
+            index_elements=[Message.chat_id, Message.telegram_message_id],
+            index_where=sql("role = 'user' AND telegram_message_id IS NOT NULL"),
+        )
+        .returning(Message.id)
+    )
+
+
+_ADD = {answered: _insert(answered=answered) for answered in (False, True)}
+_PENDING = (
+    select(*_FIELDS)
+    .where(Message.chat_id == bindparam("b_chat_id"), Message.role == "user", Message.answered_at.is_(None))
+    .order_by(Message.id)
+)
+_RECENT = (
+    select(*_FIELDS)
+    .where(Message.chat_id == bindparam("b_chat_id"), Message.id > bindparam("b_after_id"))
+    .order_by(Message.id.desc())
+    .limit(bindparam("b_limit"))
+)
+_MARK_ANSWERED = (
+    update(Message)
+    .where(Message.chat_id == bindparam("b_chat_id"), Message.role == "user", Message.answered_at.is_(None),
+           Message.id <= bindparam("b_through_id"))
+    .values(answered_at=func.now())
+    .execution_options(synchronize_session=False)
+)
+_MARK_DELIVERED = (
+    update(Message)
+    .where(Message.id == bindparam("b_message_id"))
+    .values(delivered_at=func.now(),
+            telegram_message_id=bindparam("b_telegram_message_id", type_=_COLUMN["telegram_message_id"].type))
+    .execution_options(synchronize_session=False)
+)
 
 
 def _rows(result: Any) -> list[MessageRow]:
@@ -39,43 +86,23 @@ class MessageRepo:
         delivered_at: datetime | None = None,
     ) -> int | None:
         """Store a message; None when this Telegram message of the user is already stored."""
-        statement = (
-            insert(Message)
-            .values(
-                chat_id=chat_id, role=role, kind=kind, text=text,
-                telegram_message_id=telegram_message_id, update_id=update_id,
-                sentiment_negative=sentiment_negative, sentiment_positive=sentiment_positive,
-                answered_at=func.now() if answered else None, delivered_at=delivered_at,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[Message.chat_id, Message.telegram_message_id],
-                index_where=sql("role = 'user' AND telegram_message_id IS NOT NULL"),
-            )
-            .returning(Message.id)
-        )
-        return await self.session.scalar(statement)
+        params = {
+            "b_chat_id": chat_id, "b_role": role, "b_kind": kind, "b_text": text,
+            "b_telegram_message_id": telegram_message_id, "b_update_id": update_id,
+            "b_sentiment_negative": sentiment_negative, "b_sentiment_positive": sentiment_positive,
+            "b_delivered_at": delivered_at,
+        }
+        added: int | None = await self.session.scalar(_ADD[answered], params)
+        return added
 
     async def pending(self, chat_id: int) -> list[MessageRow]:
         """User messages still owed a reply, oldest first."""
-        return _rows(
-            await self.session.execute(
-                select(*_FIELDS)
-                .where(Message.chat_id == chat_id, Message.role == "user", Message.answered_at.is_(None))
-                .order_by(Message.id)
-            )
-        )
+        return _rows(await self.session.execute(_PENDING, {"b_chat_id": chat_id}))
 
     async def recent(self, chat_id: int, after_id: int, limit: int) -> list[MessageRow]:
         """The newest `limit` messages after `after_id`, oldest first."""
-        rows = _rows(
-            await self.session.execute(
-                select(*_FIELDS)
-                .where(Message.chat_id == chat_id, Message.id > after_id)
-                .order_by(Message.id.desc())
-                .limit(limit)
-            )
-        )
-        return rows[::-1]
+        params = {"b_chat_id": chat_id, "b_after_id": after_id, "b_limit": limit}
+        return _rows(await self.session.execute(_RECENT, params))[::-1]
 
     async def on_day(self, chat_id: int, start: datetime, end: datetime, limit: int) -> list[MessageRow]:
         rows = _rows(
@@ -89,19 +116,11 @@ class MessageRepo:
         return rows[::-1]
 
     async def mark_answered(self, chat_id: int, through_id: int) -> None:
-        await self.session.execute(
-            update(Message)
-            .where(Message.chat_id == chat_id, Message.role == "user", Message.answered_at.is_(None),
-                   Message.id <= through_id)
-            .values(answered_at=func.now())
-        )
+        await self.session.execute(_MARK_ANSWERED, {"b_chat_id": chat_id, "b_through_id": through_id})
 
     async def mark_delivered(self, message_id: int, telegram_message_id: int | None) -> None:
-        await self.session.execute(
-            update(Message)
-            .where(Message.id == message_id)
-            .values(delivered_at=func.now(), telegram_message_id=telegram_message_id)
-        )
+        params = {"b_message_id": message_id, "b_telegram_message_id": telegram_message_id}
+        await self.session.execute(_MARK_DELIVERED, params)
 
     async def undelivered(self, chat_id: int, stored_before: datetime) -> list[MessageRow]:
         """Bot messages stored before `stored_before` (and within a day of it) but never sent."""

@@ -12,43 +12,44 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dto import ConversationRow
-from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User
+from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User, table_of
 
 _COLUMNS = [c for c in Conversation.__table__.c if c.name not in ("created_at", "updated_at")]
 
-# The statements of the reply path are built once, with bound parameters: building one and
-# computing its cache key costs SQLAlchemy more CPU than PostgreSQL spends running it.
+# The statements of the reply path are built once, with bound parameters, on the tables
+# rather than the ORM classes: building a statement, computing its cache key and the ORM's
+# bookkeeping cost SQLAlchemy more CPU than PostgreSQL spends running it.
+_CONVERSATIONS, _USERS = table_of(Conversation), table_of(User)
 _GET = (
-    select(*_COLUMNS, User.timezone, User.username, User.first_name)
-    .join(User, User.id == Conversation.user_id)
-    .where(Conversation.chat_id == bindparam("b_chat_id"))
+    select(*_COLUMNS, _USERS.c.timezone, _USERS.c.username, _USERS.c.first_name)
+    .join(_USERS, _USERS.c.id == _CONVERSATIONS.c.user_id)
+    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
 )
-_LOCK = _GET.with_for_update(of=Conversation)
+_LOCK = _GET.with_for_update(of=_CONVERSATIONS)
 _RECORD_UPDATE = (
-    insert(ProcessedUpdate)
+    insert(table_of(ProcessedUpdate))
     .values(update_id=bindparam("b_update_id"), chat_id=bindparam("b_chat_id"))
     .on_conflict_do_nothing()
-    .returning(ProcessedUpdate.update_id)
+    .returning(table_of(ProcessedUpdate).c.update_id)
 )
+_ADD_TRANSITIONS = insert(table_of(StateTransition))
 _COUNT_BOT_MESSAGE = (
-    update(Conversation)
-    .where(Conversation.chat_id == bindparam("b_chat_id"))
-    .values(bot_messages=Conversation.bot_messages + 1, last_bot_message_at=func.now(),
-            reply_lease_until=bindparam("b_lease_until", type_=Conversation.reply_lease_until.type),
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
+    .values(bot_messages=_CONVERSATIONS.c.bot_messages + 1, last_bot_message_at=func.now(),
+            reply_lease_until=bindparam("b_lease_until", type_=_CONVERSATIONS.c.reply_lease_until.type),
             updated_at=func.now())
-    .execution_options(synchronize_session=False)
 )
 
 
 @cache
 def _update_of(columns: frozenset[str]) -> Any:
     """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
-    table = Conversation.__table__
+    table = _CONVERSATIONS
     return (
-        update(Conversation)
-        .where(Conversation.chat_id == bindparam("b_chat_id"))
+        update(table)
+        .where(table.c.chat_id == bindparam("b_chat_id"))
         .values(updated_at=func.now(), **{name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns})
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -118,7 +119,7 @@ class ConversationRepo:
     ) -> None:
         if transitions:
             await self.session.execute(
-                insert(StateTransition),
+                _ADD_TRANSITIONS,
                 [{"chat_id": chat_id, "message_id": message_id, **vars_of(t)} for t in transitions],
             )
 

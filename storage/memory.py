@@ -9,12 +9,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dto import DailySummaryRow
-from storage.models import Conversation, DailySummary
+from storage.models import Conversation, DailySummary, table_of
 
-_DAYS = (  # built once, as the reply path's statements are (see storage.conversations)
-    select(DailySummary.day, DailySummary.text)
-    .where(DailySummary.chat_id == bindparam("b_chat_id"), DailySummary.day < bindparam("b_before"))
-    .order_by(DailySummary.day.desc())
+_DAY_COLUMNS = table_of(DailySummary).c
+_DAYS = (  # built once, on the table, as the reply path's statements are (see storage.conversations)
+    select(_DAY_COLUMNS.day, _DAY_COLUMNS.text)
+    .where(_DAY_COLUMNS.chat_id == bindparam("b_chat_id"), _DAY_COLUMNS.day < bindparam("b_before"))
+    .order_by(_DAY_COLUMNS.day.desc())
     .limit(bindparam("b_limit"))
 )
 

@@ -11,10 +11,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dto import MessageRow
-from storage.models import Message
+from storage.models import Message, table_of
 
 _FIELDS = [getattr(Message, name) for name in MessageRow.__slots__]
-_COLUMN = Message.__table__.c
+# The reply path's statements are built once, on the table (see storage.conversations).
+_MESSAGES = table_of(Message)
+_COLUMN = _MESSAGES.c
+_COLUMNS = [_COLUMN[name] for name in MessageRow.__slots__]
 _ADDED_FIELDS = (
     "chat_id", "role", "kind", "text", "telegram_message_id", "update_id",
     "sentiment_negative", "sentiment_positive", "delivered_at",
@@ -22,44 +25,42 @@ _ADDED_FIELDS = (
 
 
 def _insert(*, answered: bool) -> Any:
-    # Built once (see storage.conversations): a user's Telegram message is stored at most once.
+    # A user's Telegram message is stored at most once.
     return (
-        insert(Message)
+        insert(_MESSAGES)
         .values(answered_at=func.now() if answered else None,
                 **{name: bindparam(f"b_{name}", type_=_COLUMN[name].type) for name in _ADDED_FIELDS})
         .on_conflict_do_nothing(
-            index_elements=[Message.chat_id, Message.telegram_message_id],
+            index_elements=[_COLUMN.chat_id, _COLUMN.telegram_message_id],
             index_where=sql("role = 'user' AND telegram_message_id IS NOT NULL"),
         )
-        .returning(Message.id)
+        .returning(_COLUMN.id)
     )
 
 
 _ADD = {answered: _insert(answered=answered) for answered in (False, True)}
 _PENDING = (
-    select(*_FIELDS)
-    .where(Message.chat_id == bindparam("b_chat_id"), Message.role == "user", Message.answered_at.is_(None))
-    .order_by(Message.id)
+    select(*_COLUMNS)
+    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.role == "user", _COLUMN.answered_at.is_(None))
+    .order_by(_COLUMN.id)
 )
 _RECENT = (
-    select(*_FIELDS)
-    .where(Message.chat_id == bindparam("b_chat_id"), Message.id > bindparam("b_after_id"))
-    .order_by(Message.id.desc())
+    select(*_COLUMNS)
+    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.id > bindparam("b_after_id"))
+    .order_by(_COLUMN.id.desc())
     .limit(bindparam("b_limit"))
 )
 _MARK_ANSWERED = (
-    update(Message)
-    .where(Message.chat_id == bindparam("b_chat_id"), Message.role == "user", Message.answered_at.is_(None),
-           Message.id <= bindparam("b_through_id"))
+    update(_MESSAGES)
+    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.role == "user", _COLUMN.answered_at.is_(None),
+           _COLUMN.id <= bindparam("b_through_id"))
     .values(answered_at=func.now())
-    .execution_options(synchronize_session=False)
 )
 _MARK_DELIVERED = (
-    update(Message)
-    .where(Message.id == bindparam("b_message_id"))
+    update(_MESSAGES)
+    .where(_COLUMN.id == bindparam("b_message_id"))
     .values(delivered_at=func.now(),
             telegram_message_id=bindparam("b_telegram_message_id", type_=_COLUMN["telegram_message_id"].type))
-    .execution_options(synchronize_session=False)
 )
 
 

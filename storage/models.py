@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Table,
     Text,
     func,
     text,
@@ -27,6 +28,13 @@ TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "coold
 ROLES = ("user", "assistant")
 KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
 CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed")
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table behind a model, for statements that skip the ORM's per-execution work."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:

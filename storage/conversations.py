@@ -14,12 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.dto import ConversationRow
 from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User, table_of
 
-_COLUMNS = [c for c in Conversation.__table__.c if c.name not in ("created_at", "updated_at")]
-
 # The statements of the reply path are built once, with bound parameters, on the tables
 # rather than the ORM classes: building a statement, computing its cache key and the ORM's
 # bookkeeping cost SQLAlchemy more CPU than PostgreSQL spends running it.
 _CONVERSATIONS, _USERS = table_of(Conversation), table_of(User)
+_COLUMNS = [c for c in _CONVERSATIONS.c if c.name not in ("created_at", "updated_at")]
 _GET = (
     select(*_COLUMNS, _USERS.c.timezone, _USERS.c.username, _USERS.c.first_name)
     .join(_USERS, _USERS.c.id == _CONVERSATIONS.c.user_id)
@@ -45,11 +44,11 @@ _COUNT_BOT_MESSAGE = (
 @cache
 def _update_of(columns: frozenset[str]) -> Any:
     """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
-    table = _CONVERSATIONS
+    settable = {name: bindparam(f"b_{name}", type_=_CONVERSATIONS.c[name].type) for name in columns}
     return (
-        update(table)
-        .where(table.c.chat_id == bindparam("b_chat_id"))
-        .values(updated_at=func.now(), **{name: bindparam(f"b_{name}", type_=table.c[name].type) for name in columns})
+        update(_CONVERSATIONS)
+        .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
+        .values(updated_at=func.now(), **settable)
     )
 
 

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.dto import MessageRow
 from storage.models import Message, table_of
 
-_FIELDS = [getattr(Message, name) for name in MessageRow.__slots__]
 # The reply path's statements are built once, on the table (see storage.conversations).
 _MESSAGES = table_of(Message)
 _COLUMN = _MESSAGES.c
@@ -108,7 +107,7 @@ class MessageRepo:
     async def on_day(self, chat_id: int, start: datetime, end: datetime, limit: int) -> list[MessageRow]:
         rows = _rows(
             await self.session.execute(
-                select(*_FIELDS)
+                select(*_COLUMNS)
                 .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end)
                 .order_by(Message.id.desc())
                 .limit(limit)
@@ -127,7 +126,7 @@ class MessageRepo:
         """Bot messages stored before `stored_before` (and within a day of it) but never sent."""
         return _rows(
             await self.session.execute(
-                select(*_FIELDS)
+                select(*_COLUMNS)
                 .where(
                     Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None),
                     Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),

@@ -202,10 +202,9 @@ class ConversationService:
                     if await self._release_if_idle(chat_id):
                         return replies
                     continue
-                wait = (context.pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds()
-                if wait > 0:
+                if context.debounce > 0:
                     async with outbox.typing(chat_id):
-                        await asyncio.sleep(wait)
+                        await asyncio.sleep(context.debounce)
                     continue
                 async with outbox.typing(chat_id):
                     reply = await self._write_reply(context)
@@ -233,16 +232,21 @@ class ConversationService:
                 await ConversationRepo(session).update(chat_id, reply_lease_until=utcnow() + self.reply_lease)
 
     async def _context(self, chat_id: int) -> ReplyContext | None:
+        """What the next reply needs; history and memory only once the debounce is over."""
         async with self._unit() as session:
             row = await ConversationRepo(session).get(chat_id)
             if row is None:  # forgotten meanwhile
                 return None
             messages = MessageRepo(session)
             pending = await messages.pending(chat_id)
+            # While a burst may still grow, wait before reading history and memory.
+            debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
+            if not pending or debounce > 0:
+                return ReplyContext(row, pending, [], Memory(), debounce=max(debounce, 0.0))
             since = max(row.history_since_id, row.summarized_through_id)
-            recent = await messages.recent(chat_id, since, HISTORY_WINDOW) if pending else []
+            recent = await messages.recent(chat_id, since, HISTORY_WINDOW)
             today = utcnow().astimezone(self.zone(row)).date()
-            days = await MemoryRepo(session).days(chat_id, today, 3) if pending else []
+            days = await MemoryRepo(session).days(chat_id, today, 3)
         memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
         return ReplyContext(row, pending, recent, memory)
 

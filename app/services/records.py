@@ -40,6 +40,7 @@ class ReplyContext:
     pending: list[MessageRow]
     recent: list[MessageRow]
     memory: Memory
+    debounce: float = 0.0  # seconds to wait for more of a burst; history and memory are unread until then
 
 
 def utcnow() -> datetime:

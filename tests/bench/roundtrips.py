@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import event
 
 from app.persona import load_persona
 from app.services.conversation import ConversationService
+from app.settings import Settings
 from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
 from storage import migrate
@@ -40,19 +42,20 @@ async def main() -> None:
             user = UserInfo(user_id=1)
             await service.handle_text(1, user, "hello, first message", outbox)  # creates the conversation
             await service.drain()
-            rounds = []
-            for n in range(20):
-                statements.clear()
-                before = len(tgi.requests)
-                await service.handle_text(1, user, f"message number {n}", outbox, telegram_message_id=100 + n,
-                                          update_id=1000 + n)
-                await service.drain()
-                calls = [path for path, _ in tgi.requests[before:]]
-                rounds.append((len(statements), calls))
-            count, calls = rounds[-1]
-            print(f"database statements per reply (excluding BEGIN/COMMIT): {count}")
-            print(f"model server requests per reply: {calls.count('/v1/chat/completions')} generation, "
-                  f"{calls.count('/chat_tokenize')} token count")
+            for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
+                service.reply_debounce = debounce
+                for n in range(messages):
+                    statements.clear()
+                    before = len(tgi.requests)
+                    sent = 100 + len(outbox.sent)
+                    await service.handle_text(1, user, f"message number {n}", outbox, telegram_message_id=sent,
+                                              update_id=1000 + sent)
+                    await service.drain()
+                    calls = [path for path, _ in tgi.requests[before:]]
+                print(f"with REPLY_DEBOUNCE={debounce.total_seconds():g}s:")
+                print(f"  database statements per reply (excluding BEGIN/COMMIT): {len(statements)}")
+                print(f"  model server requests per reply: {calls.count('/v1/chat/completions')} generation, "
+                      f"{calls.count('/chat_tokenize')} token count")
             await service.close()
             await model.close()
             await database.close()

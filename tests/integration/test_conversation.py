@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -228,6 +229,22 @@ async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationS
     await connection.close()
     assert await service.prune_updates() == 1
     assert [r[0] for r in await _rows(database_url, "SELECT update_id FROM processed_updates")] == [11]
+
+
+async def test_a_debounced_burst_gets_one_reply_that_knows_the_history(
+    service: ConversationService, tgi: TGIEmulator
+) -> None:
+    outbox = RecordingOutbox()
+    await _say(service, outbox, "My dog is called Biscuit")
+    service.reply_debounce = timedelta(seconds=0.4)
+    burst = [_say(service, outbox, "so"), _say(service, outbox, "guess what happened today")]
+    results = await asyncio.gather(*burst)
+    assert sum(len(r) for r in results) == 1, "one reply for the whole burst"
+    prompt = [m["content"] for m in tgi.chat_requests()[-1]["messages"]]
+    assert len(tgi.chat_requests()) == 2
+    assert "My dog is called Biscuit" in prompt, "history is read once the burst is over"
+    assert prompt[-1] == "so\nguess what happened today", "the burst is answered as one turn"
+    assert len(outbox.sent) == 2
 
 
 class _DownOutbox(RecordingOutbox):

@@ -16,7 +16,7 @@ from storage.models import Message, table_of
 # The reply path's statements are built once, on the table (see storage.conversations).
 _MESSAGES = table_of(Message)
 _COLUMN = _MESSAGES.c
-_COLUMNS = [_COLUMN[name] for name in MessageRow.__slots__]
+_ROW_COLUMNS = [_COLUMN[name] for name in MessageRow.__slots__]  # in MessageRow order
 _ADDED_FIELDS = (
     "chat_id", "role", "kind", "text", "telegram_message_id", "update_id",
     "sentiment_negative", "sentiment_positive", "delivered_at",
@@ -39,12 +39,12 @@ def _insert(*, answered: bool) -> Any:
 
 _ADD = {answered: _insert(answered=answered) for answered in (False, True)}
 _PENDING = (
-    select(*_COLUMNS)
+    select(*_ROW_COLUMNS)
     .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.role == "user", _COLUMN.answered_at.is_(None))
     .order_by(_COLUMN.id)
 )
 _RECENT = (
-    select(*_COLUMNS)
+    select(*_ROW_COLUMNS)
     .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.id > bindparam("b_after_id"))
     .order_by(_COLUMN.id.desc())
     .limit(bindparam("b_limit"))
@@ -107,7 +107,7 @@ class MessageRepo:
     async def on_day(self, chat_id: int, start: datetime, end: datetime, limit: int) -> list[MessageRow]:
         rows = _rows(
             await self.session.execute(
-                select(*_COLUMNS)
+                select(*_ROW_COLUMNS)
                 .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end)
                 .order_by(Message.id.desc())
                 .limit(limit)
@@ -126,7 +126,7 @@ class MessageRepo:
         """Bot messages stored before `stored_before` (and within a day of it) but never sent."""
         return _rows(
             await self.session.execute(
-                select(*_COLUMNS)
+                select(*_ROW_COLUMNS)
                 .where(
                     Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None),
                     Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),

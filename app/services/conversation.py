@@ -242,7 +242,7 @@ class ConversationService:
             # While a burst may still grow, wait before reading history and memory.
             debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
             if not pending or debounce > 0:
-                return ReplyContext(row, pending, [], Memory(), debounce=max(debounce, 0.0))
+                return ReplyContext(row, pending, [], Memory(), debounce=debounce)
             since = max(row.history_since_id, row.summarized_through_id)
             recent = await messages.recent(chat_id, since, HISTORY_WINDOW)
             today = utcnow().astimezone(self.zone(row)).date()

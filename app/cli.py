@@ -10,9 +10,9 @@ from typing import Any
 
 import structlog
 
-from app.logging import configure_logging
+from app.logging import SecretMasker, configure_logging
 from app.settings import Settings, SettingsError, load_settings
-from storage.errors import DatabaseError, SchemaOutdatedError
+from storage.errors import DatabaseConfigError, DatabaseError, SchemaOutdatedError
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -40,22 +40,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as exc:
         return _fail(str(exc), USAGE_ERROR)
-    configure_logging(
-        level=settings.log_level,
-        fmt=settings.log_format,
-        secrets=_secrets(settings),
-    )
+    secrets = _secrets(settings)
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets)
+    masker = SecretMasker(secrets)
     run: Command = args.run
+    # The one place any failure becomes a line for a person: masked, since an exception may carry
+    # the token (a URL with it) or the database URL; the traceback goes to the (masked) log.
     try:
         return asyncio.run(run(args, settings))
-    except SettingsError as exc:
-        return _fail(str(exc), USAGE_ERROR)
-    except SchemaOutdatedError as exc:
-        return _fail(str(exc), USAGE_ERROR)
+    except (SettingsError, SchemaOutdatedError, DatabaseConfigError) as exc:
+        return _fail(masker.mask(str(exc)), USAGE_ERROR)
     except DatabaseError as exc:
-        return _fail(str(exc), 1)
+        return _fail(masker.mask(str(exc)), 1)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        structlog.get_logger().error("crashed", exc_info=True)
+        return _fail(masker.mask(f"stopped by an unexpected error: {exc.__class__.__name__}: {exc}"[:500]), 1)
 
 
 def _fail(message: str, code: int) -> int:

@@ -38,7 +38,7 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from app.terminal import chat
     from app.wiring import services
 
-    async with services(settings, reply_debounce=False) as built:
+    async with services(settings, reply_debounce=False, role="chat") as built:
         return await chat(built.conversation, chat_id=args.chat_id)
 
 
@@ -60,7 +60,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from app.telegram.bot import serve
     from app.wiring import services
 
-    async with services(settings) as built:
+    async with services(settings, role="bot", database_patience=None) as built:
         await serve(settings, built.conversation, with_scheduler=not args.no_scheduler)
     return 0
 
@@ -70,7 +70,7 @@ async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from app.telegram.bot import serve_scheduler
     from app.wiring import services
 
-    async with services(settings) as built:
+    async with services(settings, role="scheduler", database_patience=None) as built:
         await serve_scheduler(settings, built.conversation)
     return 0
 

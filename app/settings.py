@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_listen: HostPort | None = None
     reply_debounce: Duration = timedelta(seconds=1.5)
+    llm_timeout: Duration = timedelta(seconds=30)
+    shutdown_grace: Duration = timedelta(seconds=20)
 
     @field_validator("bot_token")
     @classmethod
@@ -73,6 +76,15 @@ class Settings(BaseSettings):
         bot_id, sep, secret = token.partition(":")
         if not sep or not bot_id.isdigit() or not secret or any(c.isspace() for c in token):
             raise ValueError("not a bot token (it looks like 123456:ABC-...); get one from @BotFather")
+        return value
+
+    @field_validator("telegram_api_url", "tgi_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            # Never echo the value: a pasted URL may carry the token (".../bot123:ABC").
+            raise ValueError("must be an http:// or https:// URL with a host, like https://api.telegram.org")
         return value
 
     @field_validator("database_url")
@@ -109,7 +121,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("checkin_sweep_every", "checkin_after")
+    @field_validator("checkin_sweep_every", "checkin_after", "llm_timeout")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

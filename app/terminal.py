@@ -7,17 +7,22 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
+from app.services.commands import CommandService
 from app.services.conversation import ConversationService
+from app.services.delivery import DeliveryQueue, SendOutcome
 from storage.conversations import UserInfo
+from storage.outbox import QueuedSend
 
 TERMINAL_CHAT_ID = -1  # Telegram never uses negative ids for private chats
 COMMANDS = "/clear starts over, /quit leaves"
 
 
-class TerminalOutbox:
-    async def send(self, chat_id: int, text: str) -> int | None:
-        print(f"friend> {text}", flush=True)
-        return None
+class TerminalTransport:
+    """The outbox's sends, printed."""
+
+    async def deliver(self, send: QueuedSend) -> SendOutcome:
+        print(f"friend> {send.payload.get('text', '')}", flush=True)
+        return SendOutcome("sent")
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:
@@ -26,8 +31,10 @@ class TerminalOutbox:
 
 async def chat(conversation: ConversationService, *, chat_id: int = TERMINAL_CHAT_ID) -> int:
     user = UserInfo(user_id=chat_id, username="terminal")
-    outbox = TerminalOutbox()
+    outbox = DeliveryQueue(conversation.database, TerminalTransport(), worker=conversation.worker)
+    commands = CommandService(conversation)
     print(f"Talking to {conversation.persona.name} ({COMMANDS}).", flush=True)
+    await outbox.flush(chat_id)  # anything a previous session left unprinted
     stage = None
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
@@ -39,7 +46,9 @@ async def chat(conversation: ConversationService, *, chat_id: int = TERMINAL_CHA
         if text in ("/quit", "/exit"):
             break
         if text == "/clear":
-            stage = await conversation.reset(chat_id, user)
+            async with commands.handling(chat_id, user) as unit:
+                assert unit is not None
+                stage = await commands.reset(unit)
             print(f"[stage: {stage.value}, history cleared]", flush=True)
             continue
         received = await conversation.receive(chat_id, user, text)

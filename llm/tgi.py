@@ -71,12 +71,14 @@ class TGIChatModel:
         self,
         base_url: str,
         *,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
         attempts: int = 3,
         backoff: float = 0.5,
         api_key: str | None = None,
     ) -> None:
+        """`timeout` bounds a whole call, retries included: a user waits at most that for the fallback."""
         self._base_url = base_url.rstrip("/")
+        self._deadline = timeout
         self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx2.AsyncClient(base_url=self._base_url, timeout=timeout, headers=headers)
@@ -147,14 +149,20 @@ class TGIChatModel:
         }
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
-        prompt_tokens, max_new = await self._prepare(messages, params)
-        request = self._request(messages, params, max_new)
+        try:
+            async with asyncio.timeout(self._deadline):
+                prompt_tokens, max_new = await self._prepare(messages, params)
+                request = self._request(messages, params, max_new)
 
-        async def call() -> str:
-            output = await self._client.chat_completion(**request)
-            return output.choices[0].message.content or ""
+                async def call() -> str:
+                    output = await self._client.chat_completion(**request)
+                    return output.choices[0].message.content or ""
 
-        text = await self._with_retries(call)
+                text = await self._with_retries(call)
+        except TimeoutError:
+            raise ModelUnavailableError(
+                f"the model server at {self._base_url} gave no answer within {self._deadline:g} s"
+            ) from None
         return Completion(text=text.strip(), prompt_tokens=prompt_tokens, max_new_tokens=max_new)
 
     async def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:

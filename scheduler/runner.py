@@ -28,8 +28,11 @@ def worker_name(role: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sweeping(checkins: CheckinService, outbox: Outbox, every: timedelta) -> AsyncIterator[AsyncIOScheduler]:
-    """Sweep now and then every `every`, one sweep at a time in this process, until the block ends."""
+async def sweeping(
+    checkins: CheckinService, outbox: Outbox, every: timedelta, *, grace: float = 20.0
+) -> AsyncIterator[AsyncIOScheduler]:
+    """Sweep now and then every `every`, one sweep at a time in this process, until the block ends;
+    a sweep in flight then gets `grace` seconds to finish what it claimed (its claims expire otherwise)."""
 
     running = asyncio.Lock()
 
@@ -52,5 +55,9 @@ async def sweeping(checkins: CheckinService, outbox: Outbox, every: timedelta) -
         yield scheduler
     finally:
         scheduler.pause()
-        async with running:  # let a sweep in flight finish what it claimed; shutdown would cancel it
-            scheduler.shutdown(wait=False)
+        try:  # let a sweep in flight finish what it claimed; shutdown would cancel it
+            await asyncio.wait_for(running.acquire(), grace)
+            running.release()
+        except TimeoutError:
+            log.warning("checkin_sweep_cut_short", grace_seconds=grace)
+        scheduler.shutdown(wait=False)

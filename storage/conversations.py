@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, union, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dto import ConversationRow
-from storage.models import Conversation, Message, ProcessedUpdate, StateTransition, User, table_of
+from storage.models import (
+    Conversation,
+    DeadLetter,
+    Message,
+    Outbox,
+    ProcessedUpdate,
+    StateTransition,
+    User,
+    table_of,
+)
 
 # The statements of the reply path are built once, with bound parameters, on the tables
 # rather than the ORM classes: building a statement, computing its cache key and the ORM's
@@ -38,6 +47,17 @@ _COUNT_BOT_MESSAGE = (
     .values(bot_messages=_CONVERSATIONS.c.bot_messages + 1, last_bot_message_at=func.now(),
             reply_lease_until=bindparam("b_lease_until", type_=_CONVERSATIONS.c.reply_lease_until.type),
             updated_at=func.now())
+)
+_HOLDS_LEASE = (
+    select(_CONVERSATIONS.c.reply_lease_owner)
+    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
+    .with_for_update()
+)
+_RENEW_LEASE = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"),
+           _CONVERSATIONS.c.reply_lease_owner == bindparam("b_owner"))
+    .values(reply_lease_until=bindparam("b_until", type_=_CONVERSATIONS.c.reply_lease_until.type))
 )
 
 
@@ -122,6 +142,23 @@ class ConversationRepo:
                 [{"chat_id": chat_id, "message_id": message_id, **vars_of(t)} for t in transitions],
             )
 
+    async def holds_lease(self, chat_id: int, worker: str) -> bool:
+        """Lock the conversation; True while `worker` is still the one writing its replies."""
+        owner = (await self.session.execute(_HOLDS_LEASE, {"b_chat_id": chat_id})).first()
+        return owner is not None and owner[0] in (worker, None)
+
+    async def renew_lease(self, chat_id: int, worker: str, until: datetime) -> None:
+        await self.session.execute(_RENEW_LEASE, {"b_chat_id": chat_id, "b_owner": worker, "b_until": until})
+
+    async def release_leases(self, worker: str) -> int:
+        """Hand back every reply lease of a worker that is stopping, so another takes the chats at once."""
+        result = await self.session.execute(
+            update(Conversation)
+            .where(Conversation.reply_lease_owner == worker)
+            .values(reply_lease_until=None, reply_lease_owner=None)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def count_bot_message(self, chat_id: int, *, lease_until: datetime) -> None:
         await self.session.execute(_COUNT_BOT_MESSAGE, {"b_chat_id": chat_id, "b_lease_until": lease_until})
 
@@ -140,32 +177,25 @@ class ConversationRepo:
             update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now())
         )
 
-    async def take_lease(self, chat_id: int, until: datetime, now: datetime) -> bool:
+    async def take_lease(self, chat_id: int, worker: str, until: datetime, now: datetime) -> bool:
         """Become the chat's responder unless a live one exists."""
         taken = await self.session.scalar(
             update(Conversation)
             .where(Conversation.chat_id == chat_id,
                    or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now))
-            .values(reply_lease_until=until)
+            .values(reply_lease_until=until, reply_lease_owner=worker)
             .returning(Conversation.chat_id)
         )
         return taken is not None
 
-    async def chats_owed_a_reply(self, now: datetime, stored_before: datetime, limit: int = 100) -> list[int]:
-        """Chats with an unanswered user message, or a bot message stored before `stored_before`
-        and never sent, and no live responder: what a crashed worker left behind."""
-        # Driven from the two small partial indexes on messages, not from every conversation.
-        owed = union(
-            select(Message.chat_id).where(Message.role == "user", Message.answered_at.is_(None)),
-            select(Message.chat_id).where(
-                Message.role == "assistant", Message.delivered_at.is_(None),
-                Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),
-            ),
-        ).subquery()
+    async def chats_owed_a_reply(self, now: datetime, limit: int = 100) -> list[int]:
+        """Chats with an unanswered user message and no live responder: what a crashed worker left."""
+        # Driven from the small partial index of unanswered messages, not from every conversation.
+        owed = select(Message.chat_id).where(Message.role == "user", Message.answered_at.is_(None))
         rows = await self.session.scalars(
             select(Conversation.chat_id)
             .where(
-                Conversation.chat_id.in_(select(owed.c.chat_id)),
+                Conversation.chat_id.in_(owed),
                 Conversation.active,
                 or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
             )
@@ -176,11 +206,12 @@ class ConversationRepo:
     async def forget(self, user_id: int) -> int:
         """Delete every row about a user; processed update ids keep no link to them."""
         chat_ids = list(await self.session.scalars(select(Conversation.chat_id).where(Conversation.user_id == user_id)))
+        chats = [*chat_ids, user_id]
         await self.session.execute(
-            update(ProcessedUpdate)
-            .where(ProcessedUpdate.chat_id.in_([*chat_ids, user_id]))
-            .values(chat_id=None)
+            update(ProcessedUpdate).where(ProcessedUpdate.chat_id.in_(chats)).values(chat_id=None)
         )
+        await self.session.execute(delete(Outbox).where(Outbox.chat_id.in_(chats)))
+        await self.session.execute(delete(DeadLetter).where(DeadLetter.chat_id.in_(chats)))
         result = await self.session.execute(delete(User).where(User.id == user_id))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

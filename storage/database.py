@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import migrate
 from storage.embedded import embedded_database_url
-from storage.errors import DatabaseUnreachableError
+from storage.errors import DatabaseConfigError, DatabaseUnreachableError, is_refused
 
 
 def asyncpg_url(url: str) -> str:
@@ -49,8 +49,11 @@ class Database:
 
 def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Database:
     # No pre-ping: it would cost a round trip per unit of work; a dropped connection is
-    # invalidated by the pool on its first error instead.
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # invalidated by the pool on its first error instead. Parameters stay out of error
+    # messages: they carry what users wrote.
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=10, hide_parameters=True
+    )
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
@@ -72,6 +75,11 @@ async def open_database(
         await migrate.ensure_at_head(database.engine)
     except (OSError, DBAPIError) as exc:
         await database.close()
+        if is_refused(exc):
+            raise DatabaseConfigError(
+                f"the database at {describe_url(url)} refused the connection ({exc.__class__.__name__}); "
+                "check the user, password and database name in DATABASE_URL"
+            ) from None
         raise DatabaseUnreachableError(
             f"cannot reach the database at {describe_url(url)} ({exc.__class__.__name__}: {exc}); "
             "check DATABASE_URL and that the server is running"

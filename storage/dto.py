@@ -24,6 +24,7 @@ class ConversationRow:
     last_checkin_at: datetime | None
     next_checkin_at: datetime | None
     reply_lease_until: datetime | None
+    reply_lease_owner: str | None
     history_since_id: int
     memory_summary: str | None
     summarized_through_id: int

@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATES = ("icebreaker", "warming", "close", "repair")
@@ -28,6 +29,8 @@ TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "coold
 ROLES = ("user", "assistant")
 KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
 CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed")
+OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
+OUTBOX_STATUSES = ("pending", "failed")
 
 
 def table_of(model: type[Base]) -> Table:
@@ -118,6 +121,9 @@ class Conversation(Base):
     reply_lease_until: Mapped[datetime | None] = mapped_column(
         comment="a worker is writing the reply for this chat until then; others only store messages"
     )
+    reply_lease_owner: Mapped[str | None] = mapped_column(
+        comment="the worker holding the reply lease; it hands the lease back when it stops"
+    )
     history_since_id: Mapped[int] = mapped_column(
         server_default="0", comment="prompts use messages after this id; /clear moves it"
     )
@@ -139,11 +145,6 @@ class Message(Base):
             "ix_messages_unanswered",
             "chat_id",
             postgresql_where=text("role = 'user' AND answered_at IS NULL"),
-        ),
-        Index(
-            "ix_messages_undelivered",
-            "chat_id",
-            postgresql_where=text("role = 'assistant' AND delivered_at IS NULL"),
         ),
         Index(
             "uq_messages_chat_id_telegram_message_id",
@@ -250,3 +251,50 @@ class SendSlot(Base):
 
     name: Mapped[str] = mapped_column(primary_key=True)
     next_slot_at: Mapped[datetime] = _created()
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_one_of("method", OUTBOX_METHODS), name="method"),
+        CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="status"),
+        Index("ix_outbox_pending", "chat_id", "id", postgresql_where=text("status = 'pending'")),
+        {"comment": "Everything on its way to Telegram, in order per chat: pending sends with their attempts and "
+                    "claims (a sent row is deleted; its message row records the delivery), and sends given up."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(comment="no foreign key: an answer may outlive the conversation (/forget)")
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), comment="the stored message this send delivers, if any"
+    )
+    last_piece: Mapped[bool] = mapped_column(
+        Boolean, server_default="true", comment="sending this row completes the message (long ones go in pieces)"
+    )
+    method: Mapped[str]
+    payload: Mapped[dict[str, object]] = mapped_column(JSONB, comment="the Bot API call's parameters")
+    status: Mapped[str] = mapped_column(server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = _created()
+    claimed_by: Mapped[str | None] = mapped_column(comment="the worker sending it now")
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(comment="when it was given up")
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("uq_dead_letters_update_id", "update_id", unique=True, postgresql_where=text("update_id IS NOT NULL")),
+        {"comment": "Telegram updates that could not be handled after retries (or not even read), set aside "
+                    "so they never block the others; raw holds the update as received, escaped."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    update_id: Mapped[int | None]
+    chat_id: Mapped[int | None] = mapped_column(comment="NULL when the update names no chat that can be stored")
+    error: Mapped[str]
+    raw: Mapped[str]
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()

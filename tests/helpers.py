@@ -1,29 +1,52 @@
-"""Small test doubles that are not fakes of our own code: an outbox that records."""
+"""Small test doubles that are not fakes of our own code: a transport that records, behind the real outbox."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+
+from app.services.delivery import DeliveryQueue, SendOutcome
+from storage.database import Database
+from storage.outbox import QueuedSend
 
 
 @dataclass
-class RecordingOutbox:
-    """Where the terminal or Telegram would be: keeps what was sent, in order."""
+class RecordingTransport:
+    """Where Telegram would be: keeps what was sent, in order; refuses blocked chats with a 403."""
 
     sent: list[tuple[int, str]] = field(default_factory=list)
     blocked: set[int] = field(default_factory=set)
     typing_shown: int = 0
 
-    async def send(self, chat_id: int, text: str) -> int | None:
-        from app.services.outbox import ChatBlockedError
-
-        if chat_id in self.blocked:
-            raise ChatBlockedError(chat_id)
-        self.sent.append((chat_id, text))
-        return len(self.sent)
+    async def deliver(self, send: QueuedSend) -> SendOutcome:
+        if send.chat_id in self.blocked:
+            return SendOutcome("blocked", error="403: Forbidden: bot was blocked by the user")
+        self.sent.append((send.chat_id, str(send.payload.get("text") or send.payload.get("caption") or "")))
+        return SendOutcome("sent", telegram_message_id=len(self.sent))
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:
         self.typing_shown += 1
         yield
+
+
+class RecordingOutbox(DeliveryQueue):
+    """The real outbox (queue rows in PostgreSQL, claims, retries) in front of a recording transport."""
+
+    def __init__(self, database: Database, *, blocked: Iterable[int] = (), worker: str = "test") -> None:
+        super().__init__(database, RecordingTransport(blocked=set(blocked)), worker=worker)
+        self.recorder = self.transport
+        assert isinstance(self.recorder, RecordingTransport)
+
+    @property
+    def sent(self) -> list[tuple[int, str]]:
+        return self.recorder.sent
+
+    @property
+    def blocked(self) -> set[int]:
+        return self.recorder.blocked
+
+    @property
+    def typing_shown(self) -> int:
+        return self.recorder.typing_shown

@@ -21,10 +21,12 @@ import structlog
 from app.services.conversation import ConversationService
 from app.services.outbox import Outbox
 from app.services.records import utcnow
+from app.services.text import storable, text_sends
 from llm.errors import LLMError
 from scheduler.timing import postpone_for_quiet_hours
 from storage.checkins import CheckinRepo
 from storage.messages import MessageRepo
+from storage.outbox import OutboxRepo
 
 log = structlog.get_logger()
 
@@ -53,14 +55,13 @@ class CheckinService:
         self,
         conversation: ConversationService,
         *,
-        worker: str,
         lease: timedelta = timedelta(seconds=30),
         per_second: float = 25.0,
         batch: int = 50,
     ) -> None:
         self.conversation = conversation
         self.policy = conversation.checkins
-        self.worker = worker
+        self.worker = conversation.worker
         self.lease = lease
         self.send_interval = timedelta(seconds=1 / per_second)
         self.batch = batch
@@ -130,14 +131,16 @@ class CheckinService:
                 report.skipped += 1
                 return
             unanswered = before + 1
+            text = storable(text)
             message_id = await MessageRepo(session).add(claim.chat_id, role="assistant", kind="checkin", text=text)
             assert message_id is not None
+            await OutboxRepo(session).enqueue(claim.chat_id, text_sends(text), message_id=message_id)
             next_at = self.conversation.plan_checkin(utcnow(), enabled=True, unanswered=unanswered)
             await repo.record_sent(claim.chat_id, claim_id=claim.claim_id, message_id=message_id, next_at=next_at)
-        if await self.conversation.deliver(claim.chat_id, message_id, text, outbox):
-            report.sent += 1
-            self.conversation.metrics.inc("aifriend_replies_total", kind="checkin")
-            log.info("checkin_sent", unanswered=unanswered)
+        report.sent += 1
+        self.conversation.metrics.inc("aifriend_replies_total", kind="checkin")
+        log.info("checkin_queued", unanswered=unanswered)
+        await outbox.flush(claim.chat_id)
 
     async def _cool_down(self, now: datetime) -> int:
         """The FSM's long-silence event rides on the same sweeps."""

@@ -4,7 +4,8 @@ Each step opens its own short unit of work; no connection is held across a model
 Per-chat order comes from the database: the conversation row is locked while a message
 is stored, and a short renewable lease names the one worker writing the chat's replies.
 Messages that arrive while a reply is being written are stored and answered together in
-the next round, which is also how bursts are merged.
+the next round, which is also how bursts are merged. A reply is queued in the outbox in the
+transaction that stores it, and only while this worker still holds the chat's lease.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from app.metrics import Metrics
 from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, system_message
 from app.services.memory import MemoryKeeper
-from app.services.outbox import ChatBlockedError, Outbox
+from app.services.outbox import Outbox
 from app.services.records import (
     Received,
     Reply,
@@ -34,8 +35,8 @@ from app.services.records import (
     transition_records,
     utcnow,
 )
-from app.services.text import clean_text
-from fsm import MessageEvent, RelationshipMachine, ResetEvent, SilenceEvent, Stage
+from app.services.text import clean_text, storable, text_sends
+from fsm import MessageEvent, RelationshipMachine, SilenceEvent, Stage
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
 from llm.types import ChatMessage, ChatModel
@@ -45,14 +46,13 @@ from storage.database import Database
 from storage.dto import ConversationRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
+from storage.outbox import OutboxRepo
 
 log = structlog.get_logger()
 
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
-# A stored bot message is resent only when older than this: a live worker sends within seconds
-# of storing, and resending what it is about to send would say it twice.
-REDELIVER_AFTER = timedelta(seconds=60)
+HEAL_CONCURRENCY = 16  # chats answered at once after a crash; the model server queues the rest
 
 
 class ConversationService:
@@ -68,6 +68,7 @@ class ConversationService:
         reply_lease: timedelta = timedelta(seconds=15),
         checkins: CheckinPolicy | None = None,
         metrics: Metrics | None = None,
+        worker: str = "local",
     ) -> None:
         self.database = database
         self.model = model
@@ -80,7 +81,9 @@ class ConversationService:
         self.checkins = checkins or CheckinPolicy(default_tz=default_tz)
         self.metrics = metrics or Metrics()
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
+        self.worker = worker
         self._background: set[asyncio.Task[Any]] = set()
+        self._healing: set[int] = set()
 
     # ---- units of work -------------------------------------------------------------
 
@@ -117,7 +120,7 @@ class ConversationService:
             conversations, messages = ConversationRepo(session), MessageRepo(session)
             if update_id is not None and not await conversations.record_update(update_id, chat_id):
                 return Received(None, duplicate=True)
-            row = await self._open(session, chat_id, user)
+            row = await self.open_in(session, chat_id, user)
             message_id = await messages.add(
                 chat_id, role="user", kind="text", text=text,
                 telegram_message_id=telegram_message_id, update_id=update_id,
@@ -139,6 +142,7 @@ class ConversationService:
                 active=True,
                 next_checkin_at=self.plan_checkin(now, enabled=row.checkins_enabled),
                 reply_lease_until=now + self.reply_lease if responder else row.reply_lease_until,
+                reply_lease_owner=self.worker if responder else row.reply_lease_owner,
             )
             await conversations.add_transitions(chat_id, transition_records(outcome.transitions), message_id)
         self.metrics.inc("aifriend_messages_received_total")
@@ -154,7 +158,7 @@ class ConversationService:
                 self.spawn(self.memory.summarize_day(chat_id, previous_day, zone))
         return Received(message_id, outcome.snapshot.stage, outcome.transitions, responder)
 
-    async def _open(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
+    async def open_in(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
         """The locked conversation, created (with its `start` transition) on first contact."""
         conversations = ConversationRepo(session)
         row = await conversations.lock(chat_id)
@@ -208,16 +212,13 @@ class ConversationService:
                     continue
                 async with outbox.typing(chat_id):
                     reply = await self._write_reply(context)
+                if reply is None:  # another worker took the chat over; it answers
+                    return replies
                 replies.append(reply)
                 if await self.memory.should_fold(context.recent):
                     self.spawn(self.memory.fold_if_needed(chat_id))
-                try:
-                    telegram_id = await outbox.send(chat_id, reply.text)
-                except ChatBlockedError:
-                    await self.mark_blocked(chat_id)
-                    return replies
-                log.info("reply_sent", message_id=reply.message_id, telegram_message_id=telegram_id)
-                if await self._delivered_and_idle(chat_id, reply.message_id, telegram_id):
+                await outbox.flush(chat_id)
+                if await self._release_if_idle(chat_id):
                     return replies
         finally:
             heartbeat.cancel()
@@ -228,8 +229,9 @@ class ConversationService:
         period = self.reply_lease.total_seconds() / 3
         while True:
             await asyncio.sleep(period)
-            async with self._unit() as session:
-                await ConversationRepo(session).update(chat_id, reply_lease_until=utcnow() + self.reply_lease)
+            with contextlib.suppress(Exception):  # a missed renewal is retried; the lease outlives two
+                async with self._unit() as session:
+                    await ConversationRepo(session).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
 
     async def _context(self, chat_id: int) -> ReplyContext | None:
         """What the next reply needs; history and memory only once the debounce is over."""
@@ -251,26 +253,18 @@ class ConversationService:
         return ReplyContext(row, pending, recent, memory)
 
     async def _release_if_idle(self, chat_id: int) -> bool:
+        """Give up the lease unless more is owed; True when this worker is done with the chat."""
         async with self._unit() as session:
-            return await self._release_in(session, chat_id)
-
-    async def _delivered_and_idle(self, chat_id: int, message_id: int, telegram_id: int | None) -> bool:
-        """Record the delivery and, if nothing new is owed, give up the lease: one unit of work."""
-        async with self._unit() as session:
-            await MessageRepo(session).mark_delivered(message_id, telegram_id)
-            return await self._release_in(session, chat_id)
-
-    @staticmethod
-    async def _release_in(session: AsyncSession, chat_id: int) -> bool:
-        # The row lock orders this check against `receive`, which stores under the same lock.
-        if await ConversationRepo(session).lock(chat_id) is None:
-            return True
-        if await MessageRepo(session).pending(chat_id):
-            return False
-        await ConversationRepo(session).update(chat_id, reply_lease_until=None)
+            # The row lock orders this check against `receive`, which stores under the same lock.
+            row = await ConversationRepo(session).lock(chat_id)
+            if row is None or row.reply_lease_owner not in (None, self.worker):
+                return True
+            if await MessageRepo(session).pending(chat_id):
+                return False
+            await ConversationRepo(session).update(chat_id, reply_lease_until=None, reply_lease_owner=None)
         return True
 
-    async def _write_reply(self, context: ReplyContext) -> Reply:
+    async def _write_reply(self, context: ReplyContext) -> Reply | None:
         row = context.conversation
         stage = Stage(row.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
@@ -295,9 +289,13 @@ class ConversationService:
         except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
             log.warning("reply_fallback", error=str(exc), error_type=exc.__class__.__name__)
             text, kind = self.persona.fallback, "fallback"
-        if not text.strip():
+        text = storable(text)
+        if not text:
             text, kind = self.persona.fallback, "fallback"
         message_id = await self._store_reply(row.chat_id, text, kind, context.pending[-1].id)
+        if message_id is None:
+            log.warning("reply_dropped", reason="another worker holds the chat's lease now")
+            return None
         self.metrics.inc("aifriend_replies_total", kind=kind)
         self.metrics.observe("aifriend_reply_seconds", (utcnow() - context.pending[-1].created_at).total_seconds())
         log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
@@ -314,12 +312,17 @@ class ConversationService:
                 prompt = [prompt[0], *prompt[3:]] if len(prompt) > 3 else [prompt[0], prompt[-1]]
                 log.info("prompt_trimmed", messages=len(prompt))
 
-    async def _store_reply(self, chat_id: int, text: str, kind: str, through_id: int) -> int:
+    async def _store_reply(self, chat_id: int, text: str, kind: str, through_id: int) -> int | None:
+        """Store and queue the reply, unless the chat's lease passed to another worker meanwhile."""
         async with self._unit() as session:
-            message_id = await MessageRepo(session).add(chat_id, role="assistant", kind=kind, text=text)
-            await MessageRepo(session).mark_answered(chat_id, through_id)
-            await ConversationRepo(session).count_bot_message(chat_id, lease_until=utcnow() + self.reply_lease)
-        assert message_id is not None
+            conversations, messages = ConversationRepo(session), MessageRepo(session)
+            if not await conversations.holds_lease(chat_id, self.worker):
+                return None
+            message_id = await messages.add(chat_id, role="assistant", kind=kind, text=text)
+            assert message_id is not None
+            await messages.mark_answered(chat_id, through_id)
+            await conversations.count_bot_message(chat_id, lease_until=utcnow() + self.reply_lease)
+            await OutboxRepo(session).enqueue(chat_id, text_sends(text), message_id=message_id)
         return message_id
 
     async def write_checkin(self, chat_id: int) -> str:
@@ -346,84 +349,37 @@ class ConversationService:
             raise GenerationFailedError("the model wrote an empty check-in")
         return text.strip()
 
-    async def deliver(self, chat_id: int, message_id: int, text: str, outbox: Outbox) -> bool:
-        return await self._deliver(chat_id, message_id, text, outbox)
-
-    async def _deliver(self, chat_id: int, message_id: int, text: str, outbox: Outbox) -> bool:
-        """Send a stored bot message; False when the user has blocked the bot."""
-        try:
-            telegram_id = await outbox.send(chat_id, text)
-        except ChatBlockedError:
-            await self.mark_blocked(chat_id)
-            return False
-        async with self._unit() as session:
-            await MessageRepo(session).mark_delivered(message_id, telegram_id)
-        log.info("reply_sent", message_id=message_id, telegram_message_id=telegram_id)
-        return True
-
-    async def _redeliver(self, row: ConversationRow, outbox: Outbox) -> None:
-        """Replies stored before a crash but never sent go out first."""
-        async with self._unit() as session:
-            undelivered = await MessageRepo(session).undelivered(row.chat_id, utcnow() - REDELIVER_AFTER)
-        for message in undelivered:
-            if not await self._deliver(row.chat_id, message.id, message.text, outbox):
-                return
-
-    async def mark_blocked(self, chat_id: int) -> None:
-        async with self._unit() as session:
-            await ConversationRepo(session).update(chat_id, active=False, next_checkin_at=None, reply_lease_until=None)
-        log.info("chat_blocked")
-
     async def heal(self, outbox: Outbox) -> int:
-        """Answer what a crashed worker left owed; returns how many chats were healed."""
+        """Answer what a crashed worker left owed, several chats at once; returns how many were started."""
+        room = HEAL_CONCURRENCY - len(self._healing)
+        if room <= 0:
+            return 0
         async with self._unit() as session:
-            owed = await ConversationRepo(session).chats_owed_a_reply(utcnow(), utcnow() - REDELIVER_AFTER)
-        healed = 0
+            owed = await ConversationRepo(session).chats_owed_a_reply(utcnow(), limit=room)
+        started = 0
         for chat_id in owed:
-            structlog.contextvars.bind_contextvars(chat_id=chat_id)
+            if chat_id in self._healing:
+                continue
             async with self._unit() as session:
-                taken = await ConversationRepo(session).take_lease(chat_id, utcnow() + self.reply_lease, utcnow())
+                taken = await ConversationRepo(session).take_lease(
+                    chat_id, self.worker, utcnow() + self.reply_lease, utcnow()
+                )
             if taken:
+                structlog.contextvars.bind_contextvars(chat_id=chat_id)
                 log.info("reply_healing")
-                async with self._unit() as session:
-                    row = await ConversationRepo(session).get(chat_id)
-                if row is not None:
-                    await self._redeliver(row, outbox)
-                await self.respond(chat_id, outbox)
-                healed += 1
-            structlog.contextvars.unbind_contextvars("chat_id")
-        return healed
+                self._healing.add(chat_id)
+                self.spawn(self._heal_one(chat_id, outbox))
+                structlog.contextvars.unbind_contextvars("chat_id")
+                started += 1
+        return started
+
+    async def _heal_one(self, chat_id: int, outbox: Outbox) -> None:
+        try:
+            await self.respond(chat_id, outbox)
+        finally:
+            self._healing.discard(chat_id)
 
     # ---- commands and events -------------------------------------------------------
-
-    async def greet(self, chat_id: int, user: UserInfo, outbox: Outbox, *, command: str = "/start") -> Reply:
-        """`/start`: open the conversation (icebreaker) and say hello."""
-        async with self._unit() as session:
-            row = await self._open(session, chat_id, user)
-            messages = MessageRepo(session)
-            await messages.add(chat_id, role="user", kind="command", text=command, answered=True)
-            message_id = await messages.add(chat_id, role="assistant", kind="greeting", text=self.persona.greeting)
-            await ConversationRepo(session).update(
-                chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True,
-                next_checkin_at=row.next_checkin_at or self.plan_checkin(utcnow(), enabled=row.checkins_enabled),
-            )
-        assert message_id is not None
-        await self._deliver(chat_id, message_id, self.persona.greeting, outbox)
-        return Reply(message_id, self.persona.greeting, "greeting", Stage(row.state))
-
-    async def reset(self, chat_id: int, user: UserInfo) -> Stage:
-        """`/clear`: back to icebreaker with a fresh short-term history (trigger `reset`)."""
-        async with self._unit() as session:
-            row = await self._open(session, chat_id, user)
-            conversations, messages = ConversationRepo(session), MessageRepo(session)
-            await messages.add(chat_id, role="user", kind="command", text="/clear", answered=True)
-            outcome = self.machine.advance(snapshot_of(row), ResetEvent())
-            await conversations.update(
-                chat_id, **fsm_columns(outcome.snapshot), history_since_id=await messages.last_id(chat_id)
-            )
-            await conversations.add_transitions(chat_id, transition_records(outcome.transitions))
-        log.info("conversation_reset")
-        return outcome.snapshot.stage
 
     async def cool_down(self, chat_id: int, now: datetime | None = None) -> bool:
         """Fire the long-silence event for one chat; True when it cooled."""
@@ -441,46 +397,13 @@ class ConversationService:
         log.info("fsm_transitioned", chat_id=chat_id, trigger="cooldown", to_state=outcome.snapshot.stage)
         return True
 
-    async def record_update(self, update_id: int, chat_id: int | None) -> bool:
-        """Remember an update that carries no user text; False when it was handled before."""
-        async with self._unit() as session:
-            return await ConversationRepo(session).record_update(update_id, chat_id)
-
     async def prune_updates(self, keep: timedelta = timedelta(days=7)) -> int:
         async with self._unit() as session:
             return await ConversationRepo(session).prune_updates(utcnow() - keep)
 
-    async def note_other(self, chat_id: int, user: UserInfo, what: str, answer: str, outbox: Outbox) -> None:
-        """Something that is not text (a sticker, a photo): kept for operators, answered kindly."""
-        async with self._unit() as session:
-            await self._open(session, chat_id, user)
-            messages = MessageRepo(session)
-            await messages.add(chat_id, role="user", kind="other", text=what, answered=True)
-            message_id = await messages.add(chat_id, role="assistant", kind="other", text=answer)
-        assert message_id is not None
-        await self._deliver(chat_id, message_id, answer, outbox)
-
     async def conversation(self, chat_id: int) -> ConversationRow | None:
         async with self._unit() as session:
             return await ConversationRepo(session).get(chat_id)
-
-    async def set_timezone(self, chat_id: int, user: UserInfo, timezone: str | None) -> None:
-        async with self._unit() as session:
-            await self._open(session, chat_id, user)
-            await ConversationRepo(session).set_timezone(user.user_id, timezone)
-
-    async def set_checkins(self, chat_id: int, user: UserInfo, enabled: bool) -> None:
-        async with self._unit() as session:
-            row = await self._open(session, chat_id, user)
-            last = max(filter(None, (row.last_user_message_at, row.last_checkin_at)), default=utcnow())
-            await ConversationRepo(session).update(
-                chat_id, checkins_enabled=enabled,
-                next_checkin_at=self.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
-            )
-
-    async def forget(self, user_id: int) -> int:
-        async with self._unit() as session:
-            return await ConversationRepo(session).forget(user_id)
 
     # ---- background work -----------------------------------------------------------
 
@@ -503,6 +426,22 @@ class ConversationService:
         """Wait for background work (summaries) to finish: tests, shutdown, the demo."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def stop(self, grace: float) -> None:
+        """Finish replies in flight within `grace`; cancel the rest and hand their chats back at once."""
+        pending = list(self._background)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                log.warning("shutdown_cut_short", tasks=len(late), grace_seconds=grace)
+        with contextlib.suppress(Exception):
+            async with self._unit() as session:
+                released = await ConversationRepo(session).release_leases(self.worker)
+            if released:
+                log.info("reply_leases_handed_back", chats=released)
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -1,18 +1,19 @@
-"""Where replies go: Telegram, the terminal, a test. The service only knows this protocol."""
+"""What the services need of the way out: queue rows are written in their own transactions, then
+`flush` (wait) or `kick` (don't) hands them to a sender. `DeliveryQueue` is the one implementation."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
-class ChatBlockedError(Exception):
-    """The user blocked the bot (Telegram 403): stop writing to this chat."""
-
-
 class Outbox(Protocol):
-    async def send(self, chat_id: int, text: str) -> int | None:
-        """Deliver `text`; return the Telegram message id if there is one."""
+    def kick(self, chat_id: int) -> asyncio.Task[None]:
+        """Start sending what is queued for the chat, without waiting."""
+
+    async def flush(self, chat_id: int) -> None:
+        """Send what is queued for the chat; returns when it is sent or left for a retry."""
 
     def typing(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         """Show that a reply is being written, for as long as the block runs."""

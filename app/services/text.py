@@ -1,15 +1,37 @@
-"""User text made safe to store: PostgreSQL refuses NUL bytes and lone surrogates."""
+"""Text made safe to store and to send: PostgreSQL refuses NUL bytes and lone surrogates."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from typing import Any
+
+from app.services.split import split_message
+from storage.outbox import Outgoing
 
 MAX_STORED_CHARS = 20_000
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """Without what PostgreSQL cannot store (NUL, lone surrogates), trimmed; everything else kept."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return _LONE_SURROGATE.sub("\ufffd", text).strip()
 
 
 def clean_text(text: str) -> str:
-    """Drop what cannot be stored or shown, keep everything else as the user wrote it."""
-    text = text.replace("\x00", "")
-    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become U+FFFD
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc" or ch in "\n\t")
+    """A user's text: storable, without control characters but newlines and tabs, and bounded."""
+    text = storable(text)
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc" or ch in "\n\t")
     return text.strip()[:MAX_STORED_CHARS]
+
+
+def text_sends(text: str, reply_markup: dict[str, Any] | None = None) -> list[Outgoing]:
+    """`sendMessage` calls for a text of any length, split where a reader would pause."""
+    pieces = split_message(text)
+    sends = [Outgoing("sendMessage", {"text": piece}) for piece in pieces]
+    if reply_markup is not None and sends:
+        sends[-1] = Outgoing("sendMessage", {"text": pieces[-1], "reply_markup": reply_markup})
+    return sends

@@ -1,10 +1,18 @@
-"""`aifriend run`: the bot on long polling or a webhook, with a healer for what a crash left owed."""
+"""`aifriend run`: the bot on long polling or a webhook, the outbox's senders, and a healer.
+
+Start-up waits for Telegram (retrying with backoff) rather than failing. On SIGTERM the
+process stops taking updates, gives replies and sends in flight SHUTDOWN_GRACE to finish,
+then hands its reply leases and outbox claims back so another process takes over at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import signal
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
@@ -12,20 +20,23 @@ import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import BotCommand
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
 from app.metrics import serve_metrics
 from app.services.checkins import CheckinService
+from app.services.commands import CommandService
 from app.services.conversation import ConversationService
+from app.services.delivery import DeliveryQueue
 from app.services.operators import OperatorReports
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.telegram.handlers import build_router
-from app.telegram.middlewares import LogContextMiddleware, OnceMiddleware
-from app.telegram.outbox import TelegramOutbox
+from app.telegram.intake import UpdateIntake
+from app.telegram.middlewares import LogContextMiddleware, UnitMiddleware
 from app.telegram.polling import poll
-from scheduler.runner import claim_lease, sweeping, worker_name
+from app.telegram.transport import TelegramTransport
+from scheduler.runner import claim_lease, sweeping
 
 log = structlog.get_logger()
 
@@ -38,8 +49,11 @@ COMMANDS = [
     BotCommand(command="timezone", description="Area/City: your time zone"),
     BotCommand(command="help", description="what I understand"),
 ]
-HEAL_EVERY = 5.0
-PRUNE_EVERY_ROUNDS = 720  # about once an hour
+SWEEP_EVERY = 1.0  # outbox retries and a dead sender's claims are picked up this often
+HEAL_EVERY = 2.0
+PRUNE_EVERY = 3600.0
+WEBHOOK_PATIENCE = 20.0  # a database outage longer than this gets Telegram a 503 (it retries)
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -48,33 +62,42 @@ def make_bot(settings: Settings) -> Bot:
     return Bot(token, session=session)
 
 
-def make_dispatcher(conversation: ConversationService, outbox: TelegramOutbox, settings: Settings) -> Dispatcher:
+def make_dispatcher(
+    conversation: ConversationService, commands: CommandService, outbox: DeliveryQueue, settings: Settings
+) -> Dispatcher:
     dispatcher = Dispatcher(
-        conversation=conversation, outbox=outbox, admin_ids=settings.admin_ids,
+        conversation=conversation, commands=commands, outbox=outbox, admin_ids=settings.admin_ids,
         reports=OperatorReports(conversation.database),
     )
     dispatcher.update.outer_middleware(LogContextMiddleware())
-    dispatcher.update.outer_middleware(OnceMiddleware(conversation))
+    dispatcher.update.outer_middleware(UnitMiddleware(commands, outbox))
     dispatcher.include_router(build_router())
     return dispatcher
 
 
-async def _heal_forever(conversation: ConversationService, outbox: TelegramOutbox) -> None:
-    """Answer messages a crashed worker left unanswered (at start, then every few seconds)."""
-    rounds = 0
+async def _maintain(conversation: ConversationService, outbox: DeliveryQueue) -> None:
+    """Retries and orphaned sends every second; chats a crashed worker left owed every two; pruning hourly."""
+    last_heal = last_prune = 0.0
+    failing = False
     while True:
         try:
-            healed = await conversation.heal(outbox)
-            if healed:
-                log.info("chats_healed", chats=healed)
-            if rounds % PRUNE_EVERY_ROUNDS == 0:
+            await outbox.sweep()
+            if time.monotonic() - last_heal >= HEAL_EVERY:
+                last_heal = time.monotonic()
+                await conversation.heal(outbox)
+            if time.monotonic() - last_prune >= PRUNE_EVERY:
+                last_prune = time.monotonic()
                 pruned = await conversation.prune_updates()
                 if pruned:
                     log.info("processed_updates_pruned", rows=pruned)
-        except Exception:
-            log.exception("heal_failed")
-        rounds += 1
-        await asyncio.sleep(HEAL_EVERY)
+            if failing:
+                log.info("maintenance_recovered")
+            failing = False
+        except Exception as exc:  # the database may be away; try again next round
+            if not failing:
+                log.warning("maintenance_failed", error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+            failing = True
+        await asyncio.sleep(SWEEP_EVERY)
 
 
 @contextlib.asynccontextmanager
@@ -90,16 +113,28 @@ async def exposing_metrics(conversation: ConversationService, settings: Settings
         await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def background(conversation: ConversationService, outbox: TelegramOutbox) -> AsyncIterator[None]:
-    healer = asyncio.create_task(_heal_forever(conversation, outbox))
-    try:
-        yield
-    finally:
-        healer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await healer
-        await conversation.drain()
+async def introduce(bot: Bot, stop: asyncio.Event) -> bool:
+    """Who we are and what we understand, retried until Telegram answers; False if stopped first."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            me = await bot.get_me(request_timeout=15)
+            await bot.set_my_commands(COMMANDS, request_timeout=15)
+        except TelegramUnauthorizedError:
+            raise SettingsError(
+                "invalid setting BOT_TOKEN: Telegram refused it (401); get a valid one from @BotFather"
+            ) from None
+        except Exception as exc:
+            attempt += 1
+            delay = min(30.0, 2.0**attempt)
+            log.warning("telegram_unreachable", error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                        retry_in=delay, attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            continue
+        structlog.contextvars.bind_contextvars(bot=me.username)
+        return True
+    return False
 
 
 async def serve(
@@ -109,55 +144,74 @@ async def serve(
     stop: asyncio.Event | None = None,
     with_scheduler: bool = True,
 ) -> None:
-    """Run until stopped (a signal, or `stop` when embedded in the demo)."""
+    """Run until stopped (a signal, or `stop` when embedded in the demo), then hand over cleanly."""
+    stop = stop or stop_on_signals()
     bot = make_bot(settings)
-    outbox = TelegramOutbox(bot)
-    dispatcher = make_dispatcher(conversation, outbox, settings)
+    outbox = DeliveryQueue(conversation.database, TelegramTransport(bot), worker=conversation.worker,
+                           metrics=conversation.metrics)
+    commands = CommandService(conversation)
+    dispatcher = make_dispatcher(conversation, commands, outbox, settings)
+    intake = UpdateIntake(bot, dispatcher, commands, outbox)
+    grace = settings.shutdown_grace.total_seconds()
     try:
-        me = await bot.get_me()
-        structlog.contextvars.bind_contextvars(bot=me.username)
-        await bot.set_my_commands(COMMANDS)
+        if not await introduce(bot, stop):
+            return
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(exposing_metrics(conversation, settings))
-            await stack.enter_async_context(background(conversation, outbox))
+            maintenance = asyncio.create_task(_maintain(conversation, outbox))
+            stack.callback(maintenance.cancel)
             if with_scheduler:
-                checkins = CheckinService(
-                    conversation, worker=worker_name("bot"), lease=claim_lease(settings.checkin_sweep_every)
+                checkins = CheckinService(conversation, lease=claim_lease(settings.checkin_sweep_every))
+                await stack.enter_async_context(
+                    sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace)
                 )
-                await stack.enter_async_context(sweeping(checkins, outbox, settings.checkin_sweep_every))
             if settings.webhook_url:
-                await _serve_webhook(settings, bot, dispatcher, stop)
+                await _serve_webhook(settings, bot, intake, dispatcher, stop)
             else:
-                await _serve_polling(bot, dispatcher, stop)
+                await _serve_polling(bot, intake, dispatcher, stop)
+            log.info("stopping", grace_seconds=grace)
+            deadline = time.monotonic() + grace
+            await conversation.stop(max(0.0, deadline - time.monotonic()))
+            await outbox.close(max(0.0, deadline - time.monotonic()))
     finally:
         await bot.session.close()
 
 
 async def serve_scheduler(settings: Settings, conversation: ConversationService) -> None:
-    """`aifriend scheduler`: check-in sweeps only, sending through the same Bot API."""
+    """`aifriend scheduler`: check-in sweeps only, sending through the same outbox."""
+    stop = stop_on_signals()
     bot = make_bot(settings)
+    outbox = DeliveryQueue(conversation.database, TelegramTransport(bot), worker=conversation.worker,
+                           metrics=conversation.metrics)
+    grace = settings.shutdown_grace.total_seconds()
     try:
-        checkins = CheckinService(
-            conversation, worker=worker_name("scheduler"), lease=claim_lease(settings.checkin_sweep_every)
-        )
+        checkins = CheckinService(conversation, lease=claim_lease(settings.checkin_sweep_every))
         async with (
             exposing_metrics(conversation, settings),
-            sweeping(checkins, TelegramOutbox(bot), settings.checkin_sweep_every),
+            sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace),
         ):
-            await _stop_on_signals().wait()
+            await stop.wait()
+        await conversation.stop(grace)
+        await outbox.close(grace)
     finally:
         await bot.session.close()
-        await conversation.drain()
 
 
-async def _serve_polling(bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
-    await bot.delete_webhook()
+async def _serve_polling(bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await bot.delete_webhook(request_timeout=15)
+            break
+        except Exception as exc:
+            log.warning("delete_webhook_failed", error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5)
     log.info("polling_started")
-    await poll(bot, dispatcher, stop or _stop_on_signals())
+    await poll(bot, intake, dispatcher.resolve_used_update_types(), stop)
 
 
-def _stop_on_signals() -> asyncio.Event:
-    """SIGINT and SIGTERM end the loop cleanly: replies in flight are finished first."""
+def stop_on_signals() -> asyncio.Event:
+    """SIGINT and SIGTERM end the loop cleanly: replies in flight are finished first (within the grace)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -165,25 +219,42 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _serve_webhook(settings: Settings, bot: Bot, dispatcher: Dispatcher, stop: asyncio.Event | None) -> None:
+def webhook_app(intake: UpdateIntake, path: str, secret: str | None) -> web.Application:
+    """Telegram's POSTs: 401 without the secret; 200 once the update is stored, ignored or set aside
+    (a body that is not even JSON included); 503 only while the database is away, so Telegram retries."""
+
+    async def on_update(request: web.Request) -> web.Response:
+        if secret is not None and not hmac.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):
+            return web.Response(status=401)
+        body = await request.read()
+        try:
+            raw = json.loads(body)
+        except ValueError as exc:
+            done = await intake.set_aside_unreadable(body, f"not JSON: {exc}", patience=WEBHOOK_PATIENCE)
+        else:
+            done = await intake.handle(intake.read(raw), patience=WEBHOOK_PATIENCE)
+        return web.Response(status=200 if done else 503)
+
+    app = web.Application()
+    app.router.add_post(path, on_update)
+    return app
+
+
+async def _serve_webhook(
+    settings: Settings, bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event
+) -> None:
     assert settings.webhook_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     path = urlparse(settings.webhook_url).path or "/"
-    app = web.Application()
-    # Not in the background: Telegram gets 200 only once the message is stored, and retries otherwise.
-    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False).register(
-        app, path=path
-    )
-    setup_application(app, dispatcher, bot=bot)
-    host, _, port = settings.webhook_listen.rpartition(":")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(webhook_app(intake, path, secret), access_log=None)
     await runner.setup()
+    host, _, port = settings.webhook_listen.rpartition(":")
     await web.TCPSite(runner, host, int(port)).start()
-    await bot.set_webhook(
-        settings.webhook_url, secret_token=secret, allowed_updates=dispatcher.resolve_used_update_types()
-    )
-    log.info("webhook_listening", listen=settings.webhook_listen, path=path)
     try:
-        await (stop or _stop_on_signals()).wait()
+        await bot.set_webhook(
+            settings.webhook_url, secret_token=secret, allowed_updates=dispatcher.resolve_used_update_types()
+        )
+        log.info("webhook_listening", listen=settings.webhook_listen, path=path)
+        await stop.wait()
     finally:
         await runner.cleanup()

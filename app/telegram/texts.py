@@ -29,7 +29,14 @@ TIMEZONE_USAGE = (
     "Write your zone like this: /timezone Europe/Berlin "
     "(the list: en.wikipedia.org/wiki/List_of_tz_database_time_zones)."
 )
-TIMEZONE_UNKNOWN = "I don't know the zone {zone!r}. Write it like Europe/Berlin or America/New_York."
+TIMEZONE_UNKNOWN = (
+    "I don't know a time zone called {zone!r}. Write it as Area/City, like Europe/Berlin or America/New_York "
+    "(the list: en.wikipedia.org/wiki/List_of_tz_database_time_zones)."
+)
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I understand."
 NOT_TEXT = "I can only read text for now. Could you tell me in words?"
 EMPTY_TEXT = "That message looks empty to me. What did you want to say?"
+UPDATE_SET_ASIDE = (
+    "Sorry, I couldn't read your last message; something in it confused me. "
+    "Could you send it again, maybe in other words?"
+)

@@ -38,7 +38,7 @@ async def main() -> None:
                          lambda *args: statements.append(args[2].split()[0]))
             model = TGIChatModel(tgi.url)
             service = ConversationService(database=database, model=model, scorer=VaderScorer(), persona=load_persona())
-            outbox = RecordingOutbox()
+            outbox = RecordingOutbox(database)
             user = UserInfo(user_id=1)
             await service.handle_text(1, user, "hello, first message", outbox)  # creates the conversation
             await service.drain()

@@ -22,7 +22,7 @@ async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, st
 
 
 async def test_inspect_and_stats_read_the_database(service: ConversationService, database_url: str, tmp_path: Path) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     for text in ("hello", "I had an awful, horrible day"):
         await service.handle_text(77, UserInfo(user_id=77, username="kim"), text, outbox)
     env = {"DATABASE_URL": database_url}

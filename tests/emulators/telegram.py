@@ -5,8 +5,12 @@ as JSON strings), multipart (files) or a JSON body; answers are ``{"ok", "result
 ``{"ok": false, "error_code", "description", "parameters": {"retry_after"}}``. Updates are
 handed out by ``getUpdates`` (offsets, long polling) or pushed to a webhook with the secret
 header, and redelivered while the webhook does not answer 200, as Telegram does.
-Users are simulated by ``user_sends`` and friends; faults (blocked users, flood limits)
-are scripted.
+Users are simulated by ``user_sends`` and friends. Faults are scripted or random: blocked
+users, flood limits, and on every sending method 429s, 5xx answers (JSON, or a proxy's HTML
+page), connections reset before the request is processed, and resets *after* it was processed
+(Telegram accepted the message but its answer is lost: ``ambiguous`` lists those, since only
+they may honestly arrive twice). ``getUpdates`` can answer with an HTML 502 or a reset, and
+``push_raw`` hands out any update at all, malformed ones included.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +29,8 @@ import aiohttp
 from aiohttp import web, web_request
 
 MAX_TEXT = 4096
+SEND_FAULTS = ("429", "502", "502html", "reset_before", "reset_after")
+PROXY_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
 BOT_USER = {"id": 42, "is_bot": True, "first_name": "Robin", "username": "aifriend_bot"}
 
 
@@ -43,6 +50,13 @@ class TelegramEmulator:
     webhook_deliveries: int = 0
     url: str = ""
     pushed_at: dict[int, float] = field(default_factory=dict)
+    send_faults: list[str] = field(default_factory=list)  # popped one per sending call, see SEND_FAULTS
+    update_faults: list[str] = field(default_factory=list)  # popped one per getUpdates: "502html", "reset"
+    chaos_until: float = 0.0  # until this monotonic time, random sending calls fail...
+    chaos_rate: float = 0.0  # ...with this probability...
+    chaos_kinds: tuple[str, ...] = SEND_FAULTS  # ...in one of these ways
+    faults_injected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ambiguous: list[tuple[int, str]] = field(default_factory=list)  # accepted, but the answer was lost
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: dict[int, itertools.count[int]] = field(default_factory=dict)
     _confirmed: int = 0
@@ -74,6 +88,14 @@ class TelegramEmulator:
         self.updates.append({"update_id": update_id, **update})
         self._arrived.set()
         return update_id
+
+    def push_raw(self, update: dict[str, Any]) -> int:
+        """Hand out any update as it is (a poison one, an unknown type): no validation at all."""
+        return self.push(**update)
+
+    def chaos(self, seconds: float, rate: float, kinds: tuple[str, ...] = SEND_FAULTS) -> None:
+        """For `seconds`, each sending call fails with probability `rate`, in one of `kinds`."""
+        self.chaos_until, self.chaos_rate, self.chaos_kinds = time.monotonic() + seconds, rate, kinds
 
     def user_sends(self, chat_id: int, text: str, **kwargs: Any) -> int:
         return self.push(message=self.message(chat_id, text=text, **kwargs))
@@ -162,7 +184,41 @@ class TelegramEmulator:
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             return self._fail(404, "Not Found: method not found")
+        if method.lower() == "getupdates" and self.update_faults:
+            return self._fault(request, self.update_faults.pop(0))
+        if method.lower() in ("sendmessage", "senddocument", "editmessagetext"):
+            fault = self._next_send_fault()
+            if fault == "reset_after":  # processed, then the connection dies before the answer
+                answer = await handler(params)
+                if answer.status == 200:
+                    self.ambiguous.append((int(params.get("chat_id", 0)), str(params.get("text") or params.get("caption"))))
+                return self._fault(request, fault)
+            if fault:
+                return self._fault(request, fault)
         return await handler(params)  # type: ignore[no-any-return]
+
+    def _next_send_fault(self) -> str | None:
+        if self.send_faults:
+            return self.send_faults.pop(0)
+        if time.monotonic() < self.chaos_until and random.random() < self.chaos_rate:
+            return random.choice(self.chaos_kinds)
+        return None
+
+    def _fault(self, request: web.Request, kind: str) -> web.Response:
+        self.faults_injected[kind] += 1
+        if kind == "429":
+            return self._fail(429, "Too Many Requests: retry after 1", retry_after=1)
+        if kind == "502":
+            return self._fail(502, "Bad Gateway")
+        if kind == "502html":
+            return web.Response(status=502, text=PROXY_502, content_type="text/html")
+        if kind == "400":
+            return self._fail(400, "Bad Request: chat not found")
+        if kind in ("reset_before", "reset_after", "reset"):
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        raise ValueError(f"unknown fault {kind!r}")
 
     def _chat_check(self, params: dict[str, Any]) -> tuple[int, web.Response | None]:
         chat_id = int(params.get("chat_id", 0))

@@ -11,6 +11,7 @@ import pytest
 
 from app.persona import load_persona
 from app.services.checkins import CheckinService
+from app.services.commands import CommandService
 from app.services.conversation import ConversationService
 from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
@@ -26,10 +27,11 @@ NEVER_QUIET = QuietHours(0, 0)
 BREAK = timedelta(seconds=0.6)
 
 
-def _service(database, tgi: TGIEmulator, **policy: object) -> ConversationService:  # type: ignore[no-untyped-def]
+def _service(database, tgi: TGIEmulator, worker: str = "w1", **policy: object) -> ConversationService:  # type: ignore[no-untyped-def]
     return ConversationService(
         database=database, model=TGIChatModel(tgi.url, backoff=0.01), scorer=VaderScorer(), persona=load_persona(),
         checkins=CheckinPolicy(**{"after": BREAK, "quiet_hours": NEVER_QUIET, "jitter": 0.0, **policy}),  # type: ignore[arg-type]
+        worker=worker,
     )
 
 
@@ -46,8 +48,8 @@ async def _say(service: ConversationService, chat: int, text: str, outbox: Recor
 
 async def test_one_checkin_after_a_break_and_a_second_only_after_another(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
-    checkins = CheckinService(service, worker="w1")
-    outbox = RecordingOutbox()
+    checkins = CheckinService(service)
+    outbox = RecordingOutbox(db)
     await _say(service, 7, "I have a big exam on Friday", outbox)
     assert (await checkins.sweep(outbox)).sent == 0, "no check-in before the break"
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
@@ -73,10 +75,10 @@ async def test_one_checkin_after_a_break_and_a_second_only_after_another(db, tgi
 async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
     hour = datetime.now(UTC).hour
     service = _service(db, tgi, quiet_hours=QuietHours(hour, (hour + 2) % 24))
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(db)
     await _say(service, 8, "good night", outbox)
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
-    report = await CheckinService(service, worker="w1").sweep(outbox)
+    report = await CheckinService(service).sweep(outbox)
     assert (report.sent, report.postponed) == (0, 1)
     planned = (await _rows(database_url, "SELECT next_checkin_at FROM conversations"))[0][0]
     assert planned >= datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2) - timedelta(seconds=1)
@@ -84,17 +86,22 @@ async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEm
     await _close(service)
 
 
-async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator) -> None:  # type: ignore[no-untyped-def]
+async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
-    checkins = CheckinService(service, worker="w1")
-    outbox = RecordingOutbox()
+    checkins = CheckinService(service)
+    outbox = RecordingOutbox(db)
     await _say(service, 9, "hi", outbox)
-    await service.set_checkins(9, UserInfo(user_id=9), False)
+    commands = CommandService(service)
+    async with commands.handling(9, UserInfo(user_id=9)) as unit:
+        assert unit is not None
+        await commands.set_checkins(unit, False)
     await _say(service, 10, "hello", outbox)
     outbox.blocked.add(10)
+    delivered = len(outbox.sent)
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
-    first = await checkins.sweep(outbox)
-    assert first.sent == 0
+    await checkins.sweep(outbox)
+    assert len(outbox.sent) == delivered, "nothing reaches chat 9 (off) or chat 10 (blocked)"
+    assert (await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 10"))[0][0] is False
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
     assert (await checkins.sweep(outbox)).claimed == 0, "a blocked chat is never claimed again"
     await _close(service)
@@ -103,14 +110,14 @@ async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator) -> None:
 async def test_three_workers_send_each_checkin_exactly_once(database_url: str, tgi: TGIEmulator) -> None:
     databases = [connect(database_url) for _ in range(3)]
     # One check-in per chat is allowed, so any second one would be a duplicate.
-    services = [_service(database, tgi, max_unanswered=1) for database in databases]
-    outbox = RecordingOutbox()
+    services = [_service(database, tgi, worker=f"w{n}", max_unanswered=1) for n, database in enumerate(databases)]
+    outbox = RecordingOutbox(databases[0])
     chats = list(range(100, 160))
     for chat in chats:
         await services[0].receive(chat, UserInfo(user_id=chat), "hello there")
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
     tgi.latency = 0.01
-    workers = [CheckinService(service, worker=f"w{n}", batch=7) for n, service in enumerate(services)]
+    workers = [CheckinService(service, batch=7) for service in services]
     for _ in range(6):
         await asyncio.gather(*(worker.sweep(outbox) for worker in workers))
     per_chat = Counter(chat for chat, _ in outbox.sent)
@@ -125,11 +132,11 @@ async def test_three_workers_send_each_checkin_exactly_once(database_url: str, t
 @pytest.mark.parametrize("state", ["close"])
 async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, database_url: str, state: str) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
-    await _say(service, 11, "hello", RecordingOutbox())
+    await _say(service, 11, "hello", RecordingOutbox(db))
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute(f"UPDATE conversations SET state = '{state}', last_user_message_at = now() - interval '15 days'")
     await connection.close()
-    report = await CheckinService(service, worker="w1").sweep(RecordingOutbox())
+    report = await CheckinService(service).sweep(RecordingOutbox(db))
     assert report.cooled == 1
     log = await _rows(database_url, "SELECT trigger, to_state FROM state_transition_log ORDER BY id DESC LIMIT 1")
     assert tuple(log[0]) == ("cooldown", "warming")

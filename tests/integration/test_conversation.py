@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import asyncpg
-import pytest
 
+from app.services.commands import CommandService
 from app.services.conversation import ConversationService
+from app.services.delivery import DeliveryQueue, SendOutcome
 from storage.conversations import UserInfo
 from tests.emulators.tgi import TGIEmulator
-from tests.helpers import RecordingOutbox
+from storage.outbox import QueuedSend
+from tests.helpers import RecordingOutbox, RecordingTransport
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
 
@@ -32,7 +35,7 @@ async def _say(service: ConversationService, outbox: RecordingOutbox, text: str,
 async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     persona = service.persona
     for number in range(1, 31):
         replies = await _say(service, outbox, f"{CALM_LINES[number % len(CALM_LINES)]} ({number})")
@@ -54,7 +57,7 @@ async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
 
 
 async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService, database_url: str) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     for line in CALM_LINES[:3]:
         await _say(service, outbox, line)
     await _say(service, outbox, "I had an awful, terrible day and I hate everything")
@@ -67,7 +70,7 @@ async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService
 
 
 async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: TGIEmulator, database_url: str) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "Hello there, nice to meet you")
     await _say(service, outbox, "Honestly I feel fine but sometimes I want to kill myself")
     request = tgi.chat_requests()[-1]
@@ -80,10 +83,12 @@ async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: 
 async def test_clear_resets_to_icebreaker_with_fresh_history(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     for number in range(12):
         await _say(service, outbox, f"Remember the blue kite {number}")
-    stage = await service.reset(501, ANN)
+    async with CommandService(service).handling(501, ANN) as unit:
+        assert unit is not None
+        stage = await CommandService(service).reset(unit)
     assert stage.value == "icebreaker"
     await _say(service, outbox, "Hi again")
     prompt = tgi.chat_requests()[-1]["messages"]
@@ -94,7 +99,7 @@ async def test_clear_resets_to_icebreaker_with_fresh_history(
 
 
 async def test_fourteen_days_of_silence_cool_close_to_warming(service: ConversationService, database_url: str) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "hello")
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute(
@@ -112,7 +117,7 @@ async def test_model_down_gets_the_fallback_line_and_the_message_is_kept(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.fail_next(503, "overloaded", times=3)
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     replies = await _say(service, outbox, "are you there?")
     assert replies == [service.persona.fallback]
     rows = await _rows(database_url, "SELECT role, kind FROM message_log WHERE chat_id = 501 ORDER BY id")
@@ -123,7 +128,7 @@ async def test_model_down_gets_the_fallback_line_and_the_message_is_kept(
 
 async def test_a_transient_overload_is_retried(service: ConversationService, tgi: TGIEmulator) -> None:
     tgi.fail_next(429, "overloaded", times=2)
-    replies = await _say(service, RecordingOutbox(), "hello after a busy moment")
+    replies = await _say(service, RecordingOutbox(service.database), "hello after a busy moment")
     assert replies[0].startswith("[emulated model]")
 
 
@@ -131,7 +136,7 @@ async def test_messages_arriving_together_are_all_answered_in_order(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.latency = 0.2
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     results = await asyncio.gather(*(_say(service, outbox, f"part {n}") for n in range(4)))
     replies = [text for result in results for text in result]
     assert 1 <= len(replies) < 4, "messages that came during a reply are answered together"
@@ -148,7 +153,7 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.max_input_tokens, tgi.max_total_tokens = 767, 768
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     for number in range(1, 501):
         text = "My dog is called Biscuit" if number == 3 else f"{CALM_LINES[number % len(CALM_LINES)]} today, number {number}"
         replies = await _say(service, outbox, text)
@@ -174,7 +179,7 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
 async def test_a_new_day_starts_with_yesterdays_summary(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "I adopted a cat named Pepper")
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute("UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = 501")
@@ -192,7 +197,7 @@ async def test_a_new_day_starts_with_yesterdays_summary(
 
 
 async def test_a_redelivered_message_is_stored_and_answered_once(service: ConversationService, database_url: str) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     first = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
     again = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
     assert len(first) == 1 and again == []
@@ -207,21 +212,22 @@ async def test_a_crash_before_the_reply_is_healed(
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute("UPDATE conversations SET reply_lease_until = now() - interval '1 second'")
     await connection.close()
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     assert await service.heal(outbox) == 1
+    await service.drain()
     assert len(outbox.sent) == 1 and "did you get this?" in outbox.sent[0][1]
     assert await service.heal(outbox) == 0
 
 
 async def test_a_blocked_user_marks_the_chat_inactive(service: ConversationService, database_url: str) -> None:
-    outbox = RecordingOutbox(blocked={501})
+    outbox = RecordingOutbox(service.database, blocked={501})
     assert await _say(service, outbox, "hi") != []
     active = await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 501")
     assert active[0][0] is False
 
 
 async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationService, database_url: str) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     await service.handle_text(501, ANN, "old", outbox, telegram_message_id=1, update_id=10)
     await service.handle_text(501, ANN, "new", outbox, telegram_message_id=2, update_id=11)
     connection = await asyncpg.connect(plain_dsn(database_url))
@@ -234,7 +240,7 @@ async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationS
 async def test_a_debounced_burst_gets_one_reply_that_knows_the_history(
     service: ConversationService, tgi: TGIEmulator
 ) -> None:
-    outbox = RecordingOutbox()
+    outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "My dog is called Biscuit")
     service.reply_debounce = timedelta(seconds=0.4)
     burst = [_say(service, outbox, "so"), _say(service, outbox, "guess what happened today")]
@@ -247,26 +253,29 @@ async def test_a_debounced_burst_gets_one_reply_that_knows_the_history(
     assert len(outbox.sent) == 2
 
 
-class _DownOutbox(RecordingOutbox):
-    """Telegram unreachable: the reply is stored, but cannot be sent."""
+class _FlakyTransport(RecordingTransport):
+    """Telegram failing before it takes the message: a refused connection, then a 502, then fine."""
 
-    async def send(self, chat_id: int, text: str) -> int | None:
-        raise ConnectionError("Telegram is down")
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def deliver(self, send: QueuedSend) -> SendOutcome:
+        if self.failures > 0:
+            self.failures -= 1
+            return SendOutcome("retry", error="502: Bad Gateway")
+        return await super().deliver(send)
 
 
-async def test_a_stored_reply_that_was_never_sent_is_sent_once_later(
+async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_once(
     service: ConversationService, database_url: str
 ) -> None:
-    with pytest.raises(ConnectionError):
-        await service.handle_text(501, ANN, "please answer this", _DownOutbox())
-    stored = await _rows(database_url, "SELECT delivered_at FROM messages WHERE role = 'assistant'")
-    assert len(stored) == 1 and stored[0][0] is None
-    outbox = RecordingOutbox()
-    connection = await asyncpg.connect(plain_dsn(database_url))
-    await connection.execute("UPDATE conversations SET reply_lease_until = NULL")
-    assert await service.heal(outbox) == 0, "a fresh unsent message may still be on its way: not resent yet"
-    await connection.execute("UPDATE messages SET created_at = created_at - interval '2 minutes' WHERE role = 'assistant'")
-    await connection.close()
-    assert await service.heal(outbox) == 1
-    assert await service.heal(outbox) == 0
-    assert [text for _, text in outbox.sent] == ["[emulated model] please answer this"]
+    transport = _FlakyTransport(failures=2)
+    outbox = DeliveryQueue(service.database, transport, worker="test")
+    started = time.monotonic()
+    await service.handle_text(501, ANN, "please answer this", outbox)
+    assert time.monotonic() - started < 5, "retries back off in seconds, not minutes"
+    assert [text for _, text in transport.sent] == ["[emulated model] please answer this"]
+    stored = await _rows(database_url, "SELECT delivered_at, telegram_message_id FROM messages WHERE role = 'assistant'")
+    assert stored[0]["delivered_at"] is not None and stored[0]["telegram_message_id"] == 1
+    assert (await _rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0

@@ -7,8 +7,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from app.reports import format_conversation, format_stats
+from app.services.commands import CommandService, UpdateUnit
 from app.services.operators import OperatorReports
-from app.telegram.split import split_message
 
 router = Router(name=__name__)
 
@@ -19,23 +19,24 @@ def _is_admin(message: Message, admin_ids: frozenset[int]) -> bool:
 
 @router.message(Command("inspect"))
 async def cmd_inspect(
-    message: Message, command: CommandObject, reports: OperatorReports, admin_ids: frozenset[int]
+    message: Message, command: CommandObject, reports: OperatorReports, admin_ids: frozenset[int],
+    unit: UpdateUnit, commands: CommandService,
 ) -> None:
     if not _is_admin(message, admin_ids):
         return
     argument = (command.args or "").strip()
-    if not argument.lstrip("-").isdigit():
-        await message.answer("Usage: /inspect CHAT_ID")
+    if not argument.lstrip("-").isdigit() or len(argument) > 20:
+        await commands.answer(unit, "Usage: /inspect CHAT_ID", command=message.text)
         return
     report = await reports.conversation(int(argument))
     text = format_conversation(report) if report else f"No conversation {argument}."
-    for piece in split_message(text):
-        await message.answer(piece)
+    await commands.answer(unit, text, command=message.text)
 
 
 @router.message(Command("stats"))
-async def cmd_stats(message: Message, reports: OperatorReports, admin_ids: frozenset[int]) -> None:
+async def cmd_stats(
+    message: Message, reports: OperatorReports, admin_ids: frozenset[int], unit: UpdateUnit, commands: CommandService
+) -> None:
     if not _is_admin(message, admin_ids):
         return
-    for piece in split_message(format_stats(await reports.stats())):
-        await message.answer(piece)
+    await commands.answer(unit, format_stats(await reports.stats()), command=message.text)

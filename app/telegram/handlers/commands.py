@@ -1,110 +1,123 @@
-"""The user's commands: /start, /clear, /forget, /export, /checkins, /timezone, /help."""
+"""The user's commands: /start, /clear, /forget, /export, /checkins, /timezone, /help.
+
+Each stores what it did and queues its answer in the update's unit of work (see
+`UnitMiddleware`), so it is answered once, after its effect is kept.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
 import structlog
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 
-from app.services.conversation import ConversationService
-from app.services.operators import OperatorReports
+from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
-from app.telegram.handlers.common import user_info
-from app.telegram.outbox import TelegramOutbox
 
 router = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
 log = structlog.get_logger()
 
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
+FORGET_KEYBOARD = {"inline_keyboard": [[
+    {"text": texts.FORGET_YES, "callback_data": FORGET_YES},
+    {"text": texts.FORGET_NO, "callback_data": FORGET_NO},
+]]}
+
+
+@cache
+def _zones() -> dict[str, str]:
+    """Every IANA zone this machine knows, by its lower-case name (read once)."""
+    return {name.lower(): name for name in available_timezones()}
+
+
+def known_zone(name: str) -> str | None:
+    """The zone's proper name, or None: anything else (a folder like "Europe", a 5,000-letter
+    word, a path) never reaches ZoneInfo."""
+    return _zones().get(name.strip().lower()) if len(name) <= 64 else None
 
 
 @router.message(CommandStart())
-async def cmd_start(message: Message, conversation: ConversationService, outbox: TelegramOutbox) -> None:
-    await conversation.greet(message.chat.id, user_info(message.from_user, message.chat.id), outbox)
+async def cmd_start(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    await commands.greet(unit, command=message.text or "/start")
 
 
 @router.message(Command("clear"))
-async def cmd_clear(message: Message, conversation: ConversationService) -> None:
-    await conversation.reset(message.chat.id, user_info(message.from_user, message.chat.id))
-    await message.answer(texts.CLEARED)
+async def cmd_clear(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    await commands.reset(unit, command=message.text or "/clear")
+    await commands.answer(unit, texts.CLEARED)
 
 
 @router.message(Command("help"))
-async def cmd_help(message: Message) -> None:
-    await message.answer(texts.HELP)
+async def cmd_help(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    await commands.answer(unit, texts.HELP, command=message.text)
 
 
 @router.message(Command("forget"))
-async def cmd_forget(message: Message) -> None:
-    keyboard = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=texts.FORGET_YES, callback_data=FORGET_YES),
-        InlineKeyboardButton(text=texts.FORGET_NO, callback_data=FORGET_NO),
-    ]])
-    await message.answer(texts.FORGET_CONFIRM, reply_markup=keyboard)
+async def cmd_forget(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    await commands.answer(unit, texts.FORGET_CONFIRM, command=message.text, reply_markup=FORGET_KEYBOARD)
 
 
 @router.callback_query(F.data.in_({FORGET_YES, FORGET_NO}))
-async def on_forget_answer(query: CallbackQuery, conversation: ConversationService) -> None:
-    await query.answer()
+async def on_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: CommandService) -> None:
     if query.data == FORGET_YES:
-        removed = await conversation.forget(query.from_user.id)
+        removed = await commands.forget(unit)
         log.info("user_forgotten", users_removed=removed)
         text = texts.FORGOTTEN
     else:
         text = texts.FORGET_KEPT
-    if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(text, chat_id=query.message.chat.id, message_id=query.message.message_id)
+    if query.message is not None:
+        await commands.edit(unit, query.message.message_id, text)
+    with contextlib.suppress(TelegramAPIError):  # only stops the button's spinner; the edit says it all
+        await query.answer()
 
 
 @router.message(Command("export"))
-async def cmd_export(message: Message, reports: OperatorReports) -> None:
-    user_id = message.from_user.id if message.from_user else message.chat.id
-    data = await reports.export(user_id)
+async def cmd_export(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    data = await commands.export(unit)
     if data is None:
-        await message.answer(texts.EXPORT_EMPTY)
+        await commands.answer(unit, texts.EXPORT_EMPTY, command=message.text)
         return
-    document = BufferedInputFile(
-        json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"), filename="aifriend-export.json"
+    await commands.send_document(
+        unit, filename="aifriend-export.json", content=json.dumps(data, ensure_ascii=False, indent=2),
+        caption=texts.EXPORT_CAPTION, command=message.text or "/export",
     )
-    await message.answer_document(document, caption=texts.EXPORT_CAPTION)
 
 
 @router.message(Command("checkins"))
-async def cmd_checkins(message: Message, command: CommandObject, conversation: ConversationService) -> None:
+async def cmd_checkins(message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService) -> None:
     choice = (command.args or "").strip().lower()
     if choice not in ("on", "off"):
-        row = await conversation.conversation(message.chat.id)
-        state = "on" if row is None or row.checkins_enabled else "off"
-        await message.answer(texts.CHECKINS_USAGE.format(state=state))
+        state = "on" if await commands.checkins_enabled(unit) else "off"
+        await commands.answer(unit, texts.CHECKINS_USAGE.format(state=state), command=message.text)
         return
-    user = user_info(message.from_user, message.chat.id)
-    await conversation.set_checkins(message.chat.id, user, choice == "on")
-    await message.answer(texts.CHECKINS_ON if choice == "on" else texts.CHECKINS_OFF)
+    await commands.set_checkins(unit, choice == "on")
+    await commands.answer(unit, texts.CHECKINS_ON if choice == "on" else texts.CHECKINS_OFF, command=message.text)
 
 
 @router.message(Command("timezone"))
-async def cmd_timezone(message: Message, command: CommandObject, conversation: ConversationService) -> None:
-    name = (command.args or "").strip()
-    if not name:
-        await message.answer(texts.TIMEZONE_USAGE)
+async def cmd_timezone(message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService) -> None:
+    asked = (command.args or "").strip()
+    if not asked:
+        await commands.answer(unit, texts.TIMEZONE_USAGE, command=message.text)
         return
-    try:
-        zone = ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        await message.answer(texts.TIMEZONE_UNKNOWN.format(zone=name[:64]))
+    zone = known_zone(asked)
+    if zone is None:
+        shown = asked if len(asked) <= 40 else asked[:40] + "…"
+        await commands.answer(unit, texts.TIMEZONE_UNKNOWN.format(zone=shown), command=message.text)
         return
-    user = user_info(message.from_user, message.chat.id)
-    await conversation.set_timezone(message.chat.id, user, name)
-    local = datetime.now(UTC).astimezone(zone).strftime("%H:%M")
-    await message.answer(texts.TIMEZONE_SET.format(zone=name, local=local))
+    await commands.set_timezone(unit, zone)
+    local = datetime.now(UTC).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+    await commands.answer(unit, texts.TIMEZONE_SET.format(zone=zone, local=local), command=message.text)
 
 
 @router.message(F.text.startswith("/"))
-async def on_unknown_command(message: Message) -> None:
-    await message.answer(texts.UNKNOWN_COMMAND)
+async def on_unknown_command(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
+    await commands.answer(unit, texts.UNKNOWN_COMMAND, command=message.text)

@@ -6,22 +6,17 @@ import structlog
 from aiogram import F, Router
 from aiogram.types import Message
 
-from app.services.conversation import ConversationService
+from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
-from app.telegram.handlers.common import user_info
-from app.telegram.outbox import TelegramOutbox
 
 router = Router(name=__name__)
 log = structlog.get_logger()
 
 
 @router.message(F.chat.type == "private")
-async def on_not_text(message: Message, conversation: ConversationService, outbox: TelegramOutbox) -> None:
-    what = f"[{message.content_type}]"
+async def on_not_text(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
     log.info("non_text_answered", content_type=message.content_type)
-    await conversation.note_other(
-        message.chat.id, user_info(message.from_user, message.chat.id), what, texts.NOT_TEXT, outbox
-    )
+    await commands.note_other(unit, f"[{message.content_type}]", texts.NOT_TEXT)
 
 
 @router.message()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import Message, Update
 
+from app.services.commands import CommandService, UpdateUnit
 from app.services.conversation import ConversationService
-from app.services.text import clean_text
+from app.services.outbox import Outbox
 from app.telegram import texts
 from app.telegram.handlers.common import user_info
-from app.telegram.outbox import TelegramOutbox
 
 router = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
@@ -17,16 +17,15 @@ router.message.filter(F.chat.type == "private")
 
 @router.message(F.text)
 async def on_text(
-    message: Message, event_update: Update, conversation: ConversationService, outbox: TelegramOutbox
+    message: Message, event_update: Update, conversation: ConversationService, commands: CommandService,
+    outbox: Outbox, unit: UpdateUnit | None = None,
 ) -> None:
     """Returns once the message is stored, so the update is confirmed only then."""
-    text = clean_text(message.text or "")
-    if not text:
-        await conversation.record_update(event_update.update_id, message.chat.id)
-        await message.answer(texts.EMPTY_TEXT)
+    if unit is not None:  # text that is nothing once cleaned (control characters only): not plain text
+        await commands.note_other(unit, "[empty text]", texts.EMPTY_TEXT)
         return
     received = await conversation.receive(
-        message.chat.id, user_info(message.from_user, message.chat.id), text,
+        message.chat.id, user_info(message.from_user, message.chat.id), message.text or "",
         telegram_message_id=message.message_id, update_id=event_update.update_id,
     )
     if received.responder:

@@ -1,0 +1,176 @@
+"""Everything a user does that is not plain text: commands, buttons, stickers, unreadable updates.
+
+Each update is one unit of work: its id is recorded, what it does is stored and its answer is
+queued in the outbox, all in one transaction. So a command is answered exactly once: if
+anything fails, nothing of it is kept and the update is handled again; if it succeeded, a
+redelivery finds its id and is skipped, and the queued answer is sent by whichever worker
+gets to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.services.conversation import ConversationService
+from app.services.records import fsm_columns, snapshot_of, transition_records, utcnow
+from app.services.text import storable, text_sends
+from fsm import ResetEvent, Stage
+from storage.conversations import ConversationRepo, UserInfo
+from storage.dead_letters import DeadLetterRepo
+from storage.dto import ConversationRow
+from storage.export import export_user
+from storage.messages import MessageRepo
+from storage.outbox import OutboxRepo, Outgoing
+
+log = structlog.get_logger()
+
+
+@dataclass
+class UpdateUnit:
+    """One update's transaction, and the chats it queued answers for (to send once committed)."""
+
+    session: AsyncSession
+    chat_id: int
+    user: UserInfo
+    queued: set[int] = field(default_factory=set)
+
+
+class CommandService:
+    def __init__(self, conversation: ConversationService) -> None:
+        self.conversation = conversation
+        self.persona = conversation.persona
+
+    @contextlib.asynccontextmanager
+    async def handling(
+        self, chat_id: int, user: UserInfo, *, update_id: int | None = None
+    ) -> AsyncIterator[UpdateUnit | None]:
+        """A unit of work for one update; None when the update was handled before."""
+        async with self.conversation.database.sessions() as session, session.begin():
+            if update_id is not None and not await ConversationRepo(session).record_update(update_id, chat_id):
+                log.info("update_duplicate_skipped")
+                yield None
+                return
+            yield UpdateUnit(session, chat_id, user)
+
+    async def _open(self, unit: UpdateUnit) -> ConversationRow:
+        return await self.conversation.open_in(unit.session, unit.chat_id, unit.user)
+
+    async def _queue(self, unit: UpdateUnit, sends: list[Outgoing], message_id: int | None = None) -> None:
+        await OutboxRepo(unit.session).enqueue(unit.chat_id, sends, message_id=message_id)
+        unit.queued.add(unit.chat_id)
+
+    async def _store(self, unit: UpdateUnit, *, role: str, kind: str, text: str) -> int:
+        message_id = await MessageRepo(unit.session).add(
+            unit.chat_id, role=role, kind=kind, text=storable(text) or "…", answered=role == "user"
+        )
+        assert message_id is not None
+        return message_id
+
+    async def answer(
+        self,
+        unit: UpdateUnit,
+        text: str,
+        *,
+        command: str | None = None,
+        kind: str = "command",
+        reply_markup: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the user's command (if given) and the bot's answer, and queue the answer."""
+        await self._open(unit)
+        if command is not None:
+            await self._store(unit, role="user", kind="command", text=command)
+        message_id = await self._store(unit, role="assistant", kind=kind, text=text)
+        await self._queue(unit, text_sends(text, reply_markup), message_id)
+
+    async def greet(self, unit: UpdateUnit, command: str = "/start") -> None:
+        """`/start`: open the conversation (icebreaker) and say hello."""
+        row = await self._open(unit)
+        await self.answer(unit, self.persona.greeting, command=command, kind="greeting")
+        await ConversationRepo(unit.session).update(
+            unit.chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True,
+            next_checkin_at=row.next_checkin_at or self.conversation.plan_checkin(
+                utcnow(), enabled=row.checkins_enabled),
+        )
+
+    async def reset(self, unit: UpdateUnit, command: str = "/clear") -> Stage:
+        """`/clear`: back to icebreaker with a fresh short-term history (trigger `reset`)."""
+        row = await self._open(unit)
+        conversations = ConversationRepo(unit.session)
+        await self._store(unit, role="user", kind="command", text=command)
+        outcome = self.conversation.machine.advance(snapshot_of(row), ResetEvent())
+        await conversations.update(
+            unit.chat_id, **fsm_columns(outcome.snapshot),
+            history_since_id=await MessageRepo(unit.session).last_id(unit.chat_id),
+        )
+        await conversations.add_transitions(unit.chat_id, transition_records(outcome.transitions))
+        log.info("conversation_reset")
+        return outcome.snapshot.stage
+
+    async def note_other(self, unit: UpdateUnit, what: str, answer: str) -> None:
+        """Something that is not text (a sticker, a photo): kept for operators, answered kindly."""
+        await self._open(unit)
+        await self._store(unit, role="user", kind="other", text=what)
+        message_id = await self._store(unit, role="assistant", kind="other", text=answer)
+        await self._queue(unit, text_sends(answer), message_id)
+
+    async def set_timezone(self, unit: UpdateUnit, timezone: str) -> None:
+        await self._open(unit)
+        await ConversationRepo(unit.session).set_timezone(unit.user.user_id, timezone)
+
+    async def set_checkins(self, unit: UpdateUnit, enabled: bool) -> None:
+        row = await self._open(unit)
+        last = max(filter(None, (row.last_user_message_at, row.last_checkin_at)), default=utcnow())
+        await ConversationRepo(unit.session).update(
+            unit.chat_id, checkins_enabled=enabled,
+            next_checkin_at=self.conversation.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
+        )
+
+    async def checkins_enabled(self, unit: UpdateUnit) -> bool:
+        row = await ConversationRepo(unit.session).get(unit.chat_id)
+        return row is None or row.checkins_enabled
+
+    async def forget(self, unit: UpdateUnit) -> int:
+        """Delete every row about the user (their queued messages included); how many users went."""
+        return await ConversationRepo(unit.session).forget(unit.user.user_id)
+
+    async def edit(self, unit: UpdateUnit, message_id: int, text: str) -> None:
+        """Change a message already sent (the answer under a button): queued like any message."""
+        await self._queue(unit, [Outgoing("editMessageText", {"text": text, "message_id": message_id})])
+
+    async def export(self, unit: UpdateUnit) -> dict[str, Any] | None:
+        return await export_user(unit.session, unit.user.user_id)
+
+    async def send_document(
+        self, unit: UpdateUnit, *, filename: str, content: str, caption: str, command: str
+    ) -> None:
+        await self._open(unit)
+        await self._store(unit, role="user", kind="command", text=command)
+        message_id = await self._store(unit, role="assistant", kind="command", text=caption)
+        document = Outgoing("sendDocument", {"filename": filename, "content": content, "caption": caption})
+        await self._queue(unit, [document], message_id)
+
+    async def set_aside(
+        self,
+        *,
+        update_id: int | None,
+        chat_id: int | None,
+        error: str,
+        raw: str,
+        attempts: int,
+        apology: str | None,
+    ) -> bool:
+        """Dead-letter an update (once), apologizing to its chat when one can be told; True if queued."""
+        async with self.conversation.database.sessions() as session, session.begin():
+            new = await DeadLetterRepo(session).add(
+                update_id=update_id, chat_id=chat_id, error=error, raw=raw, attempts=attempts
+            )
+            if new and apology and chat_id is not None:
+                await OutboxRepo(session).enqueue(chat_id, text_sends(apology))
+                return True
+        return False

@@ -1,0 +1,192 @@
+"""Every update, from polling or the webhook, on its way in: cleaned, read, handled or set aside.
+
+PostgreSQL refuses NUL bytes and lone surrogates in text, and numbers beyond bigint: strings
+are cleaned before anything reads them, and an update with such a number is refused. An update
+that cannot be read (a field missing, of the wrong type) or whose handling fails a few times in
+a row is set aside in `dead_letters`, with an apology to its chat when one can be told; one
+whose type this code does not know is ignored. Either way it is confirmed, so it never blocks
+the offset or other chats. A database outage is not the update's fault: it is waited out
+without counting against the update, and nothing is confirmed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
+from pydantic import ValidationError
+
+from app.services.commands import CommandService
+from app.services.outbox import Outbox
+from app.telegram import texts
+from storage.errors import is_transient
+
+log = structlog.get_logger()
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ATTEMPTS = 3  # tries of an update whose handling fails, before it is set aside
+RETRY_PAUSE = 0.5  # doubled after each failed try
+OUTAGE_PAUSE_CAP = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One raw update as read: its id and chat (for lanes and apologies), and the update or why not."""
+
+    raw: Any
+    update_id: int | None
+    chat_id: int | None
+    private: bool
+    update: Update | None = None
+    problem: str | None = None  # it cannot be handled: set aside at once
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _clean(value: Any) -> Any:
+    """A copy without what PostgreSQL cannot store; numbers beyond bigint are refused."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+        return value
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise _Refused(f"a number outside PostgreSQL's bigint range ({value})")
+    return value
+
+
+def _chat_in(raw: Any) -> tuple[int | None, bool]:
+    """The chat an update (even an unreadable one) is about, if it names a storable one."""
+    if not isinstance(raw, dict):
+        return None, False
+    for key, event in raw.items():
+        if key == "update_id" or not isinstance(event, dict):
+            continue
+        chat = event.get("chat")
+        if not isinstance(chat, dict) and isinstance(event.get("message"), dict):
+            chat = event["message"].get("chat")
+        if isinstance(chat, dict):
+            chat_id = chat.get("id")
+            if isinstance(chat_id, int) and not isinstance(chat_id, bool) and INT64_MIN <= chat_id <= INT64_MAX:
+                return chat_id, chat.get("type") == "private"
+    return None, False
+
+
+def escaped(raw: Any) -> str:
+    """The update as received, in ASCII (NUL and lone surrogates escaped), for the dead-letter row."""
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    try:
+        return json.dumps(raw, ensure_ascii=True)
+    except (TypeError, ValueError):
+        return repr(raw)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"[:1000]
+
+
+class UpdateIntake:
+    def __init__(
+        self, bot: Bot, dispatcher: Dispatcher, commands: CommandService, outbox: Outbox,
+        *, attempts: int = ATTEMPTS, retry_pause: float = RETRY_PAUSE,
+    ) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.commands = commands
+        self.outbox = outbox
+        self.attempts = attempts
+        self.retry_pause = retry_pause
+
+    def read(self, raw: Any) -> Incoming:
+        update_id = raw.get("update_id") if isinstance(raw, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or not INT64_MIN <= update_id <= INT64_MAX:
+            update_id = None
+        chat_id, private = _chat_in(raw)
+        try:
+            update = Update.model_validate(_clean(raw), context={"bot": self.bot})
+        except _Refused as exc:
+            return Incoming(raw, update_id, chat_id, private, problem=f"refused: {exc}")
+        except ValidationError as exc:
+            return Incoming(raw, update_id, chat_id, private, problem=f"unreadable update: {_validation(exc)}")
+        try:
+            update.event_type  # noqa: B018 - raises for a type this code does not know
+        except UpdateTypeLookupError:
+            log.info("update_type_unknown_ignored", update_id=update_id, keys=sorted(raw)[:5])
+            return Incoming(raw, update_id, chat_id, private)
+        return Incoming(raw, update_id, chat_id, private, update=update)
+
+    async def handle(self, item: Incoming, *, patience: float | None = None) -> bool:
+        """True once the update is handled, ignored or set aside; False if an outage outlasted `patience`."""
+        if item.problem is not None:
+            return await self._set_aside(item, item.problem, attempts=1, patience=patience)
+        if item.update is None:
+            return True
+        started, failures, outage = time.monotonic(), 0, 0
+        while True:
+            try:
+                await self.dispatcher.feed_update(self.bot, item.update)
+                return True
+            except Exception as exc:
+                if is_transient(exc):
+                    outage += 1
+                    if patience is not None and time.monotonic() - started > patience:
+                        return False
+                    log.warning("update_waits_for_database", update_id=item.update_id, error=_describe(exc))
+                    await asyncio.sleep(min(OUTAGE_PAUSE_CAP, self.retry_pause * 2**outage))
+                    continue
+                failures += 1
+                if failures >= self.attempts:
+                    log.error("update_failed_set_aside", update_id=item.update_id, attempts=failures,
+                              error=_describe(exc))
+                    return await self._set_aside(item, _describe(exc), attempts=failures, patience=patience)
+                log.warning("update_failed_retrying", update_id=item.update_id, attempt=failures,
+                            error=_describe(exc))
+                await asyncio.sleep(self.retry_pause * 2 ** (failures - 1))
+
+    async def set_aside_unreadable(self, body: bytes, error: str, *, patience: float | None = None) -> bool:
+        """A webhook body that is not JSON at all."""
+        return await self._set_aside(Incoming(body, None, None, False), error, attempts=1, patience=patience)
+
+    async def _set_aside(self, item: Incoming, error: str, *, attempts: int, patience: float | None) -> bool:
+        started, pause = time.monotonic(), self.retry_pause
+        apology = texts.UPDATE_SET_ASIDE if item.private else None
+        while True:
+            try:
+                queued = await self.commands.set_aside(
+                    update_id=item.update_id, chat_id=item.chat_id, error=error, raw=escaped(item.raw),
+                    attempts=attempts, apology=apology,
+                )
+            except Exception as exc:
+                if patience is not None and time.monotonic() - started > patience:
+                    return False
+                log.warning("dead_letter_not_written", update_id=item.update_id, error=_describe(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, OUTAGE_PAUSE_CAP)
+                continue
+            log.warning("update_set_aside", update_id=item.update_id, chat_id=item.chat_id, error=error[:300])
+            if queued and item.chat_id is not None:
+                self.outbox.kick(item.chat_id)
+            return True
+
+
+def _validation(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)[:1000]
+    where = ".".join(str(part) for part in errors[0]["loc"])
+    return f"{where}: {errors[0]['msg']} ({exc.error_count()} problem(s))"[:1000]

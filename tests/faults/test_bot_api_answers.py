@@ -1,0 +1,33 @@
+"""Whatever the Bot API (or a proxy in front of it) answers, the process keeps polling."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.e2e.bot import running_bot
+from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.tgi import TGIEmulator
+
+CHAT = 3201
+
+
+async def test_html_502_and_resets_on_get_updates_are_retried_not_fatal(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
+        telegram.user_sends(CHAT, "before the proxy broke")
+        await telegram.wait_for(CHAT, 1, timeout=60)
+        telegram.update_faults += ["502html", "reset", "502html"]
+        telegram.user_sends(CHAT, "the proxy breaks after this one")  # ends the long poll in flight
+        for _ in range(200):
+            if not telegram.update_faults:
+                break
+            await asyncio.sleep(0.05)
+        assert not telegram.update_faults, "the bot stopped asking for updates"
+        telegram.user_sends(CHAT, "after the proxy broke")
+        await telegram.wait_for(CHAT, 3, timeout=20)
+        await asyncio.sleep(0.3)
+        assert bot.process.returncode is None, bot.log()[-2000:]
+    assert "after the proxy broke" in telegram.sent[CHAT][2]["text"]
+    assert "get_updates_failed" in bot.log()

@@ -12,8 +12,8 @@ from app.services.commands import CommandService
 from app.services.conversation import ConversationService
 from app.services.delivery import DeliveryQueue, SendOutcome
 from storage.conversations import UserInfo
-from tests.emulators.tgi import TGIEmulator
 from storage.outbox import QueuedSend
+from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox, RecordingTransport
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Interval, Text, bindparam, insert
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.models import Outbox, table_of
 
@@ -93,7 +93,9 @@ _RELEASE = sql("""
 
 
 class OutboxRepo:
-    def __init__(self, session: AsyncSession) -> None:
+    """On a session (queueing beside other writes) or on a connection a sender holds from claim to record."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.session = session
 
     async def enqueue(

@@ -276,8 +276,13 @@ class ConversationService:
         )
         # Messages that arrived while the previous reply was written have older ids than
         # that reply; they are what this reply answers, so they go last.
+        # A message stored after `pending` was read (the history is read by a later statement) is
+        # unanswered but not owed in this round: it belongs to the next one, not to this prompt.
         owed = {m.id for m in context.pending}
-        turns = [Turn(m.role, m.text) for m in context.recent if m.kind in PROMPT_KINDS and m.id not in owed]
+        turns = [
+            Turn(m.role, m.text) for m in context.recent
+            if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
+        ]
         turns += [Turn(m.role, m.text) for m in context.pending]
         prompt: list[ChatMessage] = []
         kind = "reply"

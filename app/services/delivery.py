@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from storage.conversations import ConversationRepo
@@ -34,6 +35,10 @@ GIVE_UP_AFTER = timedelta(hours=6)  # a reply later than this would make no sens
 MAX_UNEXPECTED = 5  # attempts that failed in a way nobody foresaw, before giving up
 INLINE_WAIT = 30.0  # a retry due sooner is waited for in the sender; later ones are left to the sweep
 BACKOFF_CAP = 30.0
+# Sends in flight per process. Telegram takes about 30 messages a second from a bot in all, so
+# more buys nothing; and a crash can leave at most this many sends whose fate nobody knows.
+SEND_CONCURRENCY = 8
+_EMPTY = -1.0  # nothing claimable: the chat's queue is empty, in backoff, or being sent elsewhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class DeliveryQueue:
         self.metrics = metrics or Metrics()
         self.claim_lease = claim_lease
         self.sweep_concurrency = sweep_concurrency
+        self._in_flight = asyncio.Semaphore(SEND_CONCURRENCY)
         self._senders: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         self._closing = False
@@ -145,20 +151,38 @@ class DeliveryQueue:
     async def _drain(self, chat_id: int, context: dict[str, object]) -> None:
         structlog.contextvars.bind_contextvars(**{**context, "chat_id": chat_id})
         while not self._closing:
-            async with self._unit() as repo:
-                send = await repo.claim_head(chat_id, self.worker, self.claim_lease)
-            if send is None:
+            delay = await self._send_head(chat_id)
+            if delay is _EMPTY:
                 if chat_id in self._again:
                     self._again.discard(chat_id)
                     continue
                 return
-            outcome = await self._attempt(send)
-            delay = await self._record(send, outcome)
             if delay is None:
                 continue
             if delay > INLINE_WAIT:
                 return
             await asyncio.sleep(delay)
+
+    async def _send_head(self, chat_id: int) -> float | None:
+        """Claim the chat's head, send it, record what happened: on one connection held throughout,
+        so the answer is written down the moment it arrives, never after a wait for the pool."""
+        async with self._in_flight, self.database.engine.connect() as connection:
+            # Each statement commits by itself (both are single statements): one round trip each.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            repo = OutboxRepo(connection)
+            send = await repo.claim_head(chat_id, self.worker, self.claim_lease)
+            if send is None:
+                return _EMPTY
+            outcome = await self._attempt(send)
+            if outcome.status == "sent":
+                try:
+                    await repo.sent(send.id, outcome.telegram_message_id)
+                except Exception:
+                    await self._record_sent(send, outcome.telegram_message_id)  # on a fresh connection
+                self.metrics.inc("aifriend_sends_total", outcome="sent")
+                log.info("message_sent", send_id=send.id, telegram_message_id=outcome.telegram_message_id)
+                return None
+        return await self._record(send, outcome)
 
     async def _attempt(self, send: QueuedSend) -> SendOutcome:
         try:
@@ -170,11 +194,8 @@ class DeliveryQueue:
             return SendOutcome("retry", error=f"{exc.__class__.__name__}: {exc}")
 
     async def _record(self, send: QueuedSend, outcome: SendOutcome) -> float | None:
-        """Write down what happened; the seconds until the next try of this chat, or None to go on."""
+        """Write down a failed attempt; the seconds until the next try of this chat, or None to go on."""
         self.metrics.inc("aifriend_sends_total", outcome=outcome.status)
-        if outcome.status == "sent":
-            await self._record_sent(send, outcome.telegram_message_id)
-            return None
         if outcome.status == "retry" and datetime.now(UTC) - send.created_at < GIVE_UP_AFTER:
             delay = outcome.retry_after if outcome.retry_after is not None else backoff(send.attempts)
             log.warning("send_retry", send_id=send.id, attempt=send.attempts, delay=round(delay, 2),
@@ -185,6 +206,7 @@ class DeliveryQueue:
         async with self._unit() as repo:
             if outcome.status == "blocked":
                 await repo.give_up_chat(send.chat_id, outcome.error or "the user blocked the bot")
+                assert isinstance(repo.session, AsyncSession)
                 await ConversationRepo(repo.session).update(
                     send.chat_id, active=False, next_checkin_at=None, reply_lease_until=None, reply_lease_owner=None
                 )
@@ -201,7 +223,6 @@ class DeliveryQueue:
             try:
                 async with self._unit() as repo:
                     await repo.sent(send.id, telegram_message_id)
-                log.info("message_sent", send_id=send.id, telegram_message_id=telegram_message_id)
                 return
             except Exception as exc:
                 log.warning("delivery_not_recorded", send_id=send.id, error=exc.__class__.__name__)

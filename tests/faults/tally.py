@@ -32,6 +32,7 @@ class Tally:
     duplicates: int = 0
     order_violations: int = 0
     unanswered: dict[int, list[int]] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)  # what a duplicate or a reordering looked like
 
     @property
     def lost(self) -> int:
@@ -39,7 +40,8 @@ class Tally:
 
     def line(self) -> str:
         return (f"{self.chats} chats: sent {self.sent}, answered {self.answered}, duplicates {self.duplicates}, "
-                f"order violations {self.order_violations}")
+                f"order violations {self.order_violations}" + (f" (e.g. {'; '.join(self.examples[:6])})"
+                                                                if self.examples else ""))
 
 
 def tally(telegram: TelegramEmulator, sent: dict[int, int]) -> Tally:
@@ -57,10 +59,12 @@ def tally(telegram: TelegramEmulator, sent: dict[int, int]) -> Tally:
                 continue
             if text in seen_texts:
                 result.duplicates += 1
+                result.examples.append(f"chat {chat}: {text!r} again")
                 continue
             seen_texts.add(text)
             if min(numbers) <= highest:
                 result.order_violations += 1
+                result.examples.append(f"chat {chat}: {numbers} after m{highest}")
             highest = max(highest, *numbers)
             answered.update(numbers)
         result.answered += len(answered & set(range(count)))

@@ -8,10 +8,13 @@ from datetime import timedelta
 
 import asyncpg
 
+from app.prompt import Memory
 from app.services.commands import CommandService
 from app.services.conversation import ConversationService
 from app.services.delivery import DeliveryQueue, SendOutcome
+from app.services.records import ReplyContext
 from storage.conversations import UserInfo
+from storage.messages import MessageRepo
 from storage.outbox import QueuedSend
 from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox, RecordingTransport
@@ -279,3 +282,23 @@ async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_
     stored = await _rows(database_url, "SELECT delivered_at, telegram_message_id FROM messages WHERE role = 'assistant'")
     assert stored[0]["delivered_at"] is not None and stored[0]["telegram_message_id"] == 1
     assert (await _rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
+
+
+async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_round(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """Pending messages and the history are read by two statements: a message committed in between
+    is in the history but not owed yet. It must not be answered now (it would be answered twice)."""
+    first = await service.receive(501, ANN, "first message")
+    await service.receive(501, ANN, "second message")  # arrives while the first is being answered
+    async with service.database.sessions() as session:
+        everything = await MessageRepo(session).recent(501, 0, 50)
+    row = await service.conversation(501)
+    assert row is not None and first.message_id is not None
+    owed_then = [m for m in everything if m.id == first.message_id]
+    reply = await service._write_reply(ReplyContext(row, owed_then, everything, Memory()))
+    assert reply is not None
+    prompt = tgi.chat_requests()[-1]["messages"]
+    assert prompt[-1] == {"role": "user", "content": "first message"}
+    unanswered = await _rows(database_url, "SELECT text FROM messages WHERE role = 'user' AND answered_at IS NULL")
+    assert [r[0] for r in unanswered] == ["second message"], "the second one is the next round's"

@@ -1,0 +1,48 @@
+"""A bot process killed with SIGKILL, again and again, under load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from pathlib import Path
+
+from tests.e2e.bot import running_bot
+from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.tgi import TGIEmulator
+from tests.faults.users import chatter, settle
+from tests.postgres import fetch
+
+CHATS = range(5001, 5041)
+KILLS = 5
+
+
+async def test_kill_nine_five_times_under_load_loses_nothing_and_keeps_order(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    tgi.latency = 0.05
+    sent: dict[int, int] = {}
+    users = asyncio.create_task(chatter(telegram, CHATS, per_chat=15, every=2.5, sent=sent))
+    for _ in range(KILLS):
+        async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
+            before = sum(len(m) for m in telegram.sent.values())
+            for _ in range(400):  # once it is answering...
+                if sum(len(m) for m in telegram.sent.values()) > before:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(random.uniform(0.0, 3.0))  # ...at any moment
+            await bot.stop(signal.SIGKILL)
+    with contextlib.suppress(asyncio.CancelledError):
+        await users
+    async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
+        result, recovery = await settle(telegram, sent, patience=90)
+        await asyncio.sleep(1.0)
+        result, _ = await settle(telegram, sent, patience=1)
+    print(f"after {KILLS} kills: {result.line()}; last answers {recovery:.1f} s after the last restart")
+    assert result.sent == len(CHATS) * 15
+    assert result.lost == 0, (result.line(), result.unanswered)
+    assert result.order_violations == 0, result.line()
+    assert result.duplicates <= KILLS, result.line()
+    stored = await fetch(database_url, "SELECT count(*) FROM messages WHERE role = 'user'")
+    assert stored[0][0] == result.sent, "every message stored once"

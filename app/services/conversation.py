@@ -52,7 +52,7 @@ log = structlog.get_logger()
 
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
-HEAL_CONCURRENCY = 16  # chats answered at once after a crash; the model server queues the rest
+HEAL_CONCURRENCY = 32  # chats answered at once after a crash; the model server queues the rest
 
 
 class ConversationService:

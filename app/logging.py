@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from storage.errors import redact_values
+
 _MASK = "***"
 
 
@@ -37,6 +39,18 @@ class SecretMasker:
         return event
 
 
+def redact_database_values(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Error texts and tracebacks without the values a database error echoes (user text)."""
+    for key in _ERROR_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str):
+            event[key] = redact_values(value)
+    return event
+
+
+_ERROR_FIELDS = ("error", "exception")
+
+
 def configure_logging(
     *, level: str = "INFO", fmt: str | None = None, secrets: Iterable[str | None] = ()
 ) -> None:
@@ -49,6 +63,7 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        redact_database_values,
         masker,
     ]
     renderer: Any = (

@@ -42,4 +42,28 @@ def format_stats(report: StatsReport) -> str:
     lines += [f"  {state}: {count}" for state, count in sorted(report.states.items())]
     lines.append("per day (UTC): user messages / bot messages / check-ins")
     lines += [f"  {day}: {users} / {bots} / {checkins}" for day, users, bots, checkins in report.days]
+    lines.append(f"messages waiting to be sent to Telegram: {report.pending_sends}")
+    lines.append(_trouble("updates set aside (dead_letter_log)", report.dead_letters))
+    lines += [
+        f"  {_when(d['created_at'])}  update {d['update_id']} chat {d['chat_id']}"
+        f" after {d['attempts']} tries: {_short(d['error'])}"
+        for d in report.dead_letters
+    ]
+    lines.append(_trouble("sends given up (failed_send_log)", report.failed_sends))
+    lines += [
+        f"  {_when(f['given_up_at'])}  chat {f['chat_id']} {f['method']}"
+        f" after {f['attempts']} tries: {_short(f['error'])}"
+        for f in report.failed_sends
+    ]
     return "\n".join(lines)
+
+
+def _trouble(title: str, rows: list[dict[str, Any]]) -> str:
+    total = rows[0]["total"] if rows else 0
+    shown = f", newest {len(rows)} below" if total > len(rows) else ""
+    return f"{title} in the same days: {total}{shown}"
+
+
+def _short(error: str | None, limit: int = 160) -> str:
+    error = " ".join((error or "").split())
+    return error if len(error) <= limit else error[: limit - 1] + "…"

@@ -1,5 +1,7 @@
 """Database problems an operator can meet, each saying what to do."""
 
+import re
+
 
 class DatabaseError(Exception):
     """Base for storage errors; ``str()`` is meant for the operator."""
@@ -76,3 +78,20 @@ def is_transient(exc: BaseException) -> bool:
         ):
             return True
     return False
+
+
+# Where PostgreSQL and asyncpg quote the offending value back in an error message. Parameters
+# are hidden by the engine (hide_parameters), but these echoes would still carry what a user wrote.
+_ECHOED_VALUES = (
+    re.compile(r"""(query argument \$\d+: )(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)"""),
+    re.compile(r'''(for (?:type|encoding) [\w"]+: )(?:"(?:[^"\\]|\\.)*"|\S+)'''),
+    re.compile(r"(Key \([^)]*\)=\()(?:[^()]|\([^()]*\))*(\))"),
+)
+
+
+def redact_values(message: str) -> str:
+    """An error message without the data values PostgreSQL or asyncpg echo in it."""
+    for pattern in _ECHOED_VALUES:
+        message = pattern.sub(lambda m: m.group(1) + "<value hidden>" + (m.group(2) if m.lastindex == 2 else ""),
+                              message)
+    return message

@@ -21,6 +21,9 @@ class ConversationReport:
 class StatsReport:
     states: dict[str, int]
     days: list[tuple[date, int, int, int]]  # day, user messages, bot messages, check-ins
+    dead_letters: list[dict[str, Any]]  # newest first, from dead_letter_log
+    failed_sends: list[dict[str, Any]]  # newest first, from failed_send_log
+    pending_sends: int
 
 
 async def conversation_report(session: AsyncSession, chat_id: int, *, last: int = 10) -> ConversationReport | None:
@@ -65,4 +68,27 @@ async def stats_report(session: AsyncSession, *, days: int = 14) -> StatsReport:
             {"days": days},
         )
     ).all()
-    return StatsReport(states, [(day, int(users), int(bots), int(checkins)) for day, users, bots, checkins in rows])
+    trouble = await _recent_trouble(session, days=days)
+    pending = await session.scalar(text("SELECT count(*) FROM outbox WHERE status = 'pending'"))
+    return StatsReport(
+        states,
+        [(day, int(users), int(bots), int(checkins)) for day, users, bots, checkins in rows],
+        dead_letters=trouble["dead_letter_log"],
+        failed_sends=trouble["failed_send_log"],
+        pending_sends=int(pending or 0),
+    )
+
+
+async def _recent_trouble(session: AsyncSession, *, days: int, last: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """The newest rows of the two operator views of what was set aside or given up."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for view in ("dead_letter_log", "failed_send_log"):
+        rows = await session.execute(
+            text(
+                f"SELECT *, count(*) OVER () AS total FROM {view}"  # fixed view names, never input
+                " WHERE created_at >= now() - make_interval(days => :days) ORDER BY id DESC LIMIT :n"
+            ),
+            {"days": days, "n": last},
+        )
+        found[view] = [dict(row) for row in rows.mappings()]
+    return found

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.services.conversation import ConversationService
 from storage.conversations import UserInfo
+from storage.dead_letters import DeadLetterRepo
 from tests.helpers import RecordingOutbox
 
 
@@ -35,6 +36,24 @@ async def test_inspect_and_stats_read_the_database(service: ConversationService,
     assert "conversations: 1" in out and "repair: 1" in out
     code, out, _ = await _run("inspect", "404", env=env, cwd=tmp_path)
     assert code == 1 and "no conversation" in out
+
+
+async def test_stats_shows_updates_set_aside_and_sends_given_up(
+    service: ConversationService, database_url: str, tmp_path: Path
+) -> None:
+    outbox = RecordingOutbox(service.database, blocked={78})
+    await service.handle_text(78, UserInfo(user_id=78, username="lee"), "hello", outbox)
+    async with service.database.sessions.begin() as session:
+        await DeadLetterRepo(session).add(
+            update_id=9001, chat_id=79, error="DataError: invalid byte sequence", raw="{}", attempts=3
+        )
+    code, out, err = await _run("stats", env={"DATABASE_URL": database_url}, cwd=tmp_path)
+    assert code == 0, err
+    assert "updates set aside (dead_letter_log) in the same days: 1" in out
+    assert "update 9001 chat 79 after 3 tries: DataError: invalid byte sequence" in out
+    assert "sends given up (failed_send_log) in the same days: 1" in out
+    assert "chat 78 sendMessage after 1 tries: 403: Forbidden: bot was blocked by the user" in out
+    assert "messages waiting to be sent to Telegram: 0" in out
 
 
 async def test_run_without_a_token_names_the_setting(database_url: str, tmp_path: Path) -> None:

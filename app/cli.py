@@ -67,7 +67,8 @@ def _fail(message: str, code: int) -> int:
 def _secrets(settings: Settings) -> list[str | None]:
     from sqlalchemy.engine import make_url
 
-    secrets = [s.get_secret_value() if s else None for s in (settings.bot_token, settings.webhook_secret)]
+    held = (settings.bot_token, settings.webhook_secret, settings.tgi_api_key)
+    secrets = [s.get_secret_value() if s else None for s in held]
     if settings.database_url is not None:
         try:
             secrets.append(make_url(settings.database_url.get_secret_value()).password)

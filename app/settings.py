@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     llm_backend: Literal["tgi", "transformers"] = "tgi"
     tgi_url: str = "http://localhost:8080"
+    tgi_api_key: SecretStr | None = None
     llm_model: str | None = None
     persona_file: Path | None = None
     sentiment_model: str | None = None

@@ -44,7 +44,11 @@ async def build_model(settings: Settings) -> ChatModel:
             return await TransformersChatModel.load(settings.llm_model)
         except ModelUnavailableError as exc:
             raise SettingsError(f"invalid setting LLM_MODEL: {exc}") from None
-    return TGIChatModel(settings.tgi_url, timeout=settings.llm_timeout.total_seconds())
+    return TGIChatModel(settings.tgi_url, timeout=settings.llm_timeout.total_seconds(), api_key=_tgi_key(settings))
+
+
+def _tgi_key(settings: Settings) -> str | None:
+    return settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
 
 
 async def build_scorer(settings: Settings) -> SentimentScorer:
@@ -90,7 +94,11 @@ async def services(
     database = await connect_database(settings, patience=database_patience)
     try:
         # Reports never generate: give them an idle TGI client rather than loading a local model.
-        model = await build_model(settings) if need_model else TGIChatModel(settings.tgi_url, timeout=5.0)
+        model = (
+            await build_model(settings)
+            if need_model
+            else TGIChatModel(settings.tgi_url, timeout=5.0, api_key=_tgi_key(settings))
+        )
         try:
             conversation = ConversationService(
                 database=database, model=model, scorer=scorer, persona=persona,

@@ -121,5 +121,8 @@ class TransformersChatModel:
         except RuntimeError as exc:
             raise GenerationFailedError(f"local generation failed: {exc}") from exc
 
+    async def health(self) -> tuple[bool, str]:
+        return True, "in process"
+
     async def close(self) -> None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +35,8 @@ log = structlog.get_logger()
 T = TypeVar("T")
 
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+HEALTH_TIMEOUT = 3.0
+INFO_TTL = 300.0  # `/info` is read again this often, and at once after the server was unreachable
 _TOKENIZE_OVERHEAD = 8  # template markers per message when only /tokenize is offered
 
 
@@ -58,6 +61,11 @@ def _classify(exc: BaseException) -> BaseException:
             return _Retryable(exc)
         if status == 422:
             return PromptTooLongError(0, 0)
+        if status in (401, 403):
+            return ModelUnavailableError(
+                f"the model server refused our credentials ({status}): set TGI_API_KEY to the key TGI was "
+                "started with (--api-key)"
+            )
         return GenerationFailedError(f"TGI answered {status}: {exc}")
     if isinstance(exc, httpx2.TransportError | InferenceTimeoutError | OSError | TimeoutError):
         return _Retryable(exc)
@@ -85,16 +93,30 @@ class TGIChatModel:
         self._attempts = attempts
         self._backoff = backoff
         self._limits: TokenLimits | None = None
+        self._limits_read_at = 0.0
         self._tokenize_route: str | None = "/chat_tokenize"
 
     async def limits(self) -> TokenLimits:
-        """Read once from `/info`: the prompt is budgeted to these numbers."""
-        if self._limits is None:
+        """From `/info`: the prompt is budgeted to these numbers. A TGI restarted with other
+        limits is noticed: they are read again after the server was unreachable or refused a
+        prompt as too long, and every INFO_TTL seconds anyway."""
+        if self._limits is None or time.monotonic() - self._limits_read_at > INFO_TTL:
             info = await self._with_retries(self._get_info)
             self._limits = TokenLimits(int(info["max_input_tokens"]), int(info["max_total_tokens"]))
+            self._limits_read_at = time.monotonic()
             log.info("tgi_limits", max_input_tokens=self._limits.max_input_tokens,
                      max_total_tokens=self._limits.max_total_tokens, model_id=info.get("model_id"))
         return self._limits
+
+    async def health(self) -> tuple[bool, str]:
+        """TGI's `/health`: 200 once the model is loaded and a forward pass works."""
+        try:
+            response = await self._http.get("/health", timeout=HEALTH_TIMEOUT)
+        except httpx2.HTTPError as exc:
+            return False, f"{self._base_url} unreachable: {exc.__class__.__name__}"
+        if response.status_code != 200:
+            return False, f"{self._base_url}/health answered {response.status_code}"
+        return True, f"{self._base_url} healthy"
 
     async def _get_info(self) -> dict[str, Any]:
         response = await self._http.get("/info")
@@ -184,6 +206,8 @@ class TGIChatModel:
                 return await call()
             except Exception as exc:
                 mapped = _classify(exc)
+                if isinstance(mapped, _Retryable | PromptTooLongError):
+                    self._limits = None  # a restarted server may come back with other limits
                 if not isinstance(mapped, _Retryable):
                     if mapped is exc:
                         raise

@@ -48,6 +48,10 @@ class ChatModel(Protocol):
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]: ...
 
+    async def health(self) -> tuple[bool, str]:
+        """Whether the model can answer now, and a short word on it (for `/readyz`)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -61,3 +61,7 @@ async def sweeping(
         except TimeoutError:
             log.warning("checkin_sweep_cut_short", grace_seconds=grace)
         scheduler.shutdown(wait=False)
+        try:
+            await checkins.release_claims()
+        except Exception as exc:  # the database may be gone too: the claims then expire with their lease
+            log.warning("checkin_claims_not_released", error=f"{exc.__class__.__name__}: {str(exc)[:300]}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,6 +94,26 @@ class CheckinRepo:
             .where(Checkin.id == claim_id)
             .values(status=status, message_id=message_id, note=note, finished_at=func.now())
         )
+
+    async def release(self, worker: str) -> int:
+        """Hand back `worker`'s open claims: each chat falls due now for another worker, and a
+        sweep of ours still running finds the plan changed and stores nothing."""
+        released = await self.session.execute(
+            text(
+                """
+                WITH mine AS (
+                    UPDATE checkins SET status = 'released', finished_at = now(), note = 'handed back at shutdown'
+                     WHERE claimed_by = :worker AND status = 'claimed'
+                    RETURNING chat_id, lease_until
+                )
+                UPDATE conversations c SET next_checkin_at = now()
+                  FROM mine WHERE c.chat_id = mine.chat_id AND c.next_checkin_at = mine.lease_until
+                RETURNING c.chat_id
+                """
+            ),
+            {"worker": worker},
+        )
+        return len(released.all())
 
     async def silent_close(self, before: datetime, limit: int) -> list[int]:
         rows = await self.session.scalars(

@@ -28,7 +28,7 @@ STATES = ("icebreaker", "warming", "close", "repair")
 TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "cooldown")
 ROLES = ("user", "assistant")
 KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
-CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed")
+CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed", "released")
 OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
 OUTBOX_STATUSES = ("pending", "failed")
 
@@ -298,3 +298,17 @@ class DeadLetter(Base):
     raw: Mapped[str]
     attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
+
+
+class WebhookRegistration(Base):
+    __tablename__ = "webhook_registrations"
+    __table_args__ = (
+        {"comment": "The webhook configuration last registered with Telegram, per bot: replicas call "
+                    "setWebhook only when theirs differs (url, secret, update types), never at every start."},
+    )
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    url: Mapped[str]
+    fingerprint: Mapped[str] = mapped_column(comment="sha256 of url, secret and update types; never the secret itself")
+    registered_by: Mapped[str]
+    registered_at: Mapped[datetime] = _created()

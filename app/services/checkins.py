@@ -81,6 +81,14 @@ class CheckinService:
             log.info("checkin_sweep", worker=self.worker, **vars(report))
         return report
 
+    async def release_claims(self) -> int:
+        """At shutdown: claims this worker has not finished go back, due now, to the other workers."""
+        async with self.conversation.database.sessions.begin() as session:
+            released = await CheckinRepo(session).release(self.worker)
+        if released:
+            log.info("checkin_claims_released", worker=self.worker, chats=released)
+        return released
+
     async def _claim(self, now: datetime, report: SweepReport) -> list[_Claim]:
         """Quiet hours are checked here, before any model call: a check-in due at night waits."""
         claims: list[_Claim] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -290,9 +291,13 @@ class ConversationService:
             limits = await self.model.limits()
             budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
             prompt = build_prompt(system, turns, budget_tokens=budget)
+            asked = time.monotonic()
             text = await self._complete(prompt, style.params)
+            self.metrics.observe("aifriend_model_seconds", time.monotonic() - asked)
+            self.metrics.set("aifriend_model_up", 1)
         except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
             log.warning("reply_fallback", error=str(exc), error_type=exc.__class__.__name__)
+            self.metrics.set("aifriend_model_up", 0 if isinstance(exc, ModelUnavailableError) else 1)
             text, kind = self.persona.fallback, "fallback"
         text = storable(text)
         if not text:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import signal
@@ -24,7 +25,8 @@ from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import BotCommand
 from aiohttp import web
 
-from app.metrics import serve_metrics
+from app.metrics import Health, serve_metrics
+from app.readiness import Stage, database_check, model_check
 from app.services.checkins import CheckinService
 from app.services.commands import CommandService
 from app.services.conversation import ConversationService
@@ -37,6 +39,7 @@ from app.telegram.middlewares import LogContextMiddleware, UnitMiddleware
 from app.telegram.polling import poll
 from app.telegram.transport import TelegramTransport
 from scheduler.runner import claim_lease, sweeping
+from storage.webhooks import WebhookRepo
 
 log = structlog.get_logger()
 
@@ -100,13 +103,24 @@ async def _maintain(conversation: ConversationService, outbox: DeliveryQueue) ->
         await asyncio.sleep(SWEEP_EVERY)
 
 
+def readiness(conversation: ConversationService, stage: Stage) -> Health:
+    """`/readyz`: the database and its schema, and `stage` (taking updates, or sweeping); the model is shown only."""
+    health = Health(conversation.metrics)
+    health.required["database"] = database_check(conversation.database)
+    health.required[stage.name] = stage.check
+    health.informative["model"] = model_check(conversation.model, conversation.metrics)
+    return health
+
+
 @contextlib.asynccontextmanager
-async def exposing_metrics(conversation: ConversationService, settings: Settings) -> AsyncIterator[None]:
-    """Prometheus `/metrics` on METRICS_LISTEN, when it is set."""
+async def exposing_metrics(
+    conversation: ConversationService, settings: Settings, health: Health | None = None
+) -> AsyncIterator[None]:
+    """Prometheus `/metrics`, `/healthz` and `/readyz` on METRICS_LISTEN, when it is set."""
     if settings.metrics_listen is None:
         yield
         return
-    runner = await serve_metrics(conversation.metrics, settings.metrics_listen)
+    runner = await serve_metrics(conversation.metrics, settings.metrics_listen, health)
     try:
         yield
     finally:
@@ -153,11 +167,14 @@ async def serve(
     dispatcher = make_dispatcher(conversation, commands, outbox, settings)
     intake = UpdateIntake(bot, dispatcher, commands, outbox)
     grace = settings.shutdown_grace.total_seconds()
+    taking = Stage("telegram", "waiting for Telegram to answer getMe")
+    health = readiness(conversation, taking)
     try:
-        if not await introduce(bot, stop):
-            return
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(exposing_metrics(conversation, settings))
+            # Probes answer from the start: a replica waiting for Telegram is alive but not ready.
+            await stack.enter_async_context(exposing_metrics(conversation, settings, health))
+            if not await introduce(bot, stop):
+                return
             maintenance = asyncio.create_task(_maintain(conversation, outbox))
             stack.callback(maintenance.cancel)
             if with_scheduler:
@@ -166,9 +183,10 @@ async def serve(
                     sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace)
                 )
             if settings.webhook_url:
-                await _serve_webhook(settings, bot, intake, dispatcher, stop)
+                await _serve_webhook(settings, bot, intake, dispatcher, stop, taking)
             else:
-                await _serve_polling(bot, intake, dispatcher, stop)
+                await _serve_polling(bot, intake, dispatcher, stop, taking)
+            health.stopping = True
             log.info("stopping", grace_seconds=grace)
             deadline = time.monotonic() + grace
             await conversation.stop(max(0.0, deadline - time.monotonic()))
@@ -184,20 +202,27 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
     outbox = DeliveryQueue(conversation.database, TelegramTransport(bot), worker=conversation.worker,
                            metrics=conversation.metrics)
     grace = settings.shutdown_grace.total_seconds()
+    sweeps = Stage("scheduler", "starting")
+    health = readiness(conversation, sweeps)
     try:
         checkins = CheckinService(conversation, lease=claim_lease(settings.checkin_sweep_every))
         async with (
-            exposing_metrics(conversation, settings),
+            exposing_metrics(conversation, settings, health),
             sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace),
         ):
+            sweeps.reach(f"sweeping every {settings.checkin_sweep_every.total_seconds():g} s")
             await stop.wait()
+            health.stopping = True
+            log.info("stopping", grace_seconds=grace)
         await conversation.stop(grace)
         await outbox.close(grace)
     finally:
         await bot.session.close()
 
 
-async def _serve_polling(bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+async def _serve_polling(
+    bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event, taking: Stage
+) -> None:
     while not stop.is_set():
         try:
             await bot.delete_webhook(request_timeout=15)
@@ -207,6 +232,7 @@ async def _serve_polling(bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 5)
     log.info("polling_started")
+    taking.reach("long polling")
     await poll(bot, intake, dispatcher.resolve_used_update_types(), stop)
 
 
@@ -241,8 +267,12 @@ def webhook_app(intake: UpdateIntake, path: str, secret: str | None) -> web.Appl
 
 
 async def _serve_webhook(
-    settings: Settings, bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event
+    settings: Settings, bot: Bot, intake: UpdateIntake, dispatcher: Dispatcher, stop: asyncio.Event, taking: Stage
 ) -> None:
+    """Listen, make sure Telegram knows the webhook (once per configuration), serve until stopped.
+
+    The webhook is never deleted on the way out: in a rolling update the other replicas, or the
+    next one, keep receiving; Telegram holds updates (and retries) while none answers."""
     assert settings.webhook_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     path = urlparse(settings.webhook_url).path or "/"
@@ -251,10 +281,48 @@ async def _serve_webhook(
     host, _, port = settings.webhook_listen.rpartition(":")
     await web.TCPSite(runner, host, int(port)).start()
     try:
-        await bot.set_webhook(
-            settings.webhook_url, secret_token=secret, allowed_updates=dispatcher.resolve_used_update_types()
-        )
+        allowed = dispatcher.resolve_used_update_types()
+        if not await _register_webhook(bot, intake.commands.conversation, settings.webhook_url, secret, allowed, stop):
+            return
         log.info("webhook_listening", listen=settings.webhook_listen, path=path)
+        taking.reach(f"webhook on {settings.webhook_listen}")
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def webhook_fingerprint(bot_id: int, url: str, secret: str | None, allowed: list[str]) -> str:
+    """What identifies a configuration; a hash, so the secret is never stored."""
+    material = json.dumps([bot_id, url, secret or "", sorted(allowed)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def _register_webhook(
+    bot: Bot, conversation: ConversationService, url: str, secret: str | None, allowed: list[str],
+    stop: asyncio.Event,
+) -> bool:
+    """setWebhook only when the configuration changed or Telegram lost it; replicas take turns on a lock."""
+    fingerprint = webhook_fingerprint(bot.id, url, secret, allowed)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            async with conversation.database.sessions.begin() as session:
+                repo = WebhookRepo(session)
+                await repo.lock()
+                known = await repo.fingerprint(bot.id) == fingerprint
+                info = await bot.get_webhook_info(request_timeout=15)
+                if known and info.url == url:
+                    log.info("webhook_already_registered", url_path=urlparse(url).path)
+                    return True
+                await bot.set_webhook(url, secret_token=secret, allowed_updates=allowed, request_timeout=15)
+                await repo.record(bot.id, url=url, fingerprint=fingerprint, worker=conversation.worker)
+            log.info("webhook_registered", url_path=urlparse(url).path, changed=not known)
+            return True
+        except Exception as exc:
+            attempt += 1
+            delay = min(30.0, 2.0**attempt)
+            log.warning("webhook_registration_failed", error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                        retry_in=delay, attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return False

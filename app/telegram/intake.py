@@ -179,6 +179,7 @@ class UpdateIntake:
                 pause = min(pause * 2, OUTAGE_PAUSE_CAP)
                 continue
             log.warning("update_set_aside", update_id=item.update_id, chat_id=item.chat_id, error=error[:300])
+            self.commands.conversation.metrics.inc("aifriend_updates_set_aside_total")
             if queued and item.chat_id is not None:
                 self.outbox.kick(item.chat_id)
             return True

@@ -54,8 +54,8 @@ async def test_a_redelivered_update_is_answered_once(
         await asyncio.sleep(0.5)
         async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
             metrics = await response.text()
-    assert "aifriend_messages_received_total 2" in metrics
-    assert 'aifriend_replies_total{kind="reply"} 2' in metrics and "aifriend_reply_seconds_count 2" in metrics
+    assert "aifriend_messages_received_total 2.0" in metrics
+    assert 'aifriend_replies_total{kind="reply"} 2.0' in metrics and "aifriend_reply_seconds_count 2.0" in metrics
     assert len(telegram.sent[CHAT]) == 2
     count = await _fetch(database_url, "SELECT count(*) FROM messages WHERE role = 'user'")
     assert count[0][0] == 2

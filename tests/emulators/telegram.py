@@ -48,6 +48,10 @@ class TelegramEmulator:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_deliveries: int = 0
+    webhook_connections: int = 40  # Telegram's default max_connections
+    webhook_statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # 0: no answer
+    webhook_sets: int = 0
+    webhook_deletes: int = 0
     url: str = ""
     pushed_at: dict[int, float] = field(default_factory=dict)
     send_faults: list[str] = field(default_factory=list)  # popped one per sending call, see SEND_FAULTS
@@ -305,12 +309,16 @@ class TelegramEmulator:
         return self._ok(True)
 
     async def _m_deletewebhook(self, _: dict[str, Any]) -> web.Response:
+        self.webhook_deletes += 1
         self.webhook_url = self.webhook_secret = None
         return self._ok(True)
 
     async def _m_setwebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook_sets += 1
         self.webhook_url = str(params["url"])
         self.webhook_secret = params.get("secret_token")
+        if "max_connections" in params:
+            self.webhook_connections = int(params["max_connections"])
         if self._pusher is None:
             self._pusher = asyncio.create_task(self._push_webhook())
         return self._ok(True)
@@ -320,26 +328,49 @@ class TelegramEmulator:
                          "pending_update_count": len([u for u in self.updates if u["update_id"] > self._confirmed])})
 
     async def _push_webhook(self) -> None:
-        """Deliver updates to the webhook one by one; anything but 200 is retried, like Telegram."""
+        """Deliver updates to the webhook, up to `webhook_connections` at once but one at a time per
+        chat, in order; anything but 200 is retried, like Telegram."""
+        in_flight: dict[int, asyncio.Task[None]] = {}  # id() of the update -> its delivery
         async with aiohttp.ClientSession() as session:
             while True:
-                pending = [u for u in self.updates if u["update_id"] > self._confirmed]
-                if not pending or not self.webhook_url:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-                    continue
-                update = pending[0]
-                headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret} if self.webhook_secret else {}
-                try:
-                    async with session.post(self.webhook_url, json=update, headers=headers) as response:
-                        self.webhook_deliveries += 1
-                        if response.status == 200:
-                            self._confirmed = max(self._confirmed, update["update_id"])
-                            self.updates.remove(update)
-                            continue
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+                busy = {_chat_of(u) for u in self.updates if id(u) in in_flight} - {None}
+                ready = []
+                for update in self.updates:
+                    if id(update) in in_flight:
+                        continue
+                    chat = _chat_of(update)
+                    if chat is not None and chat in busy:
+                        continue
+                    busy.add(chat)
+                    ready.append(update)
+                room = max(0, self.webhook_connections - len(in_flight))
+                for update in ready[:room] if self.webhook_url else []:
+                    task = asyncio.create_task(self._deliver(session, update))
+                    in_flight[id(update)] = task
+                    task.add_done_callback(lambda _, key=id(update): (in_flight.pop(key, None), self._arrived.set()))
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def _deliver(self, session: aiohttp.ClientSession, update: dict[str, Any]) -> None:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret} if self.webhook_secret else {}
+        while self.webhook_url:
+            try:
+                async with session.post(self.webhook_url, json=update, headers=headers) as response:
+                    self.webhook_deliveries += 1
+                    self.webhook_statuses[response.status] += 1
+                    if response.status == 200:
+                        self._confirmed = max(self._confirmed, update["update_id"])
+                        self.updates.remove(update)
+                        return
+            except aiohttp.ClientError:
+                self.webhook_statuses[0] += 1
+            await asyncio.sleep(0.2)
+
+
+def _chat_of(update: dict[str, Any]) -> int | None:
+    message = update.get("message") or (update.get("callback_query") or {}).get("message") or {}
+    chat = message.get("chat") if isinstance(message, dict) else None
+    return chat.get("id") if isinstance(chat, dict) else None
 
 
 def _decode(value: str) -> Any:

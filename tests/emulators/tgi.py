@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 MARKER = "[emulated model]"
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -55,6 +56,8 @@ class TGIEmulator:
     break_streams: int = 0
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     rejected: int = 0
+    api_key: str | None = None  # like `--api-key`: every route but /health wants `Authorization: Bearer <key>`
+    unauthorized: int = 0
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -77,7 +80,7 @@ class TGIEmulator:
 
     # ---- HTTP ----
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._auth])
         app.router.add_get("/info", self._info)
         app.router.add_get("/health", self._health)
         app.router.add_post("/tokenize", self._tokenize)
@@ -99,6 +102,14 @@ class TGIEmulator:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        wanted = f"Bearer {self.api_key}"
+        if self.api_key is not None and request.path != "/health" and request.headers.get("Authorization") != wanted:
+            self.unauthorized += 1
+            return web.json_response({"error": "Unauthorized", "error_type": "authentication"}, status=401)
+        return await handler(request)
 
     @staticmethod
     def _error(status: int, message: str, error_type: str) -> web.Response:

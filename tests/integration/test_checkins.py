@@ -141,3 +141,30 @@ async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, dat
     log = await _rows(database_url, "SELECT trigger, to_state FROM state_transition_log ORDER BY id DESC LIMIT 1")
     assert tuple(log[0]) == ("cooldown", "warming")
     await _close(service)
+
+
+async def test_a_stopping_worker_hands_its_claims_to_another_at_once(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    from scheduler.runner import sweeping
+
+    leaving, staying = _service(db, tgi, worker="leaving"), _service(db, tgi, worker="staying")
+    outbox = RecordingOutbox(db)
+    for chat in (31, 32, 33):
+        await _say(leaving, chat, "a long week ahead", outbox)
+    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    tgi.latency = 3.0  # the leaving worker is mid-way through writing when it is told to stop
+    long_lease = CheckinService(leaving, lease=timedelta(minutes=10))
+    async with sweeping(long_lease, outbox, timedelta(seconds=60), grace=0.2):
+        for _ in range(100):
+            if await _rows(database_url, "SELECT 1 FROM checkins WHERE status = 'claimed'"):
+                break
+            await asyncio.sleep(0.05)
+    statuses = Counter(r["status"] for r in await _rows(database_url, "SELECT status FROM checkins"))
+    assert statuses == {"released": 3}, statuses
+    tgi.latency = 0.0
+    report = await CheckinService(staying).sweep(outbox)  # not ten minutes later: now
+    assert report.sent == 3
+    await asyncio.sleep(3.5)  # the leaving worker's writes finish after all: they must not be sent
+    checkins = [text for chat, text in outbox.sent if chat in (31, 32, 33)]
+    assert len(checkins) == 3 + 3, checkins  # three replies, three check-ins, nothing twice
+    await _close(leaving)
+    await _close(staying)

@@ -132,3 +132,24 @@ async def test_a_check_constraint_refuses_an_unknown_state(database_url: str) ->
             raise AssertionError("an unknown state was accepted")
     finally:
         await connection.close()
+
+
+async def test_migrations_started_at_once_by_several_pods_do_not_race(empty_database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What each bot pod's init container does on a rolling update: `aifriend migrate` side by side."""
+    import os
+    import sys
+
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "migrate", env={**os.environ, "DATABASE_URL": empty_database_url},
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = await asyncio.gather(*(asyncio.wait_for(p.communicate(), 120) for p in processes))
+    assert [p.returncode for p in processes] == [0, 0, 0], [err.decode()[-500:] for _, err in outputs]
+    engine = create_async_engine(empty_database_url)
+    try:
+        assert await migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        await engine.dispose()

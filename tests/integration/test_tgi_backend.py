@@ -101,3 +101,41 @@ async def test_an_unreachable_server_is_unavailable(tgi: TGIEmulator) -> None:
     with pytest.raises(ModelUnavailableError, match=r"127\.0\.0\.1:9"):
         await backend.complete(PROMPT, GenerationParams())
     await backend.close()
+
+
+async def test_the_api_key_reaches_the_server_and_a_wrong_one_says_what_to_set(tgi: TGIEmulator) -> None:
+    tgi.api_key = "tgi-key-1"
+    keyed = TGIChatModel(tgi.url, backoff=0.01, api_key="tgi-key-1")
+    keyless = TGIChatModel(tgi.url, backoff=0.01, attempts=1)
+    try:
+        assert (await keyed.complete(PROMPT, GenerationParams(max_new_tokens=20))).text.startswith("[emulated")
+        assert tgi.unauthorized == 0
+        with pytest.raises(ModelUnavailableError, match="TGI_API_KEY"):
+            await keyless.complete(PROMPT, GenerationParams(max_new_tokens=20))
+        assert (await keyless.health())[0], "/health needs no key: probes and TGI's own healthcheck use it"
+    finally:
+        await keyed.close()
+        await keyless.close()
+
+
+async def test_a_tgi_restarted_with_other_limits_is_noticed(model: TGIChatModel, tgi: TGIEmulator) -> None:
+    assert (await model.limits()).max_total_tokens == 4096
+    port = int(tgi.url.rsplit(":", 1)[1])
+    await tgi.stop()
+    assert not (await model.health())[0]
+    with pytest.raises(ModelUnavailableError):
+        await model.complete(PROMPT, GenerationParams(max_new_tokens=20))
+    tgi.max_input_tokens, tgi.max_total_tokens = 1023, 1024
+    await tgi.start(port=port)
+    await model.complete(PROMPT, GenerationParams(max_new_tokens=20))
+    assert (await model.limits()).max_total_tokens == 1024
+
+
+async def test_limits_are_read_again_after_a_while(
+    model: TGIChatModel, tgi: TGIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await model.limits()
+    tgi.max_input_tokens, tgi.max_total_tokens = 2047, 2048  # a restart the client never saw fail
+    assert (await model.limits()).max_total_tokens == 4096
+    monkeypatch.setattr("llm.tgi.INFO_TTL", 0.0)
+    assert (await model.limits()).max_total_tokens == 2048

@@ -57,6 +57,6 @@ async def chat(conversation: ConversationService, *, chat_id: int = TERMINAL_CHA
             print(f"[stage: {received.stage.value}{f' ({causes})' if causes else ''}]", flush=True)
             stage = received.stage
         if received.responder:
-            await conversation.respond(chat_id, outbox)
+            await conversation.respond(chat_id, outbox, received.context)
     await conversation.drain()
     return 0

@@ -14,13 +14,15 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.metrics import Metrics
 from app.persona import Persona
@@ -37,22 +39,23 @@ from app.services.records import (
     utcnow,
 )
 from app.services.text import clean_text, storable, text_sends
-from fsm import MessageEvent, RelationshipMachine, SilenceEvent, Stage
+from fsm import MessageEvent, RelationshipMachine, SilenceEvent, Stage, Transition
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
 from llm.types import ChatMessage, ChatModel
 from scheduler.timing import CheckinPolicy, next_checkin
 from storage.conversations import ConversationRepo, UserInfo
 from storage.database import Database
-from storage.dto import ConversationRow
+from storage.dto import ConversationRow, MessageRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
-from storage.outbox import OutboxRepo
+from storage.reply_path import ReplyPathRepo, StoredReply
 
 log = structlog.get_logger()
 
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
+OPTIMISTIC_ATTEMPTS = 5  # reads and guarded writes of one message before taking the row lock instead
 HEAL_CONCURRENCY = 32  # chats answered at once after a crash; the model server queues the rest
 
 
@@ -93,6 +96,13 @@ class ConversationService:
         async with self.database.sessions() as session, session.begin():
             yield session
 
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits by itself: the reply path's single-statement steps."""
+        async with self.database.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
     def plan_checkin(self, last_activity: datetime, *, enabled: bool, unanswered: int = 0) -> datetime | None:
         return next_checkin(
             last_activity=last_activity, policy=self.checkins, unanswered=unanswered,
@@ -117,6 +127,74 @@ class ConversationService:
         text = clean_text(text) or "…"
         sentiment = await self.scorer.score(text)
         crisis = detect_crisis(text)
+        received = await self._receive_known(
+            chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id
+        )
+        if received is None:  # a new chat, a changed name, or a chat too busy to store optimistically
+            received = await self._receive_locked(
+                chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id
+            )
+        return received
+
+    async def _receive_known(
+        self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
+        telegram_message_id: int | None, update_id: int | None,
+    ) -> Received | None:
+        """The hot path: read everything in one statement, write everything in another.
+
+        The write is guarded by what was read; if the conversation changed in between, it writes
+        nothing and the read is repeated. None sends the caller to the locking path."""
+        async with self._autocommit() as connection:
+            repo = ReplyPathRepo(connection)
+            for _ in range(OPTIMISTIC_ATTEMPTS):
+                state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
+                if state is None:
+                    return None
+                row = state.conversation
+                if user.username != row.username or user.first_name != row.first_name:
+                    return None
+                outcome = self.machine.advance(
+                    snapshot_of(row), MessageEvent(sentiment.negative, sentiment.positive, crisis)
+                )
+                now = utcnow()
+                responder = row.reply_lease_until is None or row.reply_lease_until < now
+                lease_until = now + self.reply_lease if responder else row.reply_lease_until
+                lease_owner = self.worker if responder else row.reply_lease_owner
+                try:
+                    stored = await repo.store_message(
+                        row, text=text, telegram_message_id=telegram_message_id, update_id=update_id,
+                        negative=sentiment.negative, positive=sentiment.positive,
+                        moved_to=fsm_columns(outcome.snapshot), now=now,
+                        next_checkin_at=self.plan_checkin(now, enabled=row.checkins_enabled),
+                        lease_until=lease_until, lease_owner=lease_owner,
+                        transitions=transition_records(outcome.transitions),
+                    )
+                except IntegrityError:  # the same message stored by a concurrent delivery: read again
+                    continue
+                if stored.duplicate:
+                    return Received(None, duplicate=True)
+                if stored.message_id is None or stored.created_at is None:
+                    continue
+                message = MessageRow(stored.message_id, chat_id, "user", "text", text, stored.created_at,
+                                     telegram_message_id, None, None, sentiment.negative, sentiment.positive)
+                moved = replace(row, **fsm_columns(outcome.snapshot), user_messages=row.user_messages + 1,
+                                last_user_message_at=now, reply_lease_until=lease_until,
+                                reply_lease_owner=lease_owner)
+                context = None
+                if responder:
+                    context = self._reply_context(
+                        moved, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:], state.days
+                    )
+                self._after_receive(chat_id, row, outcome.transitions, now)
+                return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder,
+                                context=context)
+        return None
+
+    async def _receive_locked(
+        self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
+        telegram_message_id: int | None, update_id: int | None,
+    ) -> Received:
+        """First contact or a changed name: under the conversation's row lock, in one transaction."""
         async with self._unit() as session:
             conversations, messages = ConversationRepo(session), MessageRepo(session)
             if update_id is not None and not await conversations.record_update(update_id, chat_id):
@@ -146,8 +224,14 @@ class ConversationService:
                 reply_lease_owner=self.worker if responder else row.reply_lease_owner,
             )
             await conversations.add_transitions(chat_id, transition_records(outcome.transitions), message_id)
+        self._after_receive(chat_id, row, outcome.transitions, now)
+        return Received(message_id, outcome.snapshot.stage, outcome.transitions, responder)
+
+    def _after_receive(
+        self, chat_id: int, row: ConversationRow, transitions: tuple[Transition, ...], now: datetime
+    ) -> None:
         self.metrics.inc("aifriend_messages_received_total")
-        for transition in outcome.transitions:
+        for transition in transitions:
             self.metrics.inc("aifriend_transitions_total", trigger=transition.trigger.value)
             log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
                      trigger=transition.trigger, user_messages=transition.messages,
@@ -157,7 +241,13 @@ class ConversationService:
             previous_day = row.last_user_message_at.astimezone(zone).date()
             if previous_day != now.astimezone(zone).date():
                 self.spawn(self.memory.summarize_day(chat_id, previous_day, zone))
-        return Received(message_id, outcome.snapshot.stage, outcome.transitions, responder)
+
+    def _reply_context(
+        self, row: ConversationRow, pending: list[MessageRow], recent: list[MessageRow], days: list[Any]
+    ) -> ReplyContext:
+        debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
+        return ReplyContext(row, pending, recent, Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
+                            debounce=debounce)
 
     async def open_in(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
         """The locked conversation, created (with its `start` transition) on first contact."""
@@ -190,37 +280,44 @@ class ConversationService:
         )
         if not received.responder:
             return []
-        return await self.respond(chat_id, outbox)
+        return await self.respond(chat_id, outbox, received.context)
 
     # ---- replying ------------------------------------------------------------------
 
-    async def respond(self, chat_id: int, outbox: Outbox) -> list[Reply]:
-        """Answer everything the chat is owed, round after round, then give up the lease."""
+    async def respond(self, chat_id: int, outbox: Outbox, context: ReplyContext | None = None) -> list[Reply]:
+        """Answer everything the chat is owed, round after round, then give up the lease.
+
+        `context`, when the caller read it already (storing the message), saves the first read."""
         replies: list[Reply] = []
         heartbeat = asyncio.create_task(self._keep_lease(chat_id))
         try:
             while True:
-                context = await self._context(chat_id)
-                if context is None:
-                    return replies
+                if context is None or context.debounce > 0:
+                    if context is not None:  # a burst may still grow: wait, then read what it became
+                        async with outbox.typing(chat_id):
+                            await asyncio.sleep(context.debounce)
+                    context = await self._context(chat_id)
+                    if context is None:
+                        return replies
+                    if context.debounce > 0:
+                        continue
                 if not context.pending:
                     if await self._release_if_idle(chat_id):
                         return replies
-                    continue
-                if context.debounce > 0:
-                    async with outbox.typing(chat_id):
-                        await asyncio.sleep(context.debounce)
+                    context = None
                     continue
                 async with outbox.typing(chat_id):
-                    reply = await self._write_reply(context)
-                if reply is None:  # another worker took the chat over; it answers
+                    written = await self._write_reply(context)
+                if written is None:  # another worker took the chat over; it answers
                     return replies
+                reply, stored, pieces = written
                 replies.append(reply)
                 if await self.memory.should_fold(context.recent):
                     self.spawn(self.memory.fold_if_needed(chat_id))
-                await outbox.flush(chat_id)
-                if await self._release_if_idle(chat_id):
+                await outbox.flush(chat_id, expect=pieces if stored.queued_before == 0 else None)
+                if stored.released:
                     return replies
+                context = None
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,23 +332,12 @@ class ConversationService:
                     await ConversationRepo(session).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
 
     async def _context(self, chat_id: int) -> ReplyContext | None:
-        """What the next reply needs; history and memory only once the debounce is over."""
-        async with self._unit() as session:
-            row = await ConversationRepo(session).get(chat_id)
-            if row is None:  # forgotten meanwhile
-                return None
-            messages = MessageRepo(session)
-            pending = await messages.pending(chat_id)
-            # While a burst may still grow, wait before reading history and memory.
-            debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
-            if not pending or debounce > 0:
-                return ReplyContext(row, pending, [], Memory(), debounce=debounce)
-            since = max(row.history_since_id, row.summarized_through_id)
-            recent = await messages.recent(chat_id, since, HISTORY_WINDOW)
-            today = utcnow().astimezone(self.zone(row)).date()
-            days = await MemoryRepo(session).days(chat_id, today, 3)
-        memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
-        return ReplyContext(row, pending, recent, memory)
+        """What the next reply needs, in one statement."""
+        async with self._autocommit() as connection:
+            state = await ReplyPathRepo(connection).read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
+        if state is None:  # forgotten meanwhile
+            return None
+        return self._reply_context(state.conversation, state.pending, state.recent, state.days)
 
     async def _release_if_idle(self, chat_id: int) -> bool:
         """Give up the lease unless more is owed; True when this worker is done with the chat."""
@@ -265,7 +351,7 @@ class ConversationService:
             await ConversationRepo(session).update(chat_id, reply_lease_until=None, reply_lease_owner=None)
         return True
 
-    async def _write_reply(self, context: ReplyContext) -> Reply | None:
+    async def _write_reply(self, context: ReplyContext) -> tuple[Reply, StoredReply, int] | None:
         row = context.conversation
         stage = Stage(row.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
@@ -302,14 +388,20 @@ class ConversationService:
         text = storable(text)
         if not text:
             text, kind = self.persona.fallback, "fallback"
-        message_id = await self._store_reply(row.chat_id, text, kind, context.pending[-1].id)
+        sends = text_sends(text)
+        async with self._autocommit() as connection:
+            stored = await ReplyPathRepo(connection).store_reply(
+                row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
+                seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
+            )
+        message_id = stored.message_id
         if message_id is None:
             log.warning("reply_dropped", reason="another worker holds the chat's lease now")
             return None
         self.metrics.inc("aifriend_replies_total", kind=kind)
         self.metrics.observe("aifriend_reply_seconds", (utcnow() - context.pending[-1].created_at).total_seconds())
         log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
-        return Reply(message_id, text, kind, stage, crisis, tuple(prompt))
+        return Reply(message_id, text, kind, stage, crisis, tuple(prompt)), stored, len(sends)
 
     async def _complete(self, prompt: list[ChatMessage], params: Any) -> str:
         """One model call; if the exact count is over the limit, drop the oldest turns and retry."""
@@ -321,19 +413,6 @@ class ConversationService:
                     raise
                 prompt = [prompt[0], *prompt[3:]] if len(prompt) > 3 else [prompt[0], prompt[-1]]
                 log.info("prompt_trimmed", messages=len(prompt))
-
-    async def _store_reply(self, chat_id: int, text: str, kind: str, through_id: int) -> int | None:
-        """Store and queue the reply, unless the chat's lease passed to another worker meanwhile."""
-        async with self._unit() as session:
-            conversations, messages = ConversationRepo(session), MessageRepo(session)
-            if not await conversations.holds_lease(chat_id, self.worker):
-                return None
-            message_id = await messages.add(chat_id, role="assistant", kind=kind, text=text)
-            assert message_id is not None
-            await messages.mark_answered(chat_id, through_id)
-            await conversations.count_bot_message(chat_id, lease_until=utcnow() + self.reply_lease)
-            await OutboxRepo(session).enqueue(chat_id, text_sends(text), message_id=message_id)
-        return message_id
 
     async def write_checkin(self, chat_id: int) -> str:
         """A check-in in the voice of the current stage, knowing the memory and the recent turns."""

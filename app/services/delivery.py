@@ -91,14 +91,14 @@ class DeliveryQueue:
     def typing(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         return self.transport.typing(chat_id)
 
-    def kick(self, chat_id: int) -> asyncio.Task[None]:
+    def kick(self, chat_id: int, *, expect: int | None = None) -> asyncio.Task[None]:
         """Make sure a sender drains this chat's queue (a running one looks once more before it stops)."""
         running = self._senders.get(chat_id)
         if running is not None and not running.done():
             self._again.add(chat_id)
             return running
         context = structlog.contextvars.get_contextvars()
-        task = asyncio.create_task(self._drain(chat_id, context))
+        task = asyncio.create_task(self._drain(chat_id, context, expect))
         self._senders[chat_id] = task
         task.add_done_callback(lambda done: self._forget(chat_id, done))
         return task
@@ -109,10 +109,10 @@ class DeliveryQueue:
         if not task.cancelled() and task.exception() is not None:
             log.error("sender_failed", chat_id=chat_id, error=repr(task.exception()))
 
-    async def flush(self, chat_id: int) -> None:
+    async def flush(self, chat_id: int, *, expect: int | None = None) -> None:
         """Send what is queued for the chat now, and return when it is sent or left for later."""
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.kick(chat_id))
+            await asyncio.shield(self.kick(chat_id, expect=expect))
 
     async def sweep(self) -> int:
         """Hand due sends nobody is sending (retries, a dead sender's claims) to senders; how many chats."""
@@ -148,10 +148,16 @@ class DeliveryQueue:
         async with self.database.sessions() as session, session.begin():
             yield OutboxRepo(session)
 
-    async def _drain(self, chat_id: int, context: dict[str, object]) -> None:
+    async def _drain(self, chat_id: int, context: dict[str, object], expect: int | None = None) -> None:
+        """Send the chat's queue head after head. With `expect`, stop after that many sends unless
+        someone queued more meanwhile (they kick, which sets `_again`): no empty look at the end."""
         structlog.contextvars.bind_contextvars(**{**context, "chat_id": chat_id})
         while not self._closing:
+            if expect is not None and expect <= 0 and chat_id not in self._again:
+                return
             delay = await self._send_head(chat_id)
+            if expect is not None and delay is None:
+                expect -= 1
             if delay is _EMPTY:
                 if chat_id in self._again:
                     self._again.discard(chat_id)

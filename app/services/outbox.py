@@ -12,8 +12,11 @@ class Outbox(Protocol):
     def kick(self, chat_id: int) -> asyncio.Task[None]:
         """Start sending what is queued for the chat, without waiting."""
 
-    async def flush(self, chat_id: int) -> None:
-        """Send what is queued for the chat; returns when it is sent or left for a retry."""
+    async def flush(self, chat_id: int, *, expect: int | None = None) -> None:
+        """Send what is queued for the chat; returns when it is sent or left for a retry.
+
+        `expect`: the caller knows the queue holds exactly this many sends (it just queued them
+        with nothing ahead), so no look for more is needed after them."""
 
     def typing(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         """Show that a reply is being written, for as long as the block runs."""

@@ -22,6 +22,7 @@ class Received:
     transitions: tuple[Transition, ...] = ()
     responder: bool = False
     duplicate: bool = False
+    context: ReplyContext | None = None  # for the responder: what its first reply needs, read already
 
 
 @dataclass(frozen=True, slots=True)

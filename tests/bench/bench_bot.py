@@ -1,43 +1,75 @@
-"""Per-message overhead of the real bot: `aifriend run` against the emulators, an instant model.
+"""The reply path against its floor: `aifriend run` beside a plain aiogram bot, same load, same run.
 
 Run on demand (not part of the suite):  python -m tests.bench.bench_bot
+Contestants, one after the other against the same Bot API emulator, database server and load:
+  refbot echo    ../shared/bench/refbot.py, VARIANT=echo (aiogram, answers at once)
+  refbot store   the same after one INSERT per message (the floor for a bot that stores)
+  aifriend       the real `aifriend run` (instant emulated model, REPLY_DEBOUNCE=0s)
+Each: latency from update to reply at a steady rate (p50/p99), sustained throughput with many
+chats writing at once, CPU per message, RSS, lost or duplicated replies; then the ratios.
 Uses DATABASE_URL when set, else an embedded PostgreSQL in a temporary folder.
-Prints: latency p50/p95/p99 from update to reply at a steady 100 msg/s, sustained
-messages per second with 1,000 chats writing at once, and transactions per message.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import contextlib
+import os
+import signal
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import asyncpg
 
 from storage import migrate
 from tests.e2e.bot import running_bot
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
-from tests.postgres import fresh_database, plain_dsn, server_url
+from tests.postgres import fresh_database, server_url
+
+REPO = Path(__file__).resolve().parents[2]
+REFBOT = REPO.parent / "shared" / "bench" / "refbot.py"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _percentile(values: list[float], share: float) -> float:
+@dataclass
+class Result:
+    name: str
+    p50: float = 0.0
+    p99: float = 0.0
+    throughput: float = 0.0
+    cpu_ms: float = 0.0
+    rss_mb: float = 0.0
+    lost: int = 0
+    duplicated: int = 0
+
+    def line(self) -> str:
+        return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
+                f"  CPU {self.cpu_ms:5.2f} ms/msg  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
+                f"{self.duplicated}")
+
+
+def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def _commits(url: str) -> int:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return int(await connection.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
-    finally:
-        await connection.close()
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def _wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, patience: float) -> None:
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, patience: float) -> None:
     deadline = time.monotonic() + patience
     while any(len(telegram.sent[c]) < per_chat for c in chats):
         if time.monotonic() > deadline:
@@ -55,56 +87,96 @@ async def steady(telegram: TelegramEmulator, rate: float, seconds: float, first_
     for n, chat in enumerate(chats):
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
-    await _wait_all(telegram, chats, 1, 120)
+    await wait_all(telegram, chats, 1, 120)
     return [(telegram.sent[c][0]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats]
 
 
-async def burst(telegram: TelegramEmulator, chats: int, per_chat: int, first_chat: int) -> float:
-    """`chats` users each sending `per_chat` messages (one at a time); messages per second."""
-    ids = range(first_chat, first_chat + chats)
+async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> float:
+    """Every chat's user sends `per_chat` messages, each after the previous reply; messages per second."""
     start = time.monotonic()
 
     async def user(chat: int) -> None:
         for n in range(per_chat):
             telegram.user_sends(chat, f"message {n} from {chat}")
-            while len(telegram.sent[chat]) <= n:
+            deadline = time.monotonic() + 120
+            while len(telegram.sent[chat]) <= n and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
 
-    await asyncio.gather(*(user(chat) for chat in ids))
-    return chats * per_chat / (time.monotonic() - start)
+    await asyncio.gather(*(user(chat) for chat in chats))
+    return len(chats) * per_chat / (time.monotonic() - start)
 
 
-async def main(rate: float, seconds: float, chats: int, per_chat: int) -> None:
+@contextlib.asynccontextmanager
+async def refbot(variant: str, telegram: TelegramEmulator, url: str, log: Path) -> AsyncIterator[int]:
+    env = {**os.environ, "VARIANT": variant, "BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url,
+           "DATABASE_URL": url}
+    with open(log, "wb") as out:
+        process = await asyncio.create_subprocess_exec(sys.executable, str(REFBOT), env=env, stdout=out, stderr=out)
+    try:
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def measure(name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int) -> Result:
+    telegram.user_sends(base, "warm up")
+    await telegram.wait_for(base, 1, 120)
+    result = Result(name)
+    latencies = await steady(telegram, options.rate, options.seconds, base + 1)
+    result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    chats = range(base + 100_000, base + 100_000 + options.chats)
+    cpu_before = cpu_seconds(pid)
+    result.throughput = await burst(telegram, chats, options.per_chat)
+    result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
+    result.rss_mb = rss_mb(pid)
+    await asyncio.sleep(0.5)
+    result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)
+    result.duplicated = sum(max(0, len(telegram.sent[c]) - options.per_chat) for c in chats)
+    return result
+
+
+async def main(options: argparse.Namespace) -> None:
+    results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = server_url(Path(tmp))
+        folder = Path(tmp)
+        base = server_url(folder)
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
             telegram, tgi = TelegramEmulator(), TGIEmulator()
             await telegram.start()
             await tgi.start()
-            async with running_bot(telegram, tgi, url, Path(tmp), "--no-scheduler", LOG_LEVEL="WARNING"):
-                telegram.user_sends(1, "warm up")
-                await telegram.wait_for(1, 1, 60)
-                before = await _commits(url)
-                latencies = await steady(telegram, rate, seconds, 10_000)
-                after = await _commits(url)
-                per_message = (after - before) / len(latencies)
-                throughput = await burst(telegram, chats, per_chat, 100_000)
-                lost = sum(1 for c in range(100_000, 100_000 + chats) if len(telegram.sent[c]) != per_chat)
+            chat_base = 1_000_000
+            for variant in options.refbot:
+                async with refbot(variant, telegram, url, folder / f"refbot-{variant}.log") as pid:
+                    results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base))
+                chat_base += 1_000_000
+            async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
+                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base))
             await telegram.stop()
             await tgi.stop()
-    print(f"steady {rate:.0f} msg/s for {seconds:.0f}s ({len(latencies)} messages), update in -> reply out:")
-    print(f"  p50 {_percentile(latencies, 0.50):.1f} ms   p95 {_percentile(latencies, 0.95):.1f} ms   "
-          f"p99 {_percentile(latencies, 0.99):.1f} ms   mean {statistics.mean(latencies):.1f} ms")
-    print(f"  database transactions per message: {per_message:.1f}")
-    print(f"sustained: {chats} chats x {per_chat} messages: {throughput:.0f} msg/s; lost or duplicated: {lost}")
+    print(f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
+          f"{options.per_chat} messages, each after the previous reply")
+    for result in results:
+        print("  " + result.line())
+    floor = next((r for r in results if r.name == "refbot store"), None)
+    ours = results[-1]
+    if floor is not None:
+        print(f"aifriend / refbot store: throughput {ours.throughput / floor.throughput:.2f}x (target >= 0.6), "
+              f"p50 {ours.p50 / floor.p50:.2f}x (<= 2), p99 {ours.p99 / floor.p99:.2f}x (<= 3), "
+              f"CPU {ours.cpu_ms / floor.cpu_ms:.2f}x")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--per-chat", type=int, default=3)
-    options = parser.parse_args()
-    asyncio.run(main(options.rate, options.seconds, options.chats, options.per_chat))
+    parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants to run first")
+    parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
+    asyncio.run(main(parser.parse_args()))

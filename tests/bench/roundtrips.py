@@ -1,16 +1,27 @@
-"""How many database statements and model calls one reply costs, measured on the real service.
+"""What one reply costs the database and the model server, measured on the real service.
 
 Run: python -m tests.bench.roundtrips   (embedded PostgreSQL, or DATABASE_URL)
+
+1. Database round trips per reply: every statement plus every BEGIN and COMMIT, from the
+   message being stored to the reply being recorded as sent (the outbox included), with
+   REPLY_DEBOUNCE=0 and with the default debounce.
+2. Prompt reuse on the GPU: over a long conversation spread across simulated days (memory folds
+   and day summaries included), the share of each reply prompt that is a token prefix of the
+   chat's previous reply prompt (what TGI's prefix cache can reuse), and the fresh tokens each
+   reply makes the server compute.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import statistics
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from app.persona import load_persona
 from app.services.conversation import ConversationService
@@ -20,47 +31,141 @@ from llm.tgi import TGIChatModel
 from storage import migrate
 from storage.conversations import UserInfo
 from storage.database import connect
-from tests.emulators.tgi import TGIEmulator
+from tests.emulators.tgi import TGIEmulator, template, tokenize
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, server_url
 
+TOPICS = ["my sister Ana", "the garden", "work at the bakery", "a trip to Porto", "my cat Miso", "the choir",
+          "learning Spanish", "the marathon", "my grandmother's recipes", "a new flat"]
 
-async def main() -> None:
+
+class RoundTrips:
+    """Counts what the engine sends to PostgreSQL: statements, and the BEGIN/COMMIT around them."""
+
+    def __init__(self, engine: Any) -> None:
+        self.statements = 0
+        self.transactions = 0
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "begin", self._begin)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def _begin(self, connection: Any) -> None:
+        # An AUTOCOMMIT connection sends no BEGIN/COMMIT (each statement commits itself); any other pays both.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            self.transactions += 1
+
+    def reset(self) -> None:
+        self.statements = self.transactions = 0
+
+    @property
+    def total(self) -> int:
+        return self.statements + 2 * self.transactions
+
+
+def prompt_tokens(body: dict[str, Any]) -> list[str]:
+    return [word for word, _, _ in tokenize(template(body["messages"]))]
+
+
+def shared_prefix(previous: list[str], current: list[str]) -> int:
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+async def count_round_trips(service: ConversationService, counter: RoundTrips, outbox: RecordingOutbox,
+                            tgi: TGIEmulator) -> None:
+    user = UserInfo(user_id=1)
+    await service.handle_text(1, user, "hello, first message", outbox)  # creates the conversation
+    await service.drain()
+    for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
+        service.reply_debounce = debounce
+        totals, statements, transactions = [], [], []
+        for n in range(messages):
+            counter.reset()
+            before = len(tgi.requests)
+            sent = 100 + len(outbox.sent)
+            await service.handle_text(1, user, f"message number {n}", outbox, telegram_message_id=sent,
+                                      update_id=1000 + sent)
+            await service.drain()
+            totals.append(counter.total)
+            statements.append(counter.statements)
+            transactions.append(counter.transactions)
+            calls = [path for path, _ in tgi.requests[before:]]
+        print(f"REPLY_DEBOUNCE={debounce.total_seconds():g}s: {statistics.median(totals):g} round trips per reply "
+              f"({statistics.median(statements):g} statements in {statistics.median(transactions):g} transactions)"
+              f"; model server: {calls.count('/v1/chat/completions')} generation, "
+              f"{calls.count('/chat_tokenize')} token count")
+
+
+async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tgi: TGIEmulator, database: Any,
+                       messages: int, per_day: int) -> None:
+    chat, user = 2, UserInfo(user_id=2)
+    summary_marker = service.persona.prompts.summary[:40]
+    first_request = len(tgi.requests)
+    for n in range(messages):
+        if n and n % per_day == 0:  # a new day: yesterday's messages get a day summary
+            async with database.engine.begin() as connection:
+                await connection.execute(text(
+                    "UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = :c"), {"c": chat})
+                await connection.execute(text(
+                    "UPDATE conversations SET last_user_message_at = last_user_message_at - interval '1 day' "
+                    "WHERE chat_id = :c"), {"c": chat})
+        topic = TOPICS[n % len(TOPICS)]
+        await service.handle_text(chat, user, f"Today I want to tell you about {topic}, part {n}.", outbox,
+                                  update_id=500_000 + n)
+        await service.drain()
+    replies = [body for path, body in tgi.requests[first_request:]
+               if path == "/v1/chat/completions" and not body["messages"][0]["content"].startswith(summary_marker)]
+    shares, fresh, lengths = [], [], []
+    previous: list[str] | None = None
+    for body in replies:
+        tokens = prompt_tokens(body)
+        if previous is not None:
+            common = shared_prefix(previous, tokens)
+            shares.append(common / len(tokens))
+            fresh.append(len(tokens) - common)
+        lengths.append(len(tokens))
+        previous = tokens
+    folds = len([1 for path, body in tgi.requests[first_request:]
+                 if path == "/v1/chat/completions" and body["messages"][0]["content"].startswith(summary_marker)])
+    ordered = sorted(shares)
+    print(f"prompt reuse over {messages} messages in {messages // per_day} simulated days ({folds} summaries "
+          f"written): mean prefix share {statistics.mean(shares):.1%}, p10 {ordered[len(ordered) // 10]:.1%}, "
+          f"min {ordered[0]:.1%}; fresh prompt tokens per reply: mean {statistics.mean(fresh):.0f}, "
+          f"median {statistics.median(fresh):.0f}; prompt length: mean {statistics.mean(lengths):.0f}, "
+          f"max {max(lengths)} tokens")
+
+
+async def main(options: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = server_url(Path(tmp))
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
-            tgi = TGIEmulator()
+            tgi = TGIEmulator(max_input_tokens=options.max_input_tokens, max_total_tokens=options.max_input_tokens + 256)
             await tgi.start()
             database = connect(url)
-            statements: list[str] = []
-            event.listen(database.engine.sync_engine, "before_cursor_execute",
-                         lambda *args: statements.append(args[2].split()[0]))
+            counter = RoundTrips(database.engine.sync_engine)
             model = TGIChatModel(tgi.url)
             service = ConversationService(database=database, model=model, scorer=VaderScorer(), persona=load_persona())
             outbox = RecordingOutbox(database)
-            user = UserInfo(user_id=1)
-            await service.handle_text(1, user, "hello, first message", outbox)  # creates the conversation
-            await service.drain()
-            for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
-                service.reply_debounce = debounce
-                for n in range(messages):
-                    statements.clear()
-                    before = len(tgi.requests)
-                    sent = 100 + len(outbox.sent)
-                    await service.handle_text(1, user, f"message number {n}", outbox, telegram_message_id=sent,
-                                              update_id=1000 + sent)
-                    await service.drain()
-                    calls = [path for path, _ in tgi.requests[before:]]
-                print(f"with REPLY_DEBOUNCE={debounce.total_seconds():g}s:")
-                print(f"  database statements per reply (excluding BEGIN/COMMIT): {len(statements)}")
-                print(f"  model server requests per reply: {calls.count('/v1/chat/completions')} generation, "
-                      f"{calls.count('/chat_tokenize')} token count")
+            await count_round_trips(service, counter, outbox, tgi)
+            service.reply_debounce = timedelta(0)
+            await prompt_reuse(service, outbox, tgi, database, options.messages, options.per_day)
             await service.close()
             await model.close()
+            await outbox.close(1.0)
             await database.close()
             await tgi.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=600)
+    parser.add_argument("--per-day", type=int, default=150)
+    parser.add_argument("--max-input-tokens", type=int, default=2048)
+    asyncio.run(main(parser.parse_args()))

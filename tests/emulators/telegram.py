@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import random
@@ -347,9 +348,13 @@ class TelegramEmulator:
                 for update in ready[:room] if self.webhook_url else []:
                     task = asyncio.create_task(self._deliver(session, update))
                     in_flight[id(update)] = task
-                    task.add_done_callback(lambda _, key=id(update): (in_flight.pop(key, None), self._arrived.set()))
+                    task.add_done_callback(functools.partial(self._delivered, in_flight, id(update)))
                 self._arrived.clear()
                 await self._arrived.wait()
+
+    def _delivered(self, in_flight: dict[int, asyncio.Task[None]], key: int, _: asyncio.Task[None]) -> None:
+        in_flight.pop(key, None)
+        self._arrived.set()
 
     async def _deliver(self, session: aiohttp.ClientSession, update: dict[str, Any]) -> None:
         headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret} if self.webhook_secret else {}

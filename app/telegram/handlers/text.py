@@ -29,4 +29,4 @@ async def on_text(
         telegram_message_id=message.message_id, update_id=event_update.update_id,
     )
     if received.responder:
-        conversation.spawn(conversation.respond(message.chat.id, outbox))
+        conversation.spawn(conversation.respond(message.chat.id, outbox, received.context))

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The one place any failure becomes a line for a person: masked, since an exception may carry
     # the token (a URL with it) or the database URL; the traceback goes to the (masked) log.
     try:
-        return asyncio.run(run(args, settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run(args, settings))
     except (SettingsError, SchemaOutdatedError, DatabaseConfigError) as exc:
         return _fail(masker.mask(str(exc)), USAGE_ERROR)
     except DatabaseError as exc:
@@ -57,6 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         structlog.get_logger().error("crashed", exc_info=True)
         return _fail(masker.mask(f"stopped by an unexpected error: {exc.__class__.__name__}: {exc}"[:500]), 1)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (it is a dependency on Linux and macOS): its sockets and
+    scheduling cost the reply path less CPU than asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _fail(message: str, code: int) -> int:

@@ -188,13 +188,30 @@ class TGIChatModel:
         return Completion(text=text.strip(), prompt_tokens=prompt_tokens, max_new_tokens=max_new)
 
     async def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
-        _, max_new = await self._prepare(messages, params)
-        request = self._request(messages, params, max_new)
-        chunks = await self._with_retries(lambda: self._client.chat_completion(stream=True, **request))
+        """The reply as the server writes it; the same deadline as `complete` bounds the whole stream."""
+        deadline = time.monotonic() + self._deadline
+
+        def left() -> float:
+            return max(0.05, deadline - time.monotonic())
+
         try:
-            async for chunk in chunks:
+            _, max_new = await asyncio.wait_for(self._prepare(messages, params), left())
+            request = self._request(messages, params, max_new)
+            chunks = await asyncio.wait_for(
+                self._with_retries(lambda: self._client.chat_completion(stream=True, **request)), left()
+            )
+            iterator = chunks.__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(iterator.__anext__(), left())
+                except StopAsyncIteration:
+                    return
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
+        except TimeoutError:
+            raise ModelUnavailableError(
+                f"the model server at {self._base_url} gave no answer within {self._deadline:g} s"
+            ) from None
         except LLMError:
             raise
         except Exception as exc:

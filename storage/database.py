@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -45,6 +48,22 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection as asyncpg itself, outside any transaction: for the reply path's
+        single statements, which commit by themselves. A connection that broke is not reused."""
+        async with self.engine.connect() as connection:
+            for _ in range(2):
+                driver = (await connection.get_raw_connection()).driver_connection
+                if driver is not None and not driver.is_closed():
+                    break
+                await connection.invalidate()  # closed while idle in the pool: take a fresh one
+            try:
+                yield driver
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                await connection.invalidate()
+                raise
 
 
 def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Database:

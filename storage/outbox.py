@@ -9,11 +9,13 @@ the delivery on the message it carries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Interval, Text, bindparam, insert
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
@@ -90,6 +92,43 @@ _DUE_CHATS = sql("""
 _RELEASE = sql("""
     UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = :worker AND status = 'pending'
 """)
+
+
+_CLAIM_RAW = """
+    UPDATE outbox AS o
+       SET claimed_by = $2, claimed_until = now() + $3::interval, attempts = o.attempts + 1
+      FROM (SELECT id FROM outbox WHERE chat_id = $1 AND status = 'pending'
+             ORDER BY id LIMIT 1 FOR UPDATE) AS head
+     WHERE o.id = head.id
+       AND o.next_attempt_at <= now()
+       AND (o.claimed_until IS NULL OR o.claimed_until < now())
+    RETURNING o.id, o.chat_id, o.message_id, o.last_piece, o.method, o.payload, o.attempts, o.created_at
+"""
+_SENT_RAW = """
+    WITH sent AS (DELETE FROM outbox WHERE id = $1 RETURNING message_id, last_piece)
+    UPDATE messages SET delivered_at = now(), telegram_message_id = $2
+     WHERE id = (SELECT message_id FROM sent WHERE last_piece)
+"""
+
+
+class SenderRepo:
+    """A sender's two statements, claim and record, straight through asyncpg on the connection it
+    holds from one to the other (each commits by itself): the path every message takes."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def claim_head(self, chat_id: int, worker: str, lease: timedelta) -> QueuedSend | None:
+        row = await self.connection.fetchrow(_CLAIM_RAW, chat_id, worker, lease)
+        if row is None:
+            return None
+        payload = row["payload"]
+        return QueuedSend(row["id"], row["chat_id"], row["message_id"], row["last_piece"], row["method"],
+                          json.loads(payload) if isinstance(payload, str) else payload, row["attempts"],
+                          row["created_at"])
+
+    async def sent(self, send_id: int, telegram_message_id: int | None) -> None:
+        await self.connection.execute(_SENT_RAW, send_id, telegram_message_id)
 
 
 class OutboxRepo:

@@ -14,19 +14,20 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, system_message
+from app.services.drafts import DraftPreview
 from app.services.memory import MemoryKeeper
 from app.services.outbox import Outbox
 from app.services.records import (
@@ -73,6 +74,7 @@ class ConversationService:
         checkins: CheckinPolicy | None = None,
         metrics: Metrics | None = None,
         worker: str = "local",
+        stream_replies: bool = True,
     ) -> None:
         self.database = database
         self.model = model
@@ -86,6 +88,7 @@ class ConversationService:
         self.metrics = metrics or Metrics()
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
         self.worker = worker
+        self.stream_replies = stream_replies  # show replies as they are written, where the outbox can
         self._background: set[asyncio.Task[Any]] = set()
         self._healing: set[int] = set()
 
@@ -96,12 +99,6 @@ class ConversationService:
         async with self.database.sessions() as session, session.begin():
             yield session
 
-    @contextlib.asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection whose every statement commits by itself: the reply path's single-statement steps."""
-        async with self.database.engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield connection
 
     def plan_checkin(self, last_activity: datetime, *, enabled: bool, unanswered: int = 0) -> datetime | None:
         return next_checkin(
@@ -144,7 +141,7 @@ class ConversationService:
 
         The write is guarded by what was read; if the conversation changed in between, it writes
         nothing and the read is repeated. None sends the caller to the locking path."""
-        async with self._autocommit() as connection:
+        async with self.database.raw() as connection:
             repo = ReplyPathRepo(connection)
             for _ in range(OPTIMISTIC_ATTEMPTS):
                 state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
@@ -169,7 +166,7 @@ class ConversationService:
                         lease_until=lease_until, lease_owner=lease_owner,
                         transitions=transition_records(outcome.transitions),
                     )
-                except IntegrityError:  # the same message stored by a concurrent delivery: read again
+                except asyncpg.UniqueViolationError:  # the same message, stored by a concurrent delivery
                     continue
                 if stored.duplicate:
                     return Received(None, duplicate=True)
@@ -307,7 +304,7 @@ class ConversationService:
                     context = None
                     continue
                 async with outbox.typing(chat_id):
-                    written = await self._write_reply(context)
+                    written = await self._write_reply(context, outbox)
                 if written is None:  # another worker took the chat over; it answers
                     return replies
                 reply, stored, pieces = written
@@ -333,7 +330,7 @@ class ConversationService:
 
     async def _context(self, chat_id: int) -> ReplyContext | None:
         """What the next reply needs, in one statement."""
-        async with self._autocommit() as connection:
+        async with self.database.raw() as connection:
             state = await ReplyPathRepo(connection).read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
         if state is None:  # forgotten meanwhile
             return None
@@ -351,7 +348,7 @@ class ConversationService:
             await ConversationRepo(session).update(chat_id, reply_lease_until=None, reply_lease_owner=None)
         return True
 
-    async def _write_reply(self, context: ReplyContext) -> tuple[Reply, StoredReply, int] | None:
+    async def _write_reply(self, context: ReplyContext, outbox: Outbox) -> tuple[Reply, StoredReply, int] | None:
         row = context.conversation
         stage = Stage(row.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
@@ -378,7 +375,12 @@ class ConversationService:
             budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
             prompt = build_prompt(system, turns, budget_tokens=budget)
             asked = time.monotonic()
-            text = await self._complete(prompt, style.params)
+            drafts = outbox.drafts if self.stream_replies else None
+            if drafts is not None and drafts.enabled:
+                draft_id = context.pending[-1].id % 2**31 or 1
+                text = await self._stream(prompt, style.params, drafts, row.chat_id, draft_id)
+            else:
+                text = await self._complete(prompt, style.params)
             self.metrics.observe("aifriend_model_seconds", time.monotonic() - asked)
             self.metrics.set("aifriend_model_up", 1)
         except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
@@ -389,7 +391,7 @@ class ConversationService:
         if not text:
             text, kind = self.persona.fallback, "fallback"
         sends = text_sends(text)
-        async with self._autocommit() as connection:
+        async with self.database.raw() as connection:
             stored = await ReplyPathRepo(connection).store_reply(
                 row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
                 seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
@@ -402,6 +404,26 @@ class ConversationService:
         self.metrics.observe("aifriend_reply_seconds", (utcnow() - context.pending[-1].created_at).total_seconds())
         log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
         return Reply(message_id, text, kind, stage, crisis, tuple(prompt)), stored, len(sends)
+
+    async def _stream(
+        self, prompt: list[ChatMessage], params: Any, drafts: DraftPreview, chat_id: int, draft_id: int
+    ) -> str:
+        """Generate with the model's stream, showing the text as drafts; the final text is what counts.
+
+        A stream that fails (or breaks off) is retried the usual way, without drafts: no half reply
+        is ever kept. The final message waits for a draft still in flight, so it lands last."""
+        parts: list[str] = []
+        try:
+            async for piece in self.model.stream(prompt, params):
+                parts.append(piece)
+                drafts.show(chat_id, draft_id, "".join(parts).strip())
+            text = "".join(parts).strip()
+        except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
+            log.warning("reply_stream_failed", error=str(exc), chars_so_far=sum(map(len, parts)))
+            text = await self._complete(prompt, params)
+        finally:
+            await drafts.finish(chat_id)
+        return text
 
     async def _complete(self, prompt: list[ChatMessage], params: Any) -> str:
         """One model call; if the exact count is over the limit, drop the oldest turns and retry."""

@@ -23,9 +23,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
+from app.services.drafts import DraftPreview, DraftTransport
 from storage.conversations import ConversationRepo
 from storage.database import Database
-from storage.outbox import OutboxRepo, QueuedSend
+from storage.outbox import OutboxRepo, QueuedSend, SenderRepo
 
 log = structlog.get_logger()
 
@@ -83,6 +84,7 @@ class DeliveryQueue:
         self.metrics = metrics or Metrics()
         self.claim_lease = claim_lease
         self.sweep_concurrency = sweep_concurrency
+        self.drafts = DraftPreview(transport) if isinstance(transport, DraftTransport) else None
         self._in_flight = asyncio.Semaphore(SEND_CONCURRENCY)
         self._senders: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
@@ -172,10 +174,9 @@ class DeliveryQueue:
     async def _send_head(self, chat_id: int) -> float | None:
         """Claim the chat's head, send it, record what happened: on one connection held throughout,
         so the answer is written down the moment it arrives, never after a wait for the pool."""
-        async with self._in_flight, self.database.engine.connect() as connection:
+        async with self._in_flight, self.database.raw() as connection:
             # Each statement commits by itself (both are single statements): one round trip each.
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            repo = OutboxRepo(connection)
+            repo = SenderRepo(connection)
             send = await repo.claim_head(chat_id, self.worker, self.claim_lease)
             if send is None:
                 return _EMPTY
@@ -186,7 +187,7 @@ class DeliveryQueue:
                 except Exception:
                     await self._record_sent(send, outcome.telegram_message_id)  # on a fresh connection
                 self.metrics.inc("aifriend_sends_total", outcome="sent")
-                log.info("message_sent", send_id=send.id, telegram_message_id=outcome.telegram_message_id)
+                log.debug("message_sent", send_id=send.id, telegram_message_id=outcome.telegram_message_id)
                 return None
         return await self._record(send, outcome)
 

@@ -7,8 +7,12 @@ import asyncio
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from app.services.drafts import DraftPreview
+
 
 class Outbox(Protocol):
+    drafts: DraftPreview | None  # the reply as it is written, where the transport can show it
+
     def kick(self, chat_id: int) -> asyncio.Task[None]:
         """Start sending what is queued for the chat, without waiting."""
 

@@ -68,9 +68,11 @@ def make_bot(settings: Settings) -> Bot:
 def make_dispatcher(
     conversation: ConversationService, commands: CommandService, outbox: DeliveryQueue, settings: Settings
 ) -> Dispatcher:
+    # aiogram's own FSM is off: the relationship FSM lives in PostgreSQL, and aiogram's memory
+    # storage would keep an entry for every chat ever seen (it reads each chat's state per update).
     dispatcher = Dispatcher(
         conversation=conversation, commands=commands, outbox=outbox, admin_ids=settings.admin_ids,
-        reports=OperatorReports(conversation.database),
+        reports=OperatorReports(conversation.database), disable_fsm=True,
     )
     dispatcher.update.outer_middleware(LogContextMiddleware())
     dispatcher.update.outer_middleware(UnitMiddleware(commands, outbox))

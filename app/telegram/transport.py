@@ -29,10 +29,12 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import SendMessageDraft
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiohttp import ClientConnectorError
 
 from app.services.delivery import SendOutcome
+from app.services.drafts import DraftOutcome
 from storage.outbox import QueuedSend
 
 log = structlog.get_logger()
@@ -92,6 +94,23 @@ class TelegramTransport:
             )
             return message.message_id
         raise ValueError(f"the outbox holds an unknown method {send.method!r}")
+
+    async def draft(self, chat_id: int, draft_id: int, text: str) -> DraftOutcome:
+        """`sendMessageDraft`: the reply so far, as an ephemeral preview."""
+        try:
+            await self.bot(SendMessageDraft(chat_id=chat_id, draft_id=draft_id, text=text),
+                           request_timeout=self.send_timeout)
+        except TelegramRetryAfter as exc:
+            return DraftOutcome("retry", retry_after=float(exc.retry_after), error=exc.message)
+        except TelegramNotFound as exc:  # an older or self-hosted Bot API server
+            return DraftOutcome("unsupported", error=f"404: {exc.message}")
+        except TelegramBadRequest as exc:
+            if "method" in exc.message.lower() and "not found" in exc.message.lower():
+                return DraftOutcome("unsupported", error=f"400: {exc.message}")
+            return DraftOutcome("failed", error=f"400: {exc.message}")
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            return DraftOutcome("failed", error=f"{exc.__class__.__name__}: {exc}")
+        return DraftOutcome("shown")
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:

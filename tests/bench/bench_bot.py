@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from storage import migrate
 from tests.e2e.bot import running_bot
+from tests.e2e.roundrobin import RoundRobin
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fresh_database, server_url
@@ -140,6 +142,35 @@ async def measure(name: str, pid: int, telegram: TelegramEmulator, options: argp
     return result
 
 
+async def webhook_replicas(
+    processes: int, telegram: TelegramEmulator, tgi: TGIEmulator, url: str, folder: Path,
+    options: argparse.Namespace, chat_base: int,
+) -> Result:
+    """`processes` webhook replicas behind a round-robin proxy (in this process, beside the emulator)."""
+    ports = [_free_port() for _ in range(processes)]
+    balancer = RoundRobin([f"http://127.0.0.1:{port}" for port in ports])
+    hook = await balancer.start() + "/hook"
+    async with contextlib.AsyncExitStack() as stack:
+        pids = []
+        for port in ports:
+            bot = await stack.enter_async_context(running_bot(
+                telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, WEBHOOK_URL=hook,
+                WEBHOOK_LISTEN=f"127.0.0.1:{port}",
+            ))
+            pids.append(bot.process.pid)
+        result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base)
+        result.cpu_ms = 0.0  # per process only; see throughput
+    await balancer.stop()
+    telegram.webhook_url = None  # back to polling for whatever runs next
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def main(options: argparse.Namespace) -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +188,9 @@ async def main(options: argparse.Namespace) -> None:
                 chat_base += 1_000_000
             async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
                 results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base))
+            for processes in options.webhook:
+                chat_base += 1_000_000
+                results.append(await webhook_replicas(processes, telegram, tgi, url, folder, options, chat_base))
             await telegram.stop()
             await tgi.stop()
     print(f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
@@ -179,4 +213,6 @@ if __name__ == "__main__":
     parser.add_argument("--per-chat", type=int, default=3)
     parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants to run first")
     parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
+    parser.add_argument("--webhook", type=int, nargs="*", default=[],
+                        help="then aifriend in webhook mode with this many processes behind a round-robin proxy")
     asyncio.run(main(parser.parse_args()))

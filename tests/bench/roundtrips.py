@@ -40,19 +40,28 @@ TOPICS = ["my sister Ana", "the garden", "work at the bakery", "a trip to Porto"
 
 
 class RoundTrips:
-    """Counts what the engine sends to PostgreSQL: statements, and the BEGIN/COMMIT around them."""
+    """Counts what reaches PostgreSQL from the engine's connections: statements SQLAlchemy runs
+    (its prepared statements), statements sent straight through asyncpg (asyncpg's query logger
+    sees those), and a BEGIN and a COMMIT for each transaction that is not in autocommit."""
 
     def __init__(self, engine: Any) -> None:
         self.statements = 0
         self.transactions = 0
+        event.listen(engine, "connect", self._watch)
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "begin", self._begin)
+
+    def _watch(self, dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(self._raw)
+
+    def _raw(self, record: Any) -> None:
+        if record.query.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self.statements += 1
 
     def _statement(self, *_: Any) -> None:
         self.statements += 1
 
     def _begin(self, connection: Any) -> None:
-        # An AUTOCOMMIT connection sends no BEGIN/COMMIT (each statement commits itself); any other pays both.
         if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             self.transactions += 1
 

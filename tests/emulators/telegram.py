@@ -52,6 +52,9 @@ class TelegramEmulator:
     webhook_connections: int = 40  # Telegram's default max_connections
     webhook_statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # 0: no answer
     webhook_sets: int = 0
+    drafts: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # shown previews
+    offer_drafts: bool = True  # False: an older Bot API server, sendMessageDraft is "method not found"
+    draft_faults: list[int] = field(default_factory=list)  # popped per draft call: seconds of a 429
     webhook_deletes: int = 0
     url: str = ""
     pushed_at: dict[int, float] = field(default_factory=dict)
@@ -294,6 +297,22 @@ class TelegramEmulator:
                 message.pop("reply_markup", None)
                 return self._ok(message)
         return self._fail(400, "Bad Request: message to edit not found")
+
+    async def _m_sendmessagedraft(self, params: dict[str, Any]) -> web.Response:
+        if not self.offer_drafts:
+            return self._fail(404, "Not Found: method not found")
+        chat_id, refused = self._chat_check(params)
+        if refused is not None:
+            return refused
+        if self.draft_faults:
+            retry_after = self.draft_faults.pop(0)
+            return self._fail(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+        draft_id = int(params["draft_id"])
+        text = str(params.get("text") or "")
+        if draft_id == 0 or len(text) > MAX_TEXT:
+            return self._fail(400, "Bad Request: invalid draft")
+        self.drafts[chat_id].append({"draft_id": draft_id, "text": text, "received_at": time.monotonic()})
+        return self._ok(True)
 
     async def _m_sendchataction(self, params: dict[str, Any]) -> web.Response:
         chat_id, failed = self._chat_check(params)

@@ -54,6 +54,7 @@ class TGIEmulator:
     offer_tokenize: bool = True
     faults: list[Fault] = field(default_factory=list)
     break_streams: int = 0
+    tokens_per_second: float = 0.0  # >0: the model writes at this pace (streamed or not), like a real one
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     rejected: int = 0
     api_key: str | None = None  # like `--api-key`: every route but /health wants `Authorization: Bearer <key>`
@@ -188,7 +189,9 @@ class TGIEmulator:
         generated = len(tokenize(text))
         finish = "length" if generated >= budget else "stop"
         created = int(time.time())
+        pace = 1 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         if not body.get("stream"):
+            await asyncio.sleep(pace * generated)
             return web.json_response({
                 "object": "chat.completion", "id": "", "created": created, "model": "aifriend/emulated-echo",
                 "system_fingerprint": "3.3.6-emulated",
@@ -198,7 +201,13 @@ class TGIEmulator:
                           "total_tokens": input_tokens + generated},
             })
         response = await self._sse(request)
-        pieces = [t for t, _, _ in tokenize(text)]
+        # Each token with the text before it: the pieces add up to exactly the non-streamed text.
+        pieces, start = [], 0
+        for _, _, end in tokenize(text):
+            pieces.append(text[start:end])
+            start = end
+        if start < len(text):
+            pieces.append(text[start:])
         broken = self.break_streams > 0
         if broken:
             self.break_streams -= 1
@@ -207,9 +216,11 @@ class TGIEmulator:
                 await self._event(response, {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}})
                 await response.write(b"data: [DONE]\n\n")
                 return response
+            if pace:
+                await asyncio.sleep(pace)
             chunk = {"object": "chat.completion.chunk", "id": "", "created": created,
                      "model": "aifriend/emulated-echo", "system_fingerprint": "3.3.6-emulated",
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece + " "},
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece},
                                   "logprobs": None, "finish_reason": None}], "usage": None}
             await self._event(response, chunk)
         last = {"object": "chat.completion.chunk", "id": "", "created": created, "model": "aifriend/emulated-echo",

@@ -287,8 +287,9 @@ async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_
 async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_round(
     service: ConversationService, tgi: TGIEmulator, database_url: str
 ) -> None:
-    """Pending messages and the history are read by two statements: a message committed in between
-    is in the history but not owed yet. It must not be answered now (it would be answered twice)."""
+    """A message stored after what a reply owes was decided is in the history but not owed yet
+    (a context read before it, a reply written after). It must not be answered now (it would be
+    answered twice)."""
     first = await service.receive(501, ANN, "first message")
     await service.receive(501, ANN, "second message")  # arrives while the first is being answered
     async with service.database.sessions() as session:
@@ -296,7 +297,7 @@ async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_rou
     row = await service.conversation(501)
     assert row is not None and first.message_id is not None
     owed_then = [m for m in everything if m.id == first.message_id]
-    reply = await service._write_reply(ReplyContext(row, owed_then, everything, Memory()))
+    reply = await service._write_reply(ReplyContext(row, owed_then, everything, Memory()), RecordingOutbox(service.database))
     assert reply is not None
     prompt = tgi.chat_requests()[-1]["messages"]
     assert prompt[-1] == {"role": "user", "content": "first message"}

@@ -78,7 +78,8 @@ async def test_a_generation_error_is_reported_without_retry(model: TGIChatModel,
 
 async def test_streaming_yields_the_reply(model: TGIChatModel) -> None:
     pieces = [piece async for piece in model.stream(PROMPT, GenerationParams(max_new_tokens=30))]
-    assert len(pieces) > 1 and "".join(pieces).startswith("[ emulated model ]")
+    whole = await model.complete(PROMPT, GenerationParams(max_new_tokens=30))
+    assert len(pieces) > 1 and "".join(pieces) == whole.text, "the pieces add up to the same reply"
 
 
 async def test_an_error_inside_a_stream_is_an_error(model: TGIChatModel, tgi: TGIEmulator) -> None:

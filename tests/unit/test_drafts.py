@@ -1,0 +1,71 @@
+"""The draft throttle and the terminal's live printing, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.services.drafts import DraftOutcome, DraftPreview
+from app.terminal import TerminalTransport
+from storage.outbox import QueuedSend
+
+
+class Recorder:
+    def __init__(self, answer: DraftOutcome | None = None) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self.answer = answer or DraftOutcome("shown")
+
+    async def draft(self, chat_id: int, draft_id: int, text: str) -> DraftOutcome:
+        self.calls.append((chat_id, text))
+        return self.answer
+
+
+async def test_one_chat_gets_at_most_one_draft_per_interval_and_only_for_new_text() -> None:
+    recorder = Recorder()
+    preview = DraftPreview(recorder, every=0.2, min_new_chars=5)
+    text = ""
+    for word in ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]:
+        text += word + " "
+        preview.show(1, 7, text)
+        await asyncio.sleep(0.05)
+    await preview.finish(1)
+    assert 2 <= len(recorder.calls) <= 4, recorder.calls
+    assert recorder.calls[0][1] == "one ", "the first piece is shown at once"
+    assert all(b.startswith(a) for (_, a), (_, b) in zip(recorder.calls, recorder.calls[1:], strict=False))
+
+
+async def test_the_process_budget_is_shared_by_all_chats() -> None:
+    recorder = Recorder()
+    preview = DraftPreview(recorder, every=0.0, min_new_chars=0, budget=5)
+    for chat in range(50):
+        preview.show(chat, 1, "hello there")
+    await asyncio.sleep(0.01)
+    assert len(recorder.calls) == 5 and preview.skipped == 45
+
+
+async def test_an_unknown_method_turns_drafts_off_for_the_process() -> None:
+    preview = DraftPreview(Recorder(DraftOutcome("unsupported", error="404")), every=0.0)
+    preview.show(1, 1, "hello")
+    await preview.finish(1)
+    assert not preview.enabled
+    preview.show(2, 1, "hello")  # nothing more is tried
+    assert preview.sent == 0 and 2 not in preview._chats
+
+
+async def test_a_long_reply_shows_the_part_being_written() -> None:
+    recorder = Recorder()
+    preview = DraftPreview(recorder, every=0.0, min_new_chars=0)
+    preview.show(1, 1, "a" * 4096 + "b" * 10)
+    await preview.finish(1)
+    assert recorder.calls == [(1, "b" * 10)]
+
+
+async def test_the_terminal_prints_a_reply_as_it_grows_and_never_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    terminal = TerminalTransport()
+    for so_far in ("Hello", "Hello there", "Hello there, friend"):
+        await terminal.draft(-1, 1, so_far)
+    assert capsys.readouterr().out == "friend> Hello there, friend"
+    final = QueuedSend(1, -1, None, True, "sendMessage", {"text": "Hello there, friend. How are you?"}, 1, None)  # type: ignore[arg-type]
+    await terminal.deliver(final)
+    assert capsys.readouterr().out == ". How are you?\n"

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     reply_debounce: Duration = timedelta(seconds=1.5)
     llm_timeout: Duration = timedelta(seconds=30)
     shutdown_grace: Duration = timedelta(seconds=20)
+    stream_replies: bool = True
 
     @field_validator("bot_token")
     @classmethod

@@ -4,7 +4,8 @@ Run on demand (not part of the suite):  python -m tests.bench.bench_bot
 Contestants, one after the other against the same Bot API emulator, database server and load:
   refbot echo    ../shared/bench/refbot.py, VARIANT=echo (aiogram, answers at once)
   refbot store   the same after one INSERT per message (the floor for a bot that stores)
-  aifriend       the real `aifriend run` (instant emulated model, REPLY_DEBOUNCE=0s)
+  aifriend       the real `aifriend run` (instant emulated model, REPLY_DEBOUNCE=0s, STREAM_REPLIES=false:
+                 a draft is worth it for a model that takes seconds, not for one that answers at once)
 Each: latency from update to reply at a steady rate (p50/p99), sustained throughput with many
 chats writing at once, CPU per message, RSS, lost or duplicated replies; then the ratios.
 Uses DATABASE_URL when set, else an embedded PostgreSQL in a temporary folder.
@@ -81,16 +82,22 @@ async def wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, pati
 
 
 async def steady(telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int) -> list[float]:
-    """One message per new chat at `rate` per second; latency from update to reply, in ms."""
+    """One message per chat at `rate` per second, from chats that wrote before (a first contact
+    happens once per user; the reply path is what every later message takes); latency from
+    update to reply, in ms."""
     count = int(rate * seconds)
     chats = range(first_chat, first_chat + count)
+    for chat in chats:
+        telegram.user_sends(chat, "hi, it's me")
+    await wait_all(telegram, chats, 1, 120)
+    await asyncio.sleep(1.0)
     start = time.monotonic()
     updates = {}
     for n, chat in enumerate(chats):
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
-    await wait_all(telegram, chats, 1, 120)
-    return [(telegram.sent[c][0]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats]
+    await wait_all(telegram, chats, 2, 120)
+    return [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats]
 
 
 async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> float:
@@ -146,7 +153,11 @@ async def webhook_replicas(
     processes: int, telegram: TelegramEmulator, tgi: TGIEmulator, url: str, folder: Path,
     options: argparse.Namespace, chat_base: int,
 ) -> Result:
-    """`processes` webhook replicas behind a round-robin proxy (in this process, beside the emulator)."""
+    """`processes` webhook replicas behind a round-robin proxy (in this process, beside the emulator).
+
+    Each run gets a Bot API emulator of its own: a webhook is a different conversation with it."""
+    telegram = TelegramEmulator(first_update_id=chat_base)  # update ids are unique per bot, across runs
+    await telegram.start()
     ports = [_free_port() for _ in range(processes)]
     balancer = RoundRobin([f"http://127.0.0.1:{port}" for port in ports])
     hook = await balancer.start() + "/hook"
@@ -155,13 +166,19 @@ async def webhook_replicas(
         for port in ports:
             bot = await stack.enter_async_context(running_bot(
                 telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, WEBHOOK_URL=hook,
+                STREAM_REPLIES="false",
                 WEBHOOK_LISTEN=f"127.0.0.1:{port}",
             ))
             pids.append(bot.process.pid)
-        result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base)
+        try:
+            result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base)
+        except TimeoutError:
+            print("webhook deliveries:", dict(telegram.webhook_statuses), "served:", dict(balancer.served),
+                  "webhook:", telegram.webhook_url, "sets:", telegram.webhook_sets)
+            raise
         result.cpu_ms = 0.0  # per process only; see throughput
     await balancer.stop()
-    telegram.webhook_url = None  # back to polling for whatever runs next
+    await telegram.stop()
     return result
 
 
@@ -173,8 +190,11 @@ def _free_port() -> int:
 
 async def main(options: argparse.Namespace) -> None:
     results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as keep:
+        tmp = tempfile.mkdtemp() if options.keep_logs else keep.enter_context(tempfile.TemporaryDirectory())
         folder = Path(tmp)
+        if options.keep_logs:
+            print(f"logs in {folder}")
         base = server_url(folder)
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
@@ -186,8 +206,13 @@ async def main(options: argparse.Namespace) -> None:
                 async with refbot(variant, telegram, url, folder / f"refbot-{variant}.log") as pid:
                     results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base))
                 chat_base += 1_000_000
-            async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
+            async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
+                                   STREAM_REPLIES="false") as bot:
                 results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base))
+            if options.streaming:
+                chat_base += 1_000_000
+                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
+                    results.append(await measure("+ streaming", bot.process.pid, telegram, options, chat_base))
             for processes in options.webhook:
                 chat_base += 1_000_000
                 results.append(await webhook_replicas(processes, telegram, tgi, url, folder, options, chat_base))
@@ -198,7 +223,7 @@ async def main(options: argparse.Namespace) -> None:
     for result in results:
         print("  " + result.line())
     floor = next((r for r in results if r.name == "refbot store"), None)
-    ours = results[-1]
+    ours = next(r for r in results if r.name == "aifriend")
     if floor is not None:
         print(f"aifriend / refbot store: throughput {ours.throughput / floor.throughput:.2f}x (target >= 0.6), "
               f"p50 {ours.p50 / floor.p50:.2f}x (<= 2), p99 {ours.p99 / floor.p99:.2f}x (<= 3), "
@@ -213,6 +238,9 @@ if __name__ == "__main__":
     parser.add_argument("--per-chat", type=int, default=3)
     parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants to run first")
     parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
     parser.add_argument("--webhook", type=int, nargs="*", default=[],
                         help="then aifriend in webhook mode with this many processes behind a round-robin proxy")
     asyncio.run(main(parser.parse_args()))

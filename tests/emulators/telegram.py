@@ -57,6 +57,7 @@ class TelegramEmulator:
     draft_faults: list[int] = field(default_factory=list)  # popped per draft call: seconds of a 429
     webhook_deletes: int = 0
     url: str = ""
+    first_update_id: int = 1  # a second emulator for the same bot continues where the first stopped
     pushed_at: dict[int, float] = field(default_factory=dict)
     send_faults: list[str] = field(default_factory=list)  # popped one per sending call, see SEND_FAULTS
     update_faults: list[str] = field(default_factory=list)  # popped one per getUpdates: "502html", "reset"
@@ -68,9 +69,13 @@ class TelegramEmulator:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: dict[int, itertools.count[int]] = field(default_factory=dict)
     _confirmed: int = 0
+    _polled: int = 0  # confirmed through getUpdates: gone for good, never pushed to a webhook later
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     _pusher: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(self.first_update_id)
 
     # ---- simulated users ----
     def _next_message_id(self, chat_id: int) -> int:
@@ -254,6 +259,7 @@ class TelegramEmulator:
         offset = int(params.get("offset") or 0)
         if offset:
             self._confirmed = max(self._confirmed, offset - 1)
+            self._polled = max(self._polled, offset - 1)
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         while True:
             pending = [u for u in self.updates if u["update_id"] > self._confirmed]
@@ -356,7 +362,7 @@ class TelegramEmulator:
                 busy = {_chat_of(u) for u in self.updates if id(u) in in_flight} - {None}
                 ready = []
                 for update in self.updates:
-                    if id(update) in in_flight:
+                    if id(update) in in_flight or update["update_id"] <= self._polled:
                         continue
                     chat = _chat_of(update)
                     if chat is not None and chat in busy:

@@ -51,6 +51,10 @@ class Prompts(_Strict):
     daily: str = Field(min_length=1)
     safety: str = Field(min_length=1)
     memory_heading: str = Field(min_length=1)
+    recall_heading: str = Field(
+        default="(Things the user told you before that may matter now; bring them up only if they fit.)",
+        min_length=1,
+    )
 
 
 class ThresholdTable(_Strict):

@@ -8,11 +8,26 @@ from datetime import date
 
 from llm.types import ChatMessage, Role, estimate_prompt_tokens, estimate_tokens
 
+# Older lines found by recall get at most this share of the prompt budget, and only what the
+# recent turns leave free: recent turns keep priority, and the prompt stays the same size.
+RECALL_SHARE = 0.15
+RECALL_LINE_CHARS = 400
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:
     role: str  # "user" or "assistant"
     text: str
+    message_id: int = 0  # 0: not a stored message (an instruction)
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """An older line of the user's that matches what they write now, best match first."""
+
+    message_id: int
+    text: str
+    day: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +62,55 @@ def _alternating(turns: Sequence[Turn]) -> list[ChatMessage]:
 
 
 def build_prompt(
-    system: ChatMessage, turns: Sequence[Turn], *, budget_tokens: int, max_turn_chars: int = 4000
+    system: ChatMessage,
+    turns: Sequence[Turn],
+    *,
+    budget_tokens: int,
+    max_turn_chars: int = 4000,
+    recalled: Sequence[Recalled] = (),
+    recall_heading: str = "",
 ) -> list[ChatMessage]:
-    """The system message and as many of the newest turns as fit `budget_tokens` (estimated)."""
+    """The system message and as many of the newest turns as fit `budget_tokens` (estimated);
+    then, in what is left (at most RECALL_SHARE of the budget), the recalled lines that the
+    chosen turns do not already show, put before the last user message.
+
+    Recalled lines go at the end, not in the system message, so consecutive prompts of a chat
+    still share their whole start (the model server's prefix cache computes only what is new)."""
     room = budget_tokens - estimate_prompt_tokens([system])
     chosen: list[Turn] = []
     for turn in reversed(turns):
-        clipped = Turn(turn.role, clip(turn.text, max_turn_chars))
+        clipped = Turn(turn.role, clip(turn.text, max_turn_chars), turn.message_id)
         cost = estimate_tokens(clipped.text) + 12
         if cost > room and chosen:
             break
         if cost > room:  # even the newest turn alone is too long: keep its end
-            clipped = Turn(turn.role, clip(clipped.text, max(200, room * 3)))
+            clipped = Turn(turn.role, clip(clipped.text, max(200, room * 3)), turn.message_id)
         chosen.append(clipped)
         room -= cost
-    return [system, *_alternating(chosen[::-1])]
+    messages = [system, *_alternating(chosen[::-1])]
+    lines = _recall_lines(recalled, chosen, min(room, int(budget_tokens * RECALL_SHARE)))
+    if lines and messages[-1].role == "user":
+        note = "\n".join([recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines)])
+        messages[-1] = ChatMessage("user", f"{note}\n\n{messages[-1].content}")
+    return messages
+
+
+def _recall_lines(recalled: Sequence[Recalled], shown: Sequence[Turn], room: int) -> list[Recalled]:
+    """The best recalled lines that fit `room` tokens and are not among the turns shown, oldest first."""
+    in_view = min((t.message_id for t in shown if t.message_id), default=None)
+    texts = {t.text for t in shown}
+    lines: list[Recalled] = []
+    room -= 24  # the heading
+    for line in recalled:
+        if (in_view is not None and line.message_id >= in_view) or line.text in texts:
+            continue
+        line = Recalled(line.message_id, clip(line.text, RECALL_LINE_CHARS), line.day)
+        cost = estimate_tokens(line.text) + 8
+        if cost > room:
+            continue
+        lines.append(line)
+        room -= cost
+    return sorted(lines, key=lambda r: r.message_id)
 
 
 def clip(text: str, limit: int) -> str:

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     llm_timeout: Duration = timedelta(seconds=30)
     shutdown_grace: Duration = timedelta(seconds=20)
     stream_replies: bool = True
+    memory_recall: bool = True
 
     @field_validator("bot_token")
     @classmethod

@@ -103,6 +103,7 @@ async def services(
             conversation = ConversationService(
                 database=database, model=model, scorer=scorer, persona=persona,
                 default_tz=settings.default_tz, stream_replies=settings.stream_replies,
+                recall=settings.memory_recall,
                 checkins=CheckinPolicy(
                     after=settings.checkin_after, max_unanswered=settings.checkin_max_unanswered,
                     quiet_hours=settings.quiet_hours, default_tz=settings.default_tz,

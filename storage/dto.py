@@ -52,3 +52,12 @@ class MessageRow:
 class DailySummaryRow:
     day: date
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecalledRow:
+    """An older user message found by full-text search."""
+
+    id: int
+    text: str
+    created_at: datetime

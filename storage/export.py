@@ -8,7 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Conversation, DailySummary, Message, StateTransition, User
+from storage.models import Conversation, DailySummary, MemoryForget, Message, StateTransition, User, table_of
+
+# The search index column is PostgreSQL's derived form of `text`, not something the user told us.
+_MESSAGE_COLUMNS = [column for column in table_of(Message).c if column.name != "search"]
 
 
 def _plain(value: Any) -> Any:
@@ -30,9 +33,11 @@ async def export_user(session: AsyncSession, user_id: int) -> dict[str, Any] | N
             await session.execute(select(Conversation.__table__).where(Conversation.user_id == user_id))
         ),
         "messages": _rows(await session.execute(
-            select(Message.__table__).where(Message.chat_id.in_(chats)).order_by(Message.id))),
+            select(*_MESSAGE_COLUMNS).where(Message.chat_id.in_(chats)).order_by(Message.id))),
         "state_transitions": _rows(await session.execute(
             select(StateTransition.__table__).where(StateTransition.chat_id.in_(chats)).order_by(StateTransition.id))),
         "daily_summaries": _rows(await session.execute(
             select(DailySummary.__table__).where(DailySummary.chat_id.in_(chats)).order_by(DailySummary.day))),
+        "memory_forgets": _rows(await session.execute(
+            select(MemoryForget.__table__).where(MemoryForget.chat_id.in_(chats)).order_by(MemoryForget.id))),
     }

@@ -45,7 +45,7 @@ _PENDING = (
 )
 _RECENT = (
     select(*_ROW_COLUMNS)
-    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.id > bindparam("b_after_id"))
+    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.id > bindparam("b_after_id"), _COLUMN.recallable)
     .order_by(_COLUMN.id.desc())
     .limit(bindparam("b_limit"))
 )
@@ -100,7 +100,7 @@ class MessageRepo:
         return _rows(await self.session.execute(_PENDING, {"b_chat_id": chat_id}))
 
     async def recent(self, chat_id: int, after_id: int, limit: int) -> list[MessageRow]:
-        """The newest `limit` messages after `after_id`, oldest first."""
+        """The newest `limit` messages after `after_id` the user has not asked to forget, oldest first."""
         params = {"b_chat_id": chat_id, "b_after_id": after_id, "b_limit": limit}
         return _rows(await self.session.execute(_RECENT, params))[::-1]
 
@@ -108,7 +108,8 @@ class MessageRepo:
         rows = _rows(
             await self.session.execute(
                 select(*_ROW_COLUMNS)
-                .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end)
+                .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end,
+                       Message.recallable)
                 .order_by(Message.id.desc())
                 .limit(limit)
             )
@@ -134,6 +135,13 @@ class MessageRepo:
                 .order_by(Message.id)
             )
         )
+
+    async def command_text(self, chat_id: int, message_id: int) -> str | None:
+        text: str | None = await self.session.scalar(
+            select(Message.text).where(Message.id == message_id, Message.chat_id == chat_id,
+                                       Message.role == "user", Message.kind == "command")
+        )
+        return text
 
     async def last_id(self, chat_id: int) -> int:
         last = await self.session.scalar(

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATES = ("icebreaker", "warming", "close", "repair")
@@ -153,6 +153,10 @@ class Message(Base):
             unique=True,
             postgresql_where=text("role = 'user' AND telegram_message_id IS NOT NULL"),
         ),
+        # fastupdate off: a search never scans a pending list of recent entries (each insert
+        # updates the index itself, a few more microseconds per stored message).
+        Index("ix_messages_chat_id_search", "chat_id", "search", postgresql_using="gin",
+              postgresql_where=text("search IS NOT NULL"), postgresql_with={"fastupdate": "off"}),
         {"comment": "Every message in and out, with sentiment scores and Telegram ids."},
     )
 
@@ -171,6 +175,29 @@ class Message(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(
         comment="bot messages: when Telegram accepted it; NULL: not yet sent"
     )
+    search: Mapped[str | None] = mapped_column(
+        TSVECTOR, comment="user text messages: the words recall searches, in the user's language (filled by a trigger)"
+    )
+    recallable: Mapped[bool] = mapped_column(
+        Boolean, server_default="true",
+        comment="false once /memory forget removed it from what the friend recalls and shows the model; "
+                "operators still see it until /forget",
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class MemoryForget(Base):
+    __tablename__ = "memory_forgets"
+    __table_args__ = (
+        {"comment": "Each /memory forget a user confirmed: the words and how much of the memory they removed."},
+    )
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"), index=True)
+    words: Mapped[str] = mapped_column(comment="what the user asked to forget, as written")
+    messages: Mapped[int] = mapped_column(Integer, comment="messages no longer recalled or shown to the model")
+    notebook_lines: Mapped[int] = mapped_column(Integer, comment="sentences removed from the rolling summary")
+    day_lines: Mapped[int] = mapped_column(Integer, comment="sentences removed from day summaries")
     created_at: Mapped[datetime] = _created()
 
 

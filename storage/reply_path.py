@@ -3,8 +3,9 @@
 Each statement is atomic on its own (data-modifying CTEs), sent straight through asyncpg with no
 transaction around it (SQLAlchemy's execution layer cost more CPU than these statements do):
 
-1. `read`: the conversation, its user, what is owed a reply, the recent history and the day
-   summaries, in one statement (the history rides along as JSON).
+1. `read`: the conversation, its user, what is owed a reply, the recent history, the day
+   summaries and the older lines that match the new message (full-text search, GIN index),
+   in one statement (the rows ride along as JSON).
 2. `store_message`: record the update id, store the message, move the conversation (FSM,
    counters, reply lease) and log transitions, guarded by the values `read` saw. If anything
    else changed the conversation meanwhile (another message, a command, a lease), nothing is
@@ -26,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from storage.conversations import TransitionRecord, vars_of
-from storage.dto import ConversationRow, DailySummaryRow, MessageRow
+from storage.dto import ConversationRow, DailySummaryRow, MessageRow, RecalledRow
 from storage.outbox import Outgoing
 
 _MESSAGE_JSON = (
@@ -43,12 +44,26 @@ _READ = f"""
            (SELECT coalesce(json_agg({_MESSAGE_JSON} ORDER BY m.id), '[]')
               FROM (SELECT * FROM messages AS r
                      WHERE r.chat_id = c.chat_id AND r.id > greatest(c.history_since_id, c.summarized_through_id)
+                       AND r.recallable
                      ORDER BY r.id DESC LIMIT $3) AS m) AS recent,
            (SELECT coalesce(json_agg(json_build_array(d.day, d.text) ORDER BY d.day), '[]')
               FROM (SELECT s.day, s.text FROM daily_summaries AS s
                      WHERE s.chat_id = c.chat_id
                        AND s.day < (now() AT TIME ZONE coalesce(u.timezone, $2))::date
-                     ORDER BY s.day DESC LIMIT $4) AS d) AS days
+                     ORDER BY s.day DESC LIMIT $4) AS d) AS days,
+           (SELECT coalesce(json_agg(json_build_array(h.id, h.text, h.created_at) ORDER BY h.rank), '[]')
+              FROM aifriend_recall(
+                       c.chat_id, aifriend_text_config(u.language_code),
+                       coalesce($5::text, (SELECT string_agg(p.text, ' ') FROM messages AS p
+                                            WHERE p.chat_id = c.chat_id AND p.role = 'user'
+                                              AND p.answered_at IS NULL)),
+                       c.history_since_id,
+                       coalesce((SELECT min(w.id) FROM (SELECT r.id FROM messages AS r
+                                  WHERE r.chat_id = c.chat_id AND r.recallable
+                                    AND r.id > greatest(c.history_since_id, c.summarized_through_id)
+                                  ORDER BY r.id DESC LIMIT $3) AS w), 9223372036854775807),
+                       c.user_messages, $6) WITH ORDINALITY AS h(id, text, created_at, rank)
+             WHERE $6 > 0) AS recalled
       FROM conversations AS c JOIN users AS u ON u.id = c.user_id
      WHERE c.chat_id = $1
 """
@@ -127,6 +142,7 @@ class ChatState:
     pending: list[MessageRow]
     recent: list[MessageRow]
     days: list[DailySummaryRow]
+    recalled: list[RecalledRow]  # best match first
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +180,11 @@ class ReplyPathRepo:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
 
-    async def read(self, chat_id: int, *, default_tz: str, window: int, days: int = 3) -> ChatState | None:
-        row = await self.connection.fetchrow(_READ, chat_id, default_tz, window, days)
+    async def read(
+        self, chat_id: int, *, default_tz: str, window: int, days: int = 3, query: str | None = None, recall: int = 8,
+    ) -> ChatState | None:
+        """`query`: what recall looks for (the new message); None: the messages still owed a reply."""
+        row = await self.connection.fetchrow(_READ, chat_id, default_tz, window, days, query, recall)
         if row is None:
             return None
         conversation = ConversationRow(*(row[name] for name in ConversationRow.__slots__))
@@ -174,6 +193,7 @@ class ReplyPathRepo:
             _messages(row["pending"]),
             _messages(row["recent"]),
             [DailySummaryRow(date.fromisoformat(day), text) for day, text in _decoded(row["days"])],
+            [RecalledRow(id_, text, datetime.fromisoformat(at)) for id_, text, at in _decoded(row["recalled"])],
         )
 
     async def store_message(

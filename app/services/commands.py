@@ -25,6 +25,7 @@ from storage.conversations import ConversationRepo, UserInfo
 from storage.dead_letters import DeadLetterRepo
 from storage.dto import ConversationRow
 from storage.export import export_user
+from storage.memory import Forgotten, MemoryRepo, Remembered
 from storage.messages import MessageRepo
 from storage.outbox import OutboxRepo, Outgoing
 
@@ -138,6 +139,37 @@ class CommandService:
     async def forget(self, unit: UpdateUnit) -> int:
         """Delete every row about the user (their queued messages included); how many users went."""
         return await ConversationRepo(unit.session).forget(unit.user.user_id)
+
+    async def remembered(self, unit: UpdateUnit, days: int = 7) -> Remembered:
+        """`/memory`: the notebook, the latest day summaries, how much recall can reach."""
+        await self._open(unit)
+        return await MemoryRepo(unit.session).remembered(unit.chat_id, days)
+
+    async def searchable(self, unit: UpdateUnit, words: str) -> bool:
+        """Whether `words` are specific enough to forget by (not only stop words)."""
+        await self._open(unit)
+        return await MemoryRepo(unit.session).forget_query(unit.chat_id, words) is not None
+
+    async def ask_to_forget(
+        self, unit: UpdateUnit, command: str, text: str, buttons: Any
+    ) -> None:
+        """Store `/memory forget WORDS` and ask for confirmation; the buttons name the stored command
+        (`buttons(message_id)`), so the answer finds the words again, however long they are."""
+        await self._open(unit)
+        command_id = await self._store(unit, role="user", kind="command", text=command)
+        message_id = await self._store(unit, role="assistant", kind="command", text=text)
+        await self._queue(unit, text_sends(text, buttons(command_id)), message_id)
+
+    async def stored_command(self, unit: UpdateUnit, message_id: int) -> str | None:
+        """The text of a command this chat sent (for a button under its answer)."""
+        return await MessageRepo(unit.session).command_text(unit.chat_id, message_id)
+
+    async def forget_memory(self, unit: UpdateUnit, words: str) -> Forgotten | None:
+        forgotten = await MemoryRepo(unit.session).forget(unit.chat_id, words)
+        if forgotten is not None:
+            log.info("memory_forgotten", messages=forgotten.messages, notebook_lines=forgotten.notebook_lines,
+                     day_lines=forgotten.day_lines)
+        return forgotten
 
     async def edit(self, unit: UpdateUnit, message_id: int, text: str) -> None:
         """Change a message already sent (the answer under a button): queued like any message."""

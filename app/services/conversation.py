@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from app.persona import Persona
-from app.prompt import Memory, Turn, build_prompt, system_message
+from app.prompt import Memory, Recalled, Turn, build_prompt, system_message
 from app.services.drafts import DraftPreview
 from app.services.memory import MemoryKeeper
 from app.services.outbox import Outbox
@@ -47,7 +47,7 @@ from llm.types import ChatMessage, ChatModel
 from scheduler.timing import CheckinPolicy, next_checkin
 from storage.conversations import ConversationRepo, UserInfo
 from storage.database import Database
-from storage.dto import ConversationRow, MessageRow
+from storage.dto import ConversationRow, MessageRow, RecalledRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
 from storage.reply_path import ReplyPathRepo, StoredReply
@@ -57,6 +57,7 @@ log = structlog.get_logger()
 PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
 OPTIMISTIC_ATTEMPTS = 5  # reads and guarded writes of one message before taking the row lock instead
+RECALL_CANDIDATES = 8  # older lines a reply's read fetches by full-text rank; the budget decides how many are used
 HEAL_CONCURRENCY = 32  # chats answered at once after a crash; the model server queues the rest
 
 
@@ -75,6 +76,7 @@ class ConversationService:
         metrics: Metrics | None = None,
         worker: str = "local",
         stream_replies: bool = True,
+        recall: bool = True,
     ) -> None:
         self.database = database
         self.model = model
@@ -89,6 +91,7 @@ class ConversationService:
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
         self.worker = worker
         self.stream_replies = stream_replies  # show replies as they are written, where the outbox can
+        self.recall = RECALL_CANDIDATES if recall else 0  # older lines fetched for each reply's prompt
         self._background: set[asyncio.Task[Any]] = set()
         self._healing: set[int] = set()
 
@@ -144,7 +147,9 @@ class ConversationService:
         async with self.database.raw() as connection:
             repo = ReplyPathRepo(connection)
             for _ in range(OPTIMISTIC_ATTEMPTS):
-                state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
+                # With a debounce the reply re-reads its context once the burst is over: recall then.
+                state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW, query=text,
+                                        recall=0 if self.reply_debounce > timedelta(0) else self.recall)
                 if state is None:
                     return None
                 row = state.conversation
@@ -180,7 +185,8 @@ class ConversationService:
                 context = None
                 if responder:
                     context = self._reply_context(
-                        moved, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:], state.days
+                        moved, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:], state.days,
+                        state.recalled,
                     )
                 self._after_receive(chat_id, row, outcome.transitions, now)
                 return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder,
@@ -240,10 +246,12 @@ class ConversationService:
                 self.spawn(self.memory.summarize_day(chat_id, previous_day, zone))
 
     def _reply_context(
-        self, row: ConversationRow, pending: list[MessageRow], recent: list[MessageRow], days: list[Any]
+        self, row: ConversationRow, pending: list[MessageRow], recent: list[MessageRow], days: list[Any],
+        recalled: list[RecalledRow],
     ) -> ReplyContext:
         debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
         return ReplyContext(row, pending, recent, Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
+                            recalled=tuple(Recalled(r.id, r.text, r.created_at.date()) for r in recalled),
                             debounce=debounce)
 
     async def open_in(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
@@ -331,10 +339,12 @@ class ConversationService:
     async def _context(self, chat_id: int) -> ReplyContext | None:
         """What the next reply needs, in one statement."""
         async with self.database.raw() as connection:
-            state = await ReplyPathRepo(connection).read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW)
+            state = await ReplyPathRepo(connection).read(
+                chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW, recall=self.recall
+            )
         if state is None:  # forgotten meanwhile
             return None
-        return self._reply_context(state.conversation, state.pending, state.recent, state.days)
+        return self._reply_context(state.conversation, state.pending, state.recent, state.days, state.recalled)
 
     async def _release_if_idle(self, chat_id: int) -> bool:
         """Give up the lease unless more is owed; True when this worker is done with the chat."""
@@ -364,16 +374,17 @@ class ConversationService:
         # unanswered but not owed in this round: it belongs to the next one, not to this prompt.
         owed = {m.id for m in context.pending}
         turns = [
-            Turn(m.role, m.text) for m in context.recent
+            Turn(m.role, m.text, m.id) for m in context.recent
             if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
         ]
-        turns += [Turn(m.role, m.text) for m in context.pending]
+        turns += [Turn(m.role, m.text, m.id) for m in context.pending]
         prompt: list[ChatMessage] = []
         kind = "reply"
         try:
             limits = await self.model.limits()
             budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
-            prompt = build_prompt(system, turns, budget_tokens=budget)
+            prompt = build_prompt(system, turns, budget_tokens=budget, recalled=context.recalled,
+                                  recall_heading=self.persona.prompts.recall_heading)
             asked = time.monotonic()
             drafts = outbox.drafts if self.stream_replies else None
             if drafts is not None and drafts.enabled:

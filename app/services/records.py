@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.prompt import Memory
+from app.prompt import Memory, Recalled
 from fsm import Snapshot, Stage, Transition
 from llm.types import ChatMessage
 from storage.conversations import TransitionRecord
@@ -41,6 +41,7 @@ class ReplyContext:
     pending: list[MessageRow]
     recent: list[MessageRow]
     memory: Memory
+    recalled: tuple[Recalled, ...] = ()  # older lines matching what is owed a reply, best first
     debounce: float = 0.0  # seconds to wait for more of a burst; history and memory are unread until then
 
 

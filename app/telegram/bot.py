@@ -46,6 +46,7 @@ log = structlog.get_logger()
 COMMANDS = [
     BotCommand(command="start", description="say hello"),
     BotCommand(command="clear", description="start our relationship over"),
+    BotCommand(command="memory", description="what I remember; /memory forget WORDS"),
     BotCommand(command="forget", description="delete everything stored about you"),
     BotCommand(command="export", description="get everything stored about you"),
     BotCommand(command="checkins", description="on|off: may I write first after a break"),

@@ -209,6 +209,11 @@ async def main(options: argparse.Namespace) -> None:
             async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
                                    STREAM_REPLIES="false") as bot:
                 results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base))
+            if options.without_recall:
+                chat_base += 1_000_000
+                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
+                                       STREAM_REPLIES="false", MEMORY_RECALL="false") as bot:
+                    results.append(await measure("- recall", bot.process.pid, telegram, options, chat_base))
             if options.streaming:
                 chat_base += 1_000_000
                 async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
@@ -240,6 +245,8 @@ if __name__ == "__main__":
     parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
     parser.add_argument("--streaming", action="store_true",
                         help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")
+    parser.add_argument("--without-recall", action="store_true",
+                        help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
     parser.add_argument("--webhook", type=int, nargs="*", default=[],
                         help="then aifriend in webhook mode with this many processes behind a round-robin proxy")

@@ -27,7 +27,9 @@ QUESTION = ("tell me about the places you would like to see one day, and what yo
 
 
 async def run(drafts: bool, options: argparse.Namespace, url: str, folder: Path, first_chat: int) -> str:
-    telegram, tgi = TelegramEmulator(offer_drafts=drafts), TGIEmulator(tokens_per_second=options.tokens_per_second)
+    # update ids are unique per bot: a second run continues after the first (the database remembers them)
+    telegram = TelegramEmulator(offer_drafts=drafts, first_update_id=first_chat)
+    tgi = TGIEmulator(tokens_per_second=options.tokens_per_second)
     await telegram.start()
     await tgi.start()
     pushed: dict[int, int] = {}

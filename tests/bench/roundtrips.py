@@ -9,6 +9,9 @@ Run: python -m tests.bench.roundtrips   (embedded PostgreSQL, or DATABASE_URL)
    and day summaries included), the share of each reply prompt that is a token prefix of the
    chat's previous reply prompt (what TGI's prefix cache can reuse), and the fresh tokens each
    reply makes the server compute.
+Both with recall (older matching lines in the prompt, MEMORY_RECALL=true, the default) and
+without, to show what retrieval adds: no round trip, the time a reply takes here (database and
+emulated model on one machine), and what it does to prefix reuse.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import statistics
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from app.persona import load_persona
-from app.services.conversation import ConversationService
+from app.services.conversation import RECALL_CANDIDATES, ConversationService
 from app.settings import Settings
 from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
@@ -87,33 +91,40 @@ def shared_prefix(previous: list[str], current: list[str]) -> int:
 
 
 async def count_round_trips(service: ConversationService, counter: RoundTrips, outbox: RecordingOutbox,
-                            tgi: TGIEmulator) -> None:
-    user = UserInfo(user_id=1)
-    await service.handle_text(1, user, "hello, first message", outbox)  # creates the conversation
+                            tgi: TGIEmulator, chat: int) -> None:
+    user = UserInfo(user_id=chat)
+    await service.handle_text(chat, user, "hello, first message", outbox)  # creates the conversation
+    for n in range(200):  # a history for recall to search
+        await service.handle_text(chat, user, f"Today I want to tell you about {TOPICS[n % len(TOPICS)]}, {n}.",
+                                  outbox)
     await service.drain()
+    print(f"recall {'on' if service.recall else 'off'}:")
     for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
         service.reply_debounce = debounce
-        totals, statements, transactions = [], [], []
+        totals, statements, transactions, took = [], [], [], []
         for n in range(messages):
             counter.reset()
             before = len(tgi.requests)
             sent = 100 + len(outbox.sent)
-            await service.handle_text(1, user, f"message number {n}", outbox, telegram_message_id=sent,
-                                      update_id=1000 + sent)
+            started = time.perf_counter()
+            await service.handle_text(chat, user, f"message number {n} about {TOPICS[n % len(TOPICS)]}", outbox,
+                                      telegram_message_id=sent, update_id=chat * 100_000 + sent)
+            took.append((time.perf_counter() - started) * 1000 - debounce.total_seconds() * 1000)
             await service.drain()
             totals.append(counter.total)
             statements.append(counter.statements)
             transactions.append(counter.transactions)
             calls = [path for path, _ in tgi.requests[before:]]
-        print(f"REPLY_DEBOUNCE={debounce.total_seconds():g}s: {statistics.median(totals):g} round trips per reply "
+        print(f"  REPLY_DEBOUNCE={debounce.total_seconds():g}s: {statistics.median(totals):g} round trips per reply "
               f"({statistics.median(statements):g} statements in {statistics.median(transactions):g} transactions)"
               f"; model server: {calls.count('/v1/chat/completions')} generation, "
-              f"{calls.count('/chat_tokenize')} token count")
+              f"{calls.count('/chat_tokenize')} token count; {statistics.median(took):.1f} ms per reply "
+              f"(median, the debounce wait not counted)")
 
 
 async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tgi: TGIEmulator, database: Any,
-                       messages: int, per_day: int) -> None:
-    chat, user = 2, UserInfo(user_id=2)
+                       messages: int, per_day: int, chat: int) -> None:
+    user = UserInfo(user_id=chat)
     summary_marker = service.persona.prompts.summary[:40]
     first_request = len(tgi.requests)
     for n in range(messages):
@@ -126,7 +137,7 @@ async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tg
                     "WHERE chat_id = :c"), {"c": chat})
         topic = TOPICS[n % len(TOPICS)]
         await service.handle_text(chat, user, f"Today I want to tell you about {topic}, part {n}.", outbox,
-                                  update_id=500_000 + n)
+                                  update_id=chat * 100_000 + 50_000 + n)
         await service.drain()
     replies = [body for path, body in tgi.requests[first_request:]
                if path == "/v1/chat/completions" and not body["messages"][0]["content"].startswith(summary_marker)]
@@ -143,7 +154,7 @@ async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tg
     folds = len([1 for path, body in tgi.requests[first_request:]
                  if path == "/v1/chat/completions" and body["messages"][0]["content"].startswith(summary_marker)])
     ordered = sorted(shares)
-    print(f"prompt reuse over {messages} messages in {messages // per_day} simulated days ({folds} summaries "
+    print(f"  prompt reuse over {messages} messages in {messages // per_day} simulated days ({folds} summaries "
           f"written): mean prefix share {statistics.mean(shares):.1%}, p10 {ordered[len(ordered) // 10]:.1%}, "
           f"min {ordered[0]:.1%}; fresh prompt tokens per reply: mean {statistics.mean(fresh):.0f}, "
           f"median {statistics.median(fresh):.0f}; prompt length: mean {statistics.mean(lengths):.0f}, "
@@ -162,9 +173,11 @@ async def main(options: argparse.Namespace) -> None:
             model = TGIChatModel(tgi.url)
             service = ConversationService(database=database, model=model, scorer=VaderScorer(), persona=load_persona())
             outbox = RecordingOutbox(database)
-            await count_round_trips(service, counter, outbox, tgi)
-            service.reply_debounce = timedelta(0)
-            await prompt_reuse(service, outbox, tgi, database, options.messages, options.per_day)
+            for chat, recall in ((1, RECALL_CANDIDATES), (2, 0)):
+                service.recall = recall
+                await count_round_trips(service, counter, outbox, tgi, chat)
+                service.reply_debounce = timedelta(0)
+                await prompt_reuse(service, outbox, tgi, database, options.messages, options.per_day, chat + 10)
             await service.close()
             await model.close()
             await outbox.close(1.0)

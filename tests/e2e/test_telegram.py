@@ -37,7 +37,7 @@ async def test_a_conversation_from_start_to_close_gets_one_reply_per_message(
             assert reply.startswith("[emulated model]") and f"step {number}" in reply
         await asyncio.sleep(0.3)
         assert len(telegram.sent[CHAT]) == 31
-        assert {c["command"] for c in telegram.commands} >= {"start", "clear", "forget", "export", "checkins", "help"}
+        assert {c["command"] for c in telegram.commands} >= {"start", "clear", "memory", "forget", "export", "checkins", "help"}
     overview = (await _fetch(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview"))[0]
     assert tuple(overview) == ("close", 30, 31)
 

@@ -1,4 +1,4 @@
-"""The user's commands: /start, /clear, /forget, /export, /checkins, /timezone, /help.
+"""The user's commands: /start, /clear, /memory, /forget, /export, /checkins, /timezone, /help.
 
 Each stores what it did and queues its answer in the update's unit of work (see
 `UnitMiddleware`), so it is answered once, after its effect is kept.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import UTC, datetime
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
@@ -20,6 +21,7 @@ from aiogram.types import CallbackQuery, Message
 
 from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
+from storage.memory import Remembered
 
 router = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
@@ -30,6 +32,17 @@ FORGET_KEYBOARD = {"inline_keyboard": [[
     {"text": texts.FORGET_YES, "callback_data": FORGET_YES},
     {"text": texts.FORGET_NO, "callback_data": FORGET_NO},
 ]]}
+
+MEMORY_FORGET_YES, MEMORY_KEEP = "memory:forget:", "memory:keep"
+MAX_FORGET_WORDS = 100  # characters; a sentence is not what /memory forget is for
+_MEMORY_FORGET = re.compile(r"^/memory(?:@\w+)?\s+forget\s+(.+)$", re.IGNORECASE | re.DOTALL)
+
+
+def _memory_buttons(command_id: int) -> dict[str, object]:
+    return {"inline_keyboard": [[
+        {"text": texts.MEMORY_FORGET_YES, "callback_data": f"{MEMORY_FORGET_YES}{command_id}"},
+        {"text": texts.MEMORY_FORGET_NO, "callback_data": MEMORY_KEEP},
+    ]]}
 
 
 @cache
@@ -76,6 +89,58 @@ async def on_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: Com
     if query.message is not None:
         await commands.edit(unit, query.message.message_id, text)
     with contextlib.suppress(TelegramAPIError):  # only stops the button's spinner; the edit says it all
+        await query.answer()
+
+
+@router.message(Command("memory"))
+async def cmd_memory(message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService) -> None:
+    verb, _, words = (command.args or "").strip().partition(" ")
+    if not verb:
+        await commands.answer(unit, memory_text(await commands.remembered(unit)), command=message.text)
+    elif verb.lower() != "forget":
+        await commands.answer(unit, texts.MEMORY_USAGE, command=message.text)
+    elif not (words := " ".join(words.split())):
+        await commands.answer(unit, texts.MEMORY_FORGET_USAGE, command=message.text)
+    elif len(words) > MAX_FORGET_WORDS or not await commands.searchable(unit, words):
+        await commands.answer(unit, texts.MEMORY_FORGET_TOO_COMMON, command=message.text)
+    else:
+        await commands.ask_to_forget(unit, f"/memory forget {words}",
+                                     texts.MEMORY_FORGET_CONFIRM.format(words=words), _memory_buttons)
+
+
+def memory_text(remembered: Remembered) -> str:
+    """What /memory shows: the notes, the recent days, how much recall reaches, in plain words."""
+    if not remembered.notebook and not remembered.days and not remembered.recallable:
+        return texts.MEMORY_EMPTY
+    parts = [texts.MEMORY_HEADING]
+    if remembered.notebook:
+        parts.append(texts.MEMORY_NOTEBOOK.format(notebook=remembered.notebook))
+    if remembered.days:
+        parts.append("\n".join([texts.MEMORY_DAYS, *(f"- {d.day:%A %d %B}: {d.text}" for d in remembered.days)]))
+    if remembered.recallable:
+        parts.append(texts.MEMORY_RECALL.format(count=remembered.recallable))
+    parts.append(texts.MEMORY_FOOTER)
+    return "\n\n".join(parts)
+
+
+@router.callback_query(F.data.startswith(MEMORY_FORGET_YES) | (F.data == MEMORY_KEEP))
+async def on_memory_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: CommandService) -> None:
+    text = texts.MEMORY_KEPT
+    asked = (query.data or "").removeprefix(MEMORY_FORGET_YES)
+    if query.data != MEMORY_KEEP and asked.isdigit():
+        stored = await commands.stored_command(unit, int(asked))
+        match = _MEMORY_FORGET.match(stored or "")
+        if match is not None:
+            words = match.group(1)
+            forgotten = await commands.forget_memory(unit, words)
+            if forgotten is None or not (forgotten.messages or forgotten.notebook_lines or forgotten.day_lines):
+                text = texts.MEMORY_NOTHING_FOUND.format(words=words)
+            else:
+                text = texts.MEMORY_FORGOTTEN.format(words=words, messages=forgotten.messages,
+                                                     lines=forgotten.notebook_lines + forgotten.day_lines)
+    if query.message is not None:
+        await commands.edit(unit, query.message.message_id, text)
+    with contextlib.suppress(TelegramAPIError):
         await query.answer()
 
 

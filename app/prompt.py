@@ -10,7 +10,8 @@ from llm.types import ChatMessage, Role, estimate_prompt_tokens, estimate_tokens
 
 # Older lines found by recall get at most this share of the prompt budget, and only what the
 # recent turns leave free: recent turns keep priority, and the prompt stays the same size.
-RECALL_SHARE = 0.15
+RECALL_SHARE = 0.1
+RECALL_LINES = 3  # every line is new to the model server on each reply: a few good ones, not many
 RECALL_LINE_CHARS = 400
 
 
@@ -62,6 +63,18 @@ def _alternating(turns: Sequence[Turn]) -> list[ChatMessage]:
 
 
 def build_prompt(
+    system: ChatMessage, turns: Sequence[Turn], *, budget_tokens: int, max_turn_chars: int = 4000
+) -> list[ChatMessage]:
+    """The system message and as many of the newest turns as fit `budget_tokens` (estimated)."""
+    return build_prompt_with_recall(system, turns, budget_tokens=budget_tokens, max_turn_chars=max_turn_chars)[0]
+
+
+def with_note(text: str, note: str | None) -> str:
+    """A user turn as its prompt showed it: the recall note that came with it, then its text."""
+    return f"{note}\n\n{text}" if note else text
+
+
+def build_prompt_with_recall(
     system: ChatMessage,
     turns: Sequence[Turn],
     *,
@@ -69,13 +82,15 @@ def build_prompt(
     max_turn_chars: int = 4000,
     recalled: Sequence[Recalled] = (),
     recall_heading: str = "",
-) -> list[ChatMessage]:
+) -> tuple[list[ChatMessage], str | None]:
     """The system message and as many of the newest turns as fit `budget_tokens` (estimated);
     then, in what is left (at most RECALL_SHARE of the budget), the recalled lines that the
-    chosen turns do not already show, put before the last user message.
+    chosen turns do not already show, as a note before the last user message. Returns the
+    prompt and the note (None without one), which is stored with that message.
 
-    Recalled lines go at the end, not in the system message, so consecutive prompts of a chat
-    still share their whole start (the model server's prefix cache computes only what is new)."""
+    The note goes at the end, not in the system message, and later prompts show it with its
+    message again (`with_note`), so consecutive prompts of a chat share their whole start: the
+    model server's prefix cache computes only what is new."""
     room = budget_tokens - estimate_prompt_tokens([system])
     chosen: list[Turn] = []
     for turn in reversed(turns):
@@ -89,20 +104,21 @@ def build_prompt(
         room -= cost
     messages = [system, *_alternating(chosen[::-1])]
     lines = _recall_lines(recalled, chosen, min(room, int(budget_tokens * RECALL_SHARE)))
-    if lines and messages[-1].role == "user":
-        note = "\n".join([recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines)])
-        messages[-1] = ChatMessage("user", f"{note}\n\n{messages[-1].content}")
-    return messages
+    if not lines or messages[-1].role != "user":
+        return messages, None
+    note = "\n".join(["<recalled>", recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines),
+                      "</recalled>"])
+    messages[-1] = ChatMessage("user", with_note(messages[-1].content, note))
+    return messages, note
 
 
 def _recall_lines(recalled: Sequence[Recalled], shown: Sequence[Turn], room: int) -> list[Recalled]:
     """The best recalled lines that fit `room` tokens and are not among the turns shown, oldest first."""
     in_view = min((t.message_id for t in shown if t.message_id), default=None)
-    texts = {t.text for t in shown}
     lines: list[Recalled] = []
     room -= 24  # the heading
     for line in recalled:
-        if (in_view is not None and line.message_id >= in_view) or line.text in texts:
+        if (in_view is not None and line.message_id >= in_view) or any(line.text in t.text for t in shown):
             continue
         line = Recalled(line.message_id, clip(line.text, RECALL_LINE_CHARS), line.day)
         cost = estimate_tokens(line.text) + 8
@@ -110,6 +126,8 @@ def _recall_lines(recalled: Sequence[Recalled], shown: Sequence[Turn], room: int
             continue
         lines.append(line)
         room -= cost
+        if len(lines) == RECALL_LINES:
+            break
     return sorted(lines, key=lambda r: r.message_id)
 
 

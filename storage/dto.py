@@ -46,6 +46,7 @@ class MessageRow:
     delivered_at: datetime | None = None
     sentiment_negative: float | None = None
     sentiment_positive: float | None = None
+    recall_note: str | None = None  # what recall added before this message when it was answered
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,11 @@ _FORGET_MESSAGES = sql("""
      WHERE m.chat_id = :chat_id AND m.recallable
        AND to_tsvector(aifriend_text_config(:language), m.text) @@ CAST(:query AS tsquery)
 """)
+_FORGET_NOTES = sql("""
+    UPDATE messages AS m SET recall_note = NULL
+     WHERE m.chat_id = :chat_id AND m.recall_note IS NOT NULL
+       AND to_tsvector(aifriend_text_config(:language), m.recall_note) @@ CAST(:query AS tsquery)
+""")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 
 
@@ -134,6 +139,7 @@ class MemoryRepo:
         messages = await self.session.execute(
             _FORGET_MESSAGES, {"chat_id": chat_id, "language": language, "query": query}
         )
+        await self.session.execute(_FORGET_NOTES, {"chat_id": chat_id, "language": language, "query": query})
         kept, notebook_lines = await self._without(notebook or "", language, query)
         if notebook_lines:
             await self.session.execute(

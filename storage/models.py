@@ -178,6 +178,10 @@ class Message(Base):
     search: Mapped[str | None] = mapped_column(
         TSVECTOR, comment="user text messages: the words recall searches, in the user's language (filled by a trigger)"
     )
+    recall_note: Mapped[str | None] = mapped_column(
+        comment="user messages: the older lines recall put before this message in the prompt that answered it, "
+                "kept so later prompts show the turn the same way"
+    )
     recallable: Mapped[bool] = mapped_column(
         Boolean, server_default="true",
         comment="false once /memory forget removed it from what the friend recalls and shows the model; "

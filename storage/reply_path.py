@@ -32,7 +32,7 @@ from storage.outbox import Outgoing
 
 _MESSAGE_JSON = (
     "json_build_array(m.id, m.chat_id, m.role, m.kind, m.text, m.created_at, m.telegram_message_id, "
-    "m.answered_at, m.delivered_at, m.sentiment_negative, m.sentiment_positive)"
+    "m.answered_at, m.delivered_at, m.sentiment_negative, m.sentiment_positive, m.recall_note)"
 )
 _CONVERSATION_COLUMNS = [name for name in ConversationRow.__slots__ if name not in ("timezone", "username",
                                                                                    "first_name")]
@@ -120,7 +120,7 @@ _STORE_REPLY = """
         INSERT INTO messages (chat_id, role, kind, text) SELECT chat_id, 'assistant', $3, $4 FROM conv
         RETURNING id
     ), answered AS (
-        UPDATE messages SET answered_at = now()
+        UPDATE messages SET answered_at = now(), recall_note = CASE WHEN id = $5 THEN $10::text END
          WHERE chat_id = $1 AND role = 'user' AND answered_at IS NULL AND id <= $5
            AND EXISTS (SELECT 1 FROM conv)
     ), queued AS (
@@ -168,7 +168,7 @@ def _messages(raw: Any) -> list[MessageRow]:
     return [
         MessageRow(m[0], m[1], m[2], m[3], m[4], datetime.fromisoformat(m[5]), m[6],
                    datetime.fromisoformat(m[7]) if m[7] else None, datetime.fromisoformat(m[8]) if m[8] else None,
-                   m[9], m[10])
+                   m[9], m[10], m[11])
         for m in _decoded(raw)
     ]
 
@@ -227,12 +227,12 @@ class ReplyPathRepo:
 
     async def store_reply(
         self, chat_id: int, *, worker: str, kind: str, text: str, through_id: int, seen_user_messages: int,
-        lease_until: datetime, sends: Sequence[Outgoing],
+        lease_until: datetime, sends: Sequence[Outgoing], recall_note: str | None = None,
     ) -> StoredReply:
         pieces = [{"piece": n, "method": s.method, "payload": s.payload} for n, s in enumerate(sends, 1)]
         row = await self.connection.fetchrow(
             _STORE_REPLY, chat_id, worker, kind, text, through_id, seen_user_messages, lease_until, len(sends),
-            json.dumps(pieces),
+            json.dumps(pieces), recall_note,
         )
         assert row is not None
         return StoredReply(row["message_id"], bool(row["released"]), int(row["queued_before"] or 0))

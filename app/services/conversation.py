@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from app.persona import Persona
-from app.prompt import Memory, Recalled, Turn, build_prompt, system_message
+from app.prompt import Memory, Recalled, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
 from app.services.drafts import DraftPreview
 from app.services.memory import MemoryKeeper
 from app.services.outbox import Outbox
@@ -374,17 +374,18 @@ class ConversationService:
         # unanswered but not owed in this round: it belongs to the next one, not to this prompt.
         owed = {m.id for m in context.pending}
         turns = [
-            Turn(m.role, m.text, m.id) for m in context.recent
+            Turn(m.role, with_note(m.text, m.recall_note), m.id) for m in context.recent
             if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
         ]
         turns += [Turn(m.role, m.text, m.id) for m in context.pending]
         prompt: list[ChatMessage] = []
+        note: str | None = None
         kind = "reply"
         try:
             limits = await self.model.limits()
             budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
-            prompt = build_prompt(system, turns, budget_tokens=budget, recalled=context.recalled,
-                                  recall_heading=self.persona.prompts.recall_heading)
+            prompt, note = build_prompt_with_recall(system, turns, budget_tokens=budget, recalled=context.recalled,
+                                                    recall_heading=self.persona.prompts.recall_heading)
             asked = time.monotonic()
             drafts = outbox.drafts if self.stream_replies else None
             if drafts is not None and drafts.enabled:
@@ -406,6 +407,7 @@ class ConversationService:
             stored = await ReplyPathRepo(connection).store_reply(
                 row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
                 seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
+                recall_note=note if kind == "reply" else None,
             )
         message_id = stored.message_id
         if message_id is None:

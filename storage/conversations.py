@@ -53,14 +53,6 @@ _HOLDS_LEASE = (
     .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
     .with_for_update()
 )
-_RENEW_LEASE = (
-    update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"),
-           _CONVERSATIONS.c.reply_lease_owner == bindparam("b_owner"))
-    .values(reply_lease_until=bindparam("b_until", type_=_CONVERSATIONS.c.reply_lease_until.type))
-)
-
-
 @cache
 def _update_of(columns: frozenset[str]) -> Any:
     """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
@@ -146,9 +138,6 @@ class ConversationRepo:
         """Lock the conversation; True while `worker` is still the one writing its replies."""
         owner = (await self.session.execute(_HOLDS_LEASE, {"b_chat_id": chat_id})).first()
         return owner is not None and owner[0] in (worker, None)
-
-    async def renew_lease(self, chat_id: int, worker: str, until: datetime) -> None:
-        await self.session.execute(_RENEW_LEASE, {"b_chat_id": chat_id, "b_owner": worker, "b_until": until})
 
     async def release_leases(self, worker: str) -> int:
         """Hand back every reply lease of a worker that is stopping, so another takes the chats at once."""

@@ -66,12 +66,14 @@ class Database:
                 raise
 
 
-def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Database:
+def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Database:
     # No pre-ping: it would cost a round trip per unit of work; a dropped connection is
     # invalidated by the pool on its first error instead. Parameters stay out of error
-    # messages: they carry what users wrote.
+    # messages: they carry what users wrote. No overflow: connections open as load needs them
+    # and stay; overflow ones were closed on return and reopened at once under load (a TLS
+    # attempt, a startup and an authentication each time).
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=10, hide_parameters=True
+        url, pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=10, hide_parameters=True
     )
     return Database(
         engine=engine,
@@ -82,7 +84,7 @@ def connect(url: str, *, pool_size: int = 10, embedded: bool = False) -> Databas
 
 
 async def open_database(
-    database_url: SecretStr | None, data_dir: Path, *, pool_size: int = 10
+    database_url: SecretStr | None, data_dir: Path, *, pool_size: int = 20
 ) -> Database:
     """Connect; an embedded database is migrated to head, an external one must already be."""
     embedded = database_url is None

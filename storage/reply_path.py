@@ -134,6 +134,11 @@ _STORE_REPLY = """
 """
 
 
+_RENEW_LEASE = """
+UPDATE conversations SET reply_lease_until = $3 WHERE chat_id = $1 AND reply_lease_owner = $2
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatState:
     """Everything a message and its reply need, read at once."""
@@ -236,3 +241,7 @@ class ReplyPathRepo:
         )
         assert row is not None
         return StoredReply(row["message_id"], bool(row["released"]), int(row["queued_before"] or 0))
+
+    async def renew_lease(self, chat_id: int, worker: str, until: datetime) -> None:
+        """Keep a long reply's lease (one statement, committing by itself)."""
+        await self.connection.execute(_RENEW_LEASE, chat_id, worker, until)

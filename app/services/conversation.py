@@ -333,8 +333,8 @@ class ConversationService:
         while True:
             await asyncio.sleep(period)
             with contextlib.suppress(Exception):  # a missed renewal is retried; the lease outlives two
-                async with self._unit() as session:
-                    await ConversationRepo(session).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
+                async with self.database.raw() as connection:
+                    await ReplyPathRepo(connection).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
 
     async def _context(self, chat_id: int) -> ReplyContext | None:
         """What the next reply needs, in one statement."""

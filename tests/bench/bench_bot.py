@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage import migrate
+from tests.bench.cpu_profile import report, sampling
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
 from tests.emulators.telegram import TelegramEmulator
@@ -73,12 +74,11 @@ def rss_mb(pid: int) -> float:
 
 
 async def wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, patience: float) -> None:
-    deadline = time.monotonic() + patience
-    while any(len(telegram.sent[c]) < per_chat for c in chats):
-        if time.monotonic() > deadline:
-            missing = sum(per_chat - len(telegram.sent[c]) for c in chats if len(telegram.sent[c]) < per_chat)
-            raise TimeoutError(f"{missing} replies missing")
-        await asyncio.sleep(0.01)
+    try:
+        await asyncio.gather(*(telegram.wait_for(chat, per_chat, patience) for chat in chats))
+    except TimeoutError:
+        missing = sum(per_chat - len(telegram.sent[c]) for c in chats if len(telegram.sent[c]) < per_chat)
+        raise TimeoutError(f"{missing} replies missing") from None
 
 
 async def steady(telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int) -> list[float]:
@@ -107,9 +107,8 @@ async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> floa
     async def user(chat: int) -> None:
         for n in range(per_chat):
             telegram.user_sends(chat, f"message {n} from {chat}")
-            deadline = time.monotonic() + 120
-            while len(telegram.sent[chat]) <= n and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
+            with contextlib.suppress(TimeoutError):  # counted as lost below
+                await telegram.wait_for(chat, n + 1, 120)
 
     await asyncio.gather(*(user(chat) for chat in chats))
     return len(chats) * per_chat / (time.monotonic() - start)
@@ -132,7 +131,11 @@ async def refbot(variant: str, telegram: TelegramEmulator, url: str, log: Path) 
             await process.wait()
 
 
-async def measure(name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int) -> Result:
+async def measure(
+    name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int,
+    profile: Path | None = None,
+) -> Result:
+    """Steady-rate latency, then sustained throughput (sampled with py-spy into `profile` if given)."""
     telegram.user_sends(base, "warm up")
     await telegram.wait_for(base, 1, 120)
     result = Result(name)
@@ -140,7 +143,10 @@ async def measure(name: str, pid: int, telegram: TelegramEmulator, options: argp
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
     cpu_before = cpu_seconds(pid)
-    result.throughput = await burst(telegram, chats, options.per_chat)
+    async with contextlib.AsyncExitStack() as stack:
+        if profile is not None:
+            await stack.enter_async_context(sampling(pid, profile))
+        result.throughput = await burst(telegram, chats, options.per_chat)
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
     result.rss_mb = rss_mb(pid)
     await asyncio.sleep(0.5)
@@ -190,6 +196,7 @@ def _free_port() -> int:
 
 async def main(options: argparse.Namespace) -> None:
     results: list[Result] = []
+    profile_report = ""
     with contextlib.ExitStack() as keep:
         tmp = tempfile.mkdtemp() if options.keep_logs else keep.enter_context(tempfile.TemporaryDirectory())
         folder = Path(tmp)
@@ -208,7 +215,10 @@ async def main(options: argparse.Namespace) -> None:
                 chat_base += 1_000_000
             async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
                                    STREAM_REPLIES="false") as bot:
-                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base))
+                profile = folder / "aifriend.pyspy" if options.profile else None
+                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base, profile))
+                if profile is not None:
+                    profile_report = report(profile)
             if options.without_recall:
                 chat_base += 1_000_000
                 async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
@@ -227,6 +237,8 @@ async def main(options: argparse.Namespace) -> None:
           f"{options.per_chat} messages, each after the previous reply")
     for result in results:
         print("  " + result.line())
+    if profile_report:
+        print("aifriend, sustained phase, " + profile_report)
     floor = next((r for r in results if r.name == "refbot store"), None)
     ours = next(r for r in results if r.name == "aifriend")
     if floor is not None:
@@ -247,6 +259,8 @@ if __name__ == "__main__":
                         help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")
     parser.add_argument("--without-recall", action="store_true",
                         help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample aifriend with py-spy in the sustained phase and print CPU by package")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
     parser.add_argument("--webhook", type=int, nargs="*", default=[],
                         help="then aifriend in webhook mode with this many processes behind a round-robin proxy")

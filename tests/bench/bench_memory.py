@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +31,8 @@ async def drive(telegram: TelegramEmulator, first: int, count: int, in_flight: i
     async def one(chat: int) -> None:
         async with slots:
             telegram.user_sends(chat, "hello, nice to meet you")
-            deadline = time.monotonic() + 120
-            while not telegram.sent[chat] and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await telegram.wait_for(chat, 1, 120)
             telegram.sent.pop(chat, None)  # the emulator forgets, so only the bot's memory is measured
 
     await asyncio.gather(*(one(chat) for chat in range(first, first + count)))

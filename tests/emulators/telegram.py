@@ -71,6 +71,7 @@ class TelegramEmulator:
     _confirmed: int = 0
     _polled: int = 0  # confirmed through getUpdates: gone for good, never pushed to a webhook later
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _pusher: asyncio.Task[None] | None = None
 
@@ -135,12 +136,20 @@ class TelegramEmulator:
         return [m.get("text") or m.get("caption") or "" for m in self.sent[chat_id]]
 
     async def wait_for(self, chat_id: int, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.sent[chat_id]) < count:
-            if time.monotonic() > deadline:
+        """Until the bot has sent `count` messages to the chat; woken by the sending call itself
+        (no polling: a benchmark waits on a thousand chats at once)."""
+        if len(self.sent[chat_id]) < count:
+            arrived = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(chat_id, []).append((count, arrived))
+            try:
+                await asyncio.wait_for(arrived, timeout)
+            except TimeoutError:
                 raise TimeoutError(f"chat {chat_id} got {len(self.sent[chat_id])} of {count} messages: "
-                                   f"{self.texts(chat_id)}")
-            await asyncio.sleep(0.01)
+                                   f"{self.texts(chat_id)}") from None
+            finally:
+                waiting = self._waiters.get(chat_id, [])
+                if (count, arrived) in waiting:
+                    waiting.remove((count, arrived))
         return self.sent[chat_id]
 
     # ---- server ----
@@ -248,6 +257,9 @@ class TelegramEmulator:
                    "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content,
                    "received_at": time.monotonic()}
         self.sent[chat_id].append(message)
+        for wanted, arrived in self._waiters.get(chat_id, ()):
+            if len(self.sent[chat_id]) >= wanted and not arrived.done():
+                arrived.set_result(None)
         return message
 
     async def _m_getme(self, _: dict[str, Any]) -> web.Response:

@@ -303,3 +303,19 @@ async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_rou
     assert prompt[-1] == {"role": "user", "content": "first message"}
     unanswered = await _rows(database_url, "SELECT text FROM messages WHERE role = 'user' AND answered_at IS NULL")
     assert [r[0] for r in unanswered] == ["second message"], "the second one is the next round's"
+
+
+async def test_a_reply_slower_than_its_lease_keeps_the_lease(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """The lease is renewed while the model writes, so no other worker takes the chat meanwhile."""
+    service.reply_lease = timedelta(seconds=0.6)  # renewed every 0.2 s
+    tgi.latency = 1.5
+    outbox = RecordingOutbox(service.database)
+    replying = asyncio.create_task(service.handle_text(501, ANN, "take your time", outbox))
+    await asyncio.sleep(1.1)  # the first lease ran out 0.5 s ago
+    held = await _rows(database_url, "SELECT reply_lease_owner, reply_lease_until > now() AS live FROM conversations")
+    assert (held[0]["reply_lease_owner"], held[0]["live"]) == (service.worker, True)
+    assert [r.text for r in await replying] == ["[emulated model] take your time"]
+    released = await _rows(database_url, "SELECT reply_lease_owner FROM conversations")
+    assert released[0]["reply_lease_owner"] is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,13 +53,16 @@ class _Refused(ValueError):
     pass
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean(value: Any) -> Any:
     """A copy without what PostgreSQL cannot store; numbers beyond bigint are refused."""
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "")
-        if any("\ud800" <= ch <= "\udfff" for ch in value):
-            value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+        if not value.isascii():
+            value = _LONE_SURROGATE.sub("\ufffd", value)
         return value
     if isinstance(value, dict):
         return {_clean(k): _clean(v) for k, v in value.items()}

@@ -46,13 +46,14 @@ class Result:
     p99: float = 0.0
     throughput: float = 0.0
     cpu_ms: float = 0.0
+    pg_cpu_ms: float = 0.0
     rss_mb: float = 0.0
     lost: int = 0
     duplicated: int = 0
 
     def line(self) -> str:
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
-                f"  CPU {self.cpu_ms:5.2f} ms/msg  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
+                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
 
@@ -64,6 +65,20 @@ def percentile(values: list[float], share: float) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process on the machine (the server's backends do the statements' work)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(") ")
+        except OSError:  # gone meanwhile
+            continue
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -142,12 +157,13 @@ async def measure(
     latencies = await steady(telegram, options.rate, options.seconds, base + 1)
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
-    cpu_before = cpu_seconds(pid)
+    cpu_before, pg_before = cpu_seconds(pid), postgres_cpu_seconds()
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None:
             await stack.enter_async_context(sampling(pid, profile))
         result.throughput = await burst(telegram, chats, options.per_chat)
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
+    result.pg_cpu_ms = (postgres_cpu_seconds() - pg_before) * 1000 / (len(chats) * options.per_chat)
     result.rss_mb = rss_mb(pid)
     await asyncio.sleep(0.5)
     result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)

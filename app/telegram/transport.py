@@ -114,16 +114,22 @@ class TelegramTransport:
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._keep_typing(chat_id))
+        """Show "typing" while the block runs, from TYPING_AFTER on. Most replies finish sooner, so the
+        indicator's task is only created then (a timer costs less than a task made and cancelled)."""
+        keeping: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            TYPING_AFTER, lambda: keeping.append(asyncio.create_task(self._keep_typing(chat_id)))
+        )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            for task in keeping:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _keep_typing(self, chat_id: int) -> None:
-        await asyncio.sleep(TYPING_AFTER)
         while True:
             try:
                 await self.bot.send_chat_action(chat_id, ChatAction.TYPING, request_timeout=self.send_timeout)

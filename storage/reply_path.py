@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.conversations import TransitionRecord, vars_of
+from storage.conversations import TransitionRecord, UserInfo, vars_of
 from storage.dto import ConversationRow, DailySummaryRow, MessageRow, RecalledRow
 from storage.outbox import Outgoing
 
@@ -106,6 +106,51 @@ _STORE_MESSAGE = """
            EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $4::bigint) AS update_seen,
            EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND role = 'user'
                                             AND telegram_message_id = $3::bigint) AS message_seen
+"""
+
+_STORE_FIRST_MESSAGE = """
+    WITH person AS (
+        INSERT INTO users (id, username, first_name, language_code) VALUES ($2, $3::text, $4::text, $5::text)
+        ON CONFLICT (id) DO UPDATE
+           SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+               language_code = EXCLUDED.language_code, updated_at = now()
+         WHERE users.username IS DISTINCT FROM EXCLUDED.username
+            OR users.first_name IS DISTINCT FROM EXCLUDED.first_name
+        RETURNING id
+    ), conv AS (
+        INSERT INTO conversations (chat_id, user_id, state, stage_before_repair, stage_messages, calm_streak,
+                                   user_messages, last_user_message_at, next_checkin_at,
+                                   reply_lease_until, reply_lease_owner)
+        SELECT $1, $2, $13, $14::text, $15, $16, 1, $9, $10::timestamptz, $11::timestamptz, $12::text
+         -- the user row first: the message's text search configuration is read from it
+         WHERE (SELECT count(*) FROM person) >= 0
+           AND NOT EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $8::bigint)
+        ON CONFLICT (chat_id) DO NOTHING
+        RETURNING chat_id
+    ), seen AS (
+        INSERT INTO processed_updates (update_id, chat_id)
+        SELECT $8::bigint, chat_id FROM conv WHERE $8::bigint IS NOT NULL
+        ON CONFLICT DO NOTHING
+    ), stored AS (
+        INSERT INTO messages (chat_id, role, kind, text, telegram_message_id, update_id,
+                              sentiment_negative, sentiment_positive)
+        SELECT chat_id, 'user', 'text', $6, $7::bigint, $8::bigint, $17::float8, $18::float8 FROM conv
+        RETURNING id, created_at
+    ), moved AS (
+        INSERT INTO state_transitions (chat_id, from_state, to_state, trigger, user_messages,
+                                       sentiment_negative, sentiment_positive, message_id)
+        SELECT $1::bigint, t.from_state, t.to_state, t.trigger, t.user_messages, t.sentiment_negative,
+               t.sentiment_positive, CASE WHEN t.by_message THEN stored.id END
+          FROM stored,
+               ROWS FROM (jsonb_to_recordset($19::jsonb) AS (
+                   from_state text, to_state text, trigger text, user_messages integer,
+                   sentiment_negative double precision, sentiment_positive double precision, by_message boolean
+               )) WITH ORDINALITY AS t(from_state, to_state, trigger, user_messages, sentiment_negative,
+                                       sentiment_positive, by_message, n)
+         ORDER BY t.n
+    )
+    SELECT (SELECT id FROM stored) AS message_id, (SELECT created_at FROM stored) AS created_at,
+           EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $8::bigint) AS update_seen
 """
 
 _STORE_REPLY = """
@@ -229,6 +274,41 @@ class ReplyPathRepo:
         if row["message_id"] is not None:
             return StoredMessage(row["message_id"], row["created_at"], duplicate=False)
         return StoredMessage(None, None, duplicate=bool(row["update_seen"] or row["message_seen"]))
+
+    async def store_first_message(
+        self,
+        chat_id: int,
+        user: UserInfo,
+        *,
+        text: str,
+        telegram_message_id: int | None,
+        update_id: int | None,
+        negative: float | None,
+        positive: float | None,
+        moved_to: dict[str, Any],
+        now: datetime,
+        next_checkin_at: datetime | None,
+        lease_until: datetime,
+        lease_owner: str,
+        started: Sequence[TransitionRecord],
+        transitions: Sequence[TransitionRecord],
+    ) -> StoredMessage:
+        """A new chat's first message: the user, the conversation (already moved by the message), its
+        `start` and the message's transitions, in one statement. Writes nothing (message_id None) if
+        the conversation exists by now: the caller then takes the locking path."""
+        records = [{**vars_of(t), "by_message": False} for t in started]
+        records += [{**vars_of(t), "by_message": True} for t in transitions]
+        row = await self.connection.fetchrow(
+            _STORE_FIRST_MESSAGE,
+            chat_id, user.user_id, user.username, user.first_name, user.language_code,
+            text, telegram_message_id, update_id, now, next_checkin_at, lease_until, lease_owner,
+            moved_to["state"], moved_to["stage_before_repair"], moved_to["stage_messages"], moved_to["calm_streak"],
+            negative, positive, json.dumps(records),
+        )
+        assert row is not None
+        if row["message_id"] is not None:
+            return StoredMessage(row["message_id"], row["created_at"], duplicate=False)
+        return StoredMessage(None, None, duplicate=bool(row["update_seen"]))
 
     async def store_reply(
         self, chat_id: int, *, worker: str, kind: str, text: str, through_id: int, seen_user_messages: int,

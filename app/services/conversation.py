@@ -151,7 +151,10 @@ class ConversationService:
                 state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW, query=text,
                                         recall=0 if self.reply_debounce > timedelta(0) else self.recall)
                 if state is None:
-                    return None
+                    return await self._receive_first(
+                        repo, chat_id, user, text, sentiment, crisis,
+                        telegram_message_id=telegram_message_id, update_id=update_id,
+                    )
                 row = state.conversation
                 if user.username != row.username or user.first_name != row.first_name:
                     return None
@@ -193,6 +196,32 @@ class ConversationService:
                                 context=context)
         return None
 
+    async def _receive_first(
+        self, repo: ReplyPathRepo, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
+        telegram_message_id: int | None, update_id: int | None,
+    ) -> Received | None:
+        """A new chat, in one statement; None if it was created meanwhile (the locking path then)."""
+        begin = RelationshipMachine.begin()
+        outcome = self.machine.advance(begin.snapshot, MessageEvent(sentiment.negative, sentiment.positive, crisis))
+        now = utcnow()
+        try:
+            stored = await repo.store_first_message(
+                chat_id, user, text=text, telegram_message_id=telegram_message_id, update_id=update_id,
+                negative=sentiment.negative, positive=sentiment.positive, moved_to=fsm_columns(outcome.snapshot),
+                now=now, next_checkin_at=self.plan_checkin(now, enabled=True),
+                lease_until=now + self.reply_lease, lease_owner=self.worker,
+                started=transition_records(begin.transitions), transitions=transition_records(outcome.transitions),
+            )
+        except asyncpg.UniqueViolationError:  # a concurrent first delivery won
+            return None
+        if stored.duplicate:
+            return Received(None, duplicate=True)
+        if stored.message_id is None:
+            return None
+        log.info("conversation_started")
+        self._after_receive(chat_id, None, outcome.transitions, now)
+        return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder=True)
+
     async def _receive_locked(
         self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
         telegram_message_id: int | None, update_id: int | None,
@@ -231,7 +260,7 @@ class ConversationService:
         return Received(message_id, outcome.snapshot.stage, outcome.transitions, responder)
 
     def _after_receive(
-        self, chat_id: int, row: ConversationRow, transitions: tuple[Transition, ...], now: datetime
+        self, chat_id: int, row: ConversationRow | None, transitions: tuple[Transition, ...], now: datetime
     ) -> None:
         self.metrics.inc("aifriend_messages_received_total")
         for transition in transitions:
@@ -239,7 +268,7 @@ class ConversationService:
             log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
                      trigger=transition.trigger, user_messages=transition.messages,
                      negative=transition.negative, positive=transition.positive)
-        if row.last_user_message_at is not None:
+        if row is not None and row.last_user_message_at is not None:
             zone = self.zone(row)
             previous_day = row.last_user_message_at.astimezone(zone).date()
             if previous_day != now.astimezone(zone).date():

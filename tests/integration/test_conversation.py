@@ -319,3 +319,27 @@ async def test_a_reply_slower_than_its_lease_keeps_the_lease(
     assert [r.text for r in await replying] == ["[emulated model] take your time"]
     released = await _rows(database_url, "SELECT reply_lease_owner FROM conversations")
     assert released[0]["reply_lease_owner"] is None
+
+
+async def test_a_first_message_stores_the_user_the_chat_and_both_moves_in_order(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """A new chat's first message (here one with signs of crisis) is stored with its user, the
+    conversation's `start` and the message's own move, in that order, searchable in the user's language."""
+    greta = UserInfo(user_id=777, username="greta", first_name="Greta", language_code="de")
+    outbox = RecordingOutbox(service.database)
+    replies = await service.handle_text(777, greta, "Ich kann nicht mehr, I want to kill myself", outbox)
+    assert len(replies) == 1 and tgi.chat_requests()[-1]["messages"][0]["content"].startswith(
+        service.persona.prompts.safety
+    )
+    log = await _rows(database_url, "SELECT from_state, to_state, trigger, user_messages, message_id IS NULL AS bare "
+                                    "FROM state_transitions WHERE chat_id = 777 ORDER BY id")
+    assert [tuple(r) for r in log] == [(None, "icebreaker", "start", 0, True), ("icebreaker", "repair", "crisis", 1, False)]
+    user = await _rows(database_url, "SELECT username, first_name, language_code FROM users WHERE id = 777")
+    assert tuple(user[0]) == ("greta", "Greta", "de")
+    stored = await _rows(database_url, "SELECT search = to_tsvector('german', text) AS german FROM messages "
+                                       "WHERE chat_id = 777 AND role = 'user'")
+    assert [r["german"] for r in stored] == [True]
+    overview = await _rows(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview "
+                                         "WHERE chat_id = 777")
+    assert tuple(overview[0]) == ("repair", 1, 1)

@@ -68,7 +68,25 @@ _READ = f"""
      WHERE c.chat_id = $1
 """
 
-_STORE_MESSAGE = """
+# Both ways of storing a user message end the same way once `conv` names the chat it went to
+# ($1 chat, $2 text, $3 Telegram message id, $4 update id, $5/$6 sentiment): the update is marked
+# seen and the message stored. `stored` is what their transitions refer to.
+_SEEN_AND_STORED = """
+    seen AS (
+        INSERT INTO processed_updates (update_id, chat_id)
+        SELECT $4::bigint, chat_id FROM conv WHERE $4::bigint IS NOT NULL
+        ON CONFLICT DO NOTHING
+    ), stored AS (
+        INSERT INTO messages (chat_id, role, kind, text, telegram_message_id, update_id,
+                              sentiment_negative, sentiment_positive)
+        SELECT chat_id, 'user', 'text', $2, $3::bigint, $4::bigint, $5::float8, $6::float8 FROM conv
+        RETURNING id, created_at
+    )"""
+_STORED_RESULT = """
+    SELECT (SELECT id FROM stored) AS message_id, (SELECT created_at FROM stored) AS created_at,
+           EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $4::bigint) AS update_seen"""
+
+_STORE_MESSAGE = f"""
     WITH conv AS (
         UPDATE conversations
            SET state = $12, stage_before_repair = $13::text, stage_messages = $14,
@@ -85,32 +103,23 @@ _STORE_MESSAGE = """
            AND NOT EXISTS (SELECT 1 FROM messages
                             WHERE chat_id = $1 AND role = 'user' AND telegram_message_id = $3::bigint)
         RETURNING chat_id
-    ), seen AS (
-        INSERT INTO processed_updates (update_id, chat_id)
-        SELECT $4::bigint, chat_id FROM conv WHERE $4::bigint IS NOT NULL
-        ON CONFLICT DO NOTHING
-    ), stored AS (
-        INSERT INTO messages (chat_id, role, kind, text, telegram_message_id, update_id,
-                              sentiment_negative, sentiment_positive)
-        SELECT chat_id, 'user', 'text', $2, $3::bigint, $4::bigint, $5::float8, $6::float8 FROM conv
-        RETURNING id, created_at
-    ), moved AS (
+    ), {_SEEN_AND_STORED}, moved AS (
         INSERT INTO state_transitions (chat_id, from_state, to_state, trigger, user_messages,
                                        sentiment_negative, sentiment_positive, message_id)
         SELECT $1::bigint, t.from_state, t.to_state, t.trigger, t.user_messages, t.sentiment_negative,
                t.sentiment_positive, stored.id
           FROM stored, jsonb_to_recordset($11::jsonb) AS t(from_state text, to_state text, trigger text,
                user_messages integer, sentiment_negative double precision, sentiment_positive double precision)
-    )
-    SELECT (SELECT id FROM stored) AS message_id, (SELECT created_at FROM stored) AS created_at,
-           EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $4::bigint) AS update_seen,
+    ){_STORED_RESULT},
            EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND role = 'user'
                                             AND telegram_message_id = $3::bigint) AS message_seen
 """
 
-_STORE_FIRST_MESSAGE = """
+# The same parameters as _STORE_MESSAGE up to $15; then the user ($16 id, $17 username,
+# $18 first name, $19 language code). $11 also holds the `start` transition (by_message false).
+_STORE_FIRST_MESSAGE = f"""
     WITH person AS (
-        INSERT INTO users (id, username, first_name, language_code) VALUES ($2, $3::text, $4::text, $5::text)
+        INSERT INTO users (id, username, first_name, language_code) VALUES ($16, $17::text, $18::text, $19::text)
         ON CONFLICT (id) DO UPDATE
            SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
                language_code = EXCLUDED.language_code, updated_at = now()
@@ -121,36 +130,25 @@ _STORE_FIRST_MESSAGE = """
         INSERT INTO conversations (chat_id, user_id, state, stage_before_repair, stage_messages, calm_streak,
                                    user_messages, last_user_message_at, next_checkin_at,
                                    reply_lease_until, reply_lease_owner)
-        SELECT $1, $2, $13, $14::text, $15, $16, 1, $9, $10::timestamptz, $11::timestamptz, $12::text
+        SELECT $1, $16, $12, $13::text, $14, $15, 1, $7, $8::timestamptz, $9::timestamptz, $10::text
          -- the user row first: the message's text search configuration is read from it
          WHERE (SELECT count(*) FROM person) >= 0
-           AND NOT EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $8::bigint)
+           AND NOT EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $4::bigint)
         ON CONFLICT (chat_id) DO NOTHING
         RETURNING chat_id
-    ), seen AS (
-        INSERT INTO processed_updates (update_id, chat_id)
-        SELECT $8::bigint, chat_id FROM conv WHERE $8::bigint IS NOT NULL
-        ON CONFLICT DO NOTHING
-    ), stored AS (
-        INSERT INTO messages (chat_id, role, kind, text, telegram_message_id, update_id,
-                              sentiment_negative, sentiment_positive)
-        SELECT chat_id, 'user', 'text', $6, $7::bigint, $8::bigint, $17::float8, $18::float8 FROM conv
-        RETURNING id, created_at
-    ), moved AS (
+    ), {_SEEN_AND_STORED}, moved AS (
         INSERT INTO state_transitions (chat_id, from_state, to_state, trigger, user_messages,
                                        sentiment_negative, sentiment_positive, message_id)
         SELECT $1::bigint, t.from_state, t.to_state, t.trigger, t.user_messages, t.sentiment_negative,
                t.sentiment_positive, CASE WHEN t.by_message THEN stored.id END
           FROM stored,
-               ROWS FROM (jsonb_to_recordset($19::jsonb) AS (
+               ROWS FROM (jsonb_to_recordset($11::jsonb) AS (
                    from_state text, to_state text, trigger text, user_messages integer,
                    sentiment_negative double precision, sentiment_positive double precision, by_message boolean
                )) WITH ORDINALITY AS t(from_state, to_state, trigger, user_messages, sentiment_negative,
                                        sentiment_positive, by_message, n)
          ORDER BY t.n
-    )
-    SELECT (SELECT id FROM stored) AS message_id, (SELECT created_at FROM stored) AS created_at,
-           EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $8::bigint) AS update_seen
+    ){_STORED_RESULT}
 """
 
 _STORE_REPLY = """
@@ -300,10 +298,10 @@ class ReplyPathRepo:
         records += [{**vars_of(t), "by_message": True} for t in transitions]
         row = await self.connection.fetchrow(
             _STORE_FIRST_MESSAGE,
-            chat_id, user.user_id, user.username, user.first_name, user.language_code,
-            text, telegram_message_id, update_id, now, next_checkin_at, lease_until, lease_owner,
+            chat_id, text, telegram_message_id, update_id, negative, positive, now, next_checkin_at,
+            lease_until, lease_owner, json.dumps(records),
             moved_to["state"], moved_to["stage_before_repair"], moved_to["stage_messages"], moved_to["calm_streak"],
-            negative, positive, json.dumps(records),
+            user.user_id, user.username, user.first_name, user.language_code,
         )
         assert row is not None
         if row["message_id"] is not None:

@@ -208,7 +208,7 @@ class ConversationService:
             stored = await repo.store_first_message(
                 chat_id, user, text=text, telegram_message_id=telegram_message_id, update_id=update_id,
                 negative=sentiment.negative, positive=sentiment.positive, moved_to=fsm_columns(outcome.snapshot),
-                now=now, next_checkin_at=self.plan_checkin(now, enabled=True),
+                now=now, next_checkin_at=self.plan_checkin(now, enabled=True),  # check-ins start enabled
                 lease_until=now + self.reply_lease, lease_owner=self.worker,
                 started=transition_records(begin.transitions), transitions=transition_records(outcome.transitions),
             )

@@ -25,6 +25,7 @@ from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import BotCommand
 from aiohttp import web
 
+from app.heap import settle_heap
 from app.metrics import Health, serve_metrics
 from app.readiness import Stage, database_check, model_check
 from app.services.checkins import CheckinService
@@ -37,6 +38,7 @@ from app.telegram.handlers import build_router
 from app.telegram.intake import UpdateIntake
 from app.telegram.middlewares import LogContextMiddleware, UnitMiddleware
 from app.telegram.polling import poll
+from app.telegram.responses import hold_response_models
 from app.telegram.transport import TelegramTransport
 from scheduler.runner import claim_lease, sweeping
 from storage.webhooks import WebhookRepo
@@ -62,6 +64,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 def make_bot(settings: Settings) -> Bot:
     token = settings.telegram_token()
+    hold_response_models()
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
     return Bot(token, session=session)
 
@@ -178,6 +181,7 @@ async def serve(
             await stack.enter_async_context(exposing_metrics(conversation, settings, health))
             if not await introduce(bot, stop):
                 return
+            settle_heap()
             maintenance = asyncio.create_task(_maintain(conversation, outbox))
             stack.callback(maintenance.cancel)
             if with_scheduler:
@@ -213,6 +217,7 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
             exposing_metrics(conversation, settings, health),
             sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace),
         ):
+            settle_heap()
             sweeps.reach(f"sweeping every {settings.checkin_sweep_every.total_seconds():g} s")
             await stop.wait()
             health.stopping = True

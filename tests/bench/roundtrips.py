@@ -34,7 +34,7 @@ from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
 from storage import migrate
 from storage.conversations import UserInfo
-from storage.database import connect
+from storage.database import Database, connect
 from tests.emulators.tgi import TGIEmulator, template, tokenize
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, server_url
@@ -44,19 +44,25 @@ TOPICS = ["my sister Ana", "the garden", "work at the bakery", "a trip to Porto"
 
 
 class RoundTrips:
-    """Counts what reaches PostgreSQL from the engine's connections: statements SQLAlchemy runs
-    (its prepared statements), statements sent straight through asyncpg (asyncpg's query logger
-    sees those), and a BEGIN and a COMMIT for each transaction that is not in autocommit."""
+    """Counts what reaches PostgreSQL from both pools: statements SQLAlchemy runs (its prepared
+    statements), statements sent straight through asyncpg (asyncpg's query logger sees those, on
+    SQLAlchemy's connections and on the reply path's own pool), and a BEGIN and a COMMIT for each
+    transaction that is not in autocommit."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, database: Database) -> None:
         self.statements = 0
         self.transactions = 0
+        engine = database.engine.sync_engine
         event.listen(engine, "connect", self._watch)
+        database.direct.on_connect(self._watch_direct)
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "begin", self._begin)
 
     def _watch(self, dbapi_connection: Any, _: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(self._raw)
+
+    async def _watch_direct(self, connection: Any) -> None:
+        connection.add_query_logger(self._raw)
 
     def _raw(self, record: Any) -> None:
         if record.query.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
@@ -169,7 +175,7 @@ async def main(options: argparse.Namespace) -> None:
             tgi = TGIEmulator(max_input_tokens=options.max_input_tokens, max_total_tokens=options.max_input_tokens + 256)
             await tgi.start()
             database = connect(url)
-            counter = RoundTrips(database.engine.sync_engine)
+            counter = RoundTrips(database)
             model = TGIChatModel(tgi.url)
             service = ConversationService(database=database, model=model, scorer=VaderScorer(), persona=load_persona())
             outbox = RecordingOutbox(database)

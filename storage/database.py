@@ -112,8 +112,9 @@ def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Databas
     # messages: they carry what users wrote. No overflow: connections open as load needs them
     # and stay; overflow ones were closed on return and reopened at once under load (a TLS
     # attempt, a startup and an authentication each time).
+    others = max(1, pool_size // 4)
     engine = create_async_engine(
-        url, pool_size=max(2, pool_size // 4), max_overflow=0, pool_recycle=1800, pool_timeout=10,
+        url, pool_size=others, max_overflow=0, pool_recycle=1800, pool_timeout=10,
         hide_parameters=True,
     )
     return Database(
@@ -121,7 +122,7 @@ def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Databas
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         url=url,
         embedded=embedded,
-        direct=DirectPool(url, max(2, pool_size - pool_size // 4)),
+        direct=DirectPool(url, max(1, pool_size - others)),
     )
 
 

@@ -1,0 +1,65 @@
+"""The two connection pools a process keeps: bounded together, and healed when the server drops them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from sqlalchemy import text
+
+from storage.database import Database, connect
+
+
+async def _backends(url: str) -> int:
+    """Connections open to this test's database, seen from outside the process's pools."""
+    outside = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        count = await outside.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(count)
+    finally:
+        await outside.close()
+
+
+async def test_a_busy_process_opens_no_more_connections_than_its_pool_size(database_url: str) -> None:
+    database = connect(database_url, pool_size=5)
+    most = 0
+    release = asyncio.Event()
+
+    async def reply_path() -> None:
+        async with database.raw() as connection:
+            await connection.fetchval("SELECT 1")
+            await release.wait()
+
+    async def command() -> None:
+        async with database.sessions() as session:
+            await session.execute(text("SELECT 1"))
+            await release.wait()
+
+    try:
+        tasks = [asyncio.create_task(reply_path()) for _ in range(20)]
+        tasks += [asyncio.create_task(command()) for _ in range(10)]
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            most = max(most, await _backends(database_url))
+        release.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await database.close()
+    assert 2 <= most <= 5
+
+
+async def test_connections_the_server_dropped_are_replaced(db: Database, database_url: str) -> None:
+    async with db.raw() as connection:
+        before = await connection.fetchval("SELECT pg_backend_pid()")
+    outside = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        assert await outside.fetchval("SELECT pg_terminate_backend($1)", before)
+    finally:
+        await outside.close()
+    await asyncio.sleep(0.2)  # what a restart, a failover or an idle timeout leaves in the pool
+    async with db.raw() as connection:
+        after = await connection.fetchval("SELECT pg_backend_pid()")
+        assert await connection.fetchval("SELECT 41 + 1") == 42
+    assert after != before

@@ -118,6 +118,10 @@ class MemoryRepo:
         )
         return Remembered(notebook, [DailySummaryRow(day, text) for day, text in reversed(rows)], int(recallable or 0))
 
+    async def refresh_common_words(self) -> int:
+        """Words too common to recall by, from PostgreSQL's latest statistics of the messages; how many."""
+        return int(await self.session.scalar(sql("SELECT aifriend_refresh_common_words()")) or 0)
+
     async def forget_query(self, chat_id: int, words: str) -> str | None:
         """The words as a search query in the user's language; None when only stop words are left."""
         query: str | None = await self.session.scalar(_FORGET_QUERY, {"chat_id": chat_id, "words": words})

@@ -254,6 +254,16 @@ class ProcessedUpdate(Base):
     received_at: Mapped[datetime] = _created()
 
 
+class RecallCommonWord(Base):
+    __tablename__ = "recall_common_words"
+    __table_args__ = (
+        {"comment": "Words too common across all messages to say what to recall (in more than 0.2 % of them, "
+                    "from PostgreSQL's column statistics), refreshed hourly by aifriend_refresh_common_words()."},
+    )
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
 class Checkin(Base):
     __tablename__ = "checkins"
     __table_args__ = (

@@ -85,7 +85,8 @@ def make_dispatcher(
 
 
 async def _maintain(conversation: ConversationService, outbox: DeliveryQueue) -> None:
-    """Retries and orphaned sends every second; chats a crashed worker left owed every two; pruning hourly."""
+    """Retries and orphaned sends every second; chats a crashed worker left owed every two; pruning and
+    recall's common words hourly."""
     last_heal = last_prune = 0.0
     failing = False
     while True:
@@ -99,6 +100,8 @@ async def _maintain(conversation: ConversationService, outbox: DeliveryQueue) ->
                 pruned = await conversation.prune_updates()
                 if pruned:
                     log.info("processed_updates_pruned", rows=pruned)
+                common = await conversation.memory.refresh_common_words()
+                log.info("recall_common_words_refreshed", words=common)
             if failing:
                 log.info("maintenance_recovered")
             failing = False

@@ -124,9 +124,12 @@ async def seed(dsn: str, chat_id: int, total: int, planted: list[tuple[str, str,
 
 
 async def analyze(dsn: str) -> None:
+    """What autovacuum and the bot's hourly maintenance will have done by then: column statistics,
+    and recall's common words read from them."""
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("ANALYZE messages")
+        await connection.execute("SELECT aifriend_refresh_common_words()")
     finally:
         await connection.close()
 
@@ -152,9 +155,9 @@ async def large_chat(dsn: str, chat_id: int, total: int) -> None:
         )
         await connection.execute("UPDATE conversations SET summarized_through_id = "
                                  "(SELECT max(id) - 60 FROM messages WHERE chat_id = $1) WHERE chat_id = $1", chat_id)
-        await connection.execute("ANALYZE messages")
     finally:
         await connection.close()
+    await analyze(dsn)
 
 
 async def ask(service: ConversationService, chat_id: int, planted: list[tuple[str, str, str]]) -> tuple[float, float]:
@@ -193,7 +196,7 @@ async def main(options: argparse.Namespace) -> None:
             dsn = plain_dsn(url)
             await seed(dsn, 1, options.messages, planted)
             await seed(dsn, 2, options.messages, planted)
-            await analyze(dsn)  # as autovacuum would have by now: recall skips the words these statistics call common
+            await analyze(dsn)
             tgi = TGIEmulator()
             await tgi.start()
             database = connect(url, pool_size=4)

@@ -99,3 +99,27 @@ async def test_lines_already_in_the_recent_turns_are_not_repeated(
     prompt = await _say(service, 801, "What was the name of my kayak again?")
     assert "My kayak is called Blue Heron" in prompt[1], "it is right there in the recent turns"
     assert service.persona.prompts.recall_heading not in prompt[-1], "so it is not recalled a second time"
+
+
+async def test_a_word_common_across_all_chats_recalls_nothing_once_the_statistics_say_so(
+    service: ConversationService, database_url: str
+) -> None:
+    await _say(service, 901, "I love marmalade on my toast")
+    await _seed(database_url, 901, 300)
+    await _say(service, 902, "hello, I am new here")
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        await connection.executemany(  # another chat that talks about nothing else
+            "INSERT INTO messages (chat_id, role, kind, text, answered_at) VALUES (902, 'user', 'text', $1, now())",
+            [(f"marmalade again, jar number {n}",) for n in range(1000)],
+        )
+        await connection.execute("ANALYZE messages")
+    finally:
+        await connection.close()
+
+    rare_in_this_chat = await _say(service, 901, "do you like marmalade?")
+    assert "I love marmalade" in rare_in_this_chat[-1], "rare in the chat: recalled, until the statistics are read"
+
+    assert await service.memory.refresh_common_words() > 0  # what the bot does hourly
+    prompt = await _say(service, 901, "do you like marmalade?")
+    assert "I love marmalade" not in prompt[-1], "a word in most messages anywhere says nothing about what to recall"

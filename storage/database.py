@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from pydantic import SecretStr
@@ -47,8 +48,8 @@ class DirectPool:
     release and undoes nothing here: these statements run outside transactions and set nothing.
     """
 
-    def __init__(self, url: str, size: int) -> None:
-        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, connect_arguments: dict[str, Any], size: int) -> None:
+        self._arguments = connect_arguments
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -67,7 +68,7 @@ class DirectPool:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=0, max_size=self._size, reset=_keep_as_is, init=self._opened,
+                        **self._arguments, min_size=0, max_size=self._size, reset=_keep_as_is, init=self._opened,
                         max_inactive_connection_lifetime=300,
                     )
         return self._pool
@@ -122,8 +123,17 @@ def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Databas
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         url=url,
         embedded=embedded,
-        direct=DirectPool(url, max(1, pool_size - others)),
+        direct=DirectPool(_asyncpg_arguments(engine), max(1, pool_size - others)),
     )
+
+
+def _asyncpg_arguments(engine: AsyncEngine) -> dict[str, Any]:
+    """What SQLAlchemy passes to `asyncpg.connect` for this URL (host, socket, TLS options and all),
+    so both pools connect alike; without the keys its own adapter consumes."""
+    _, arguments = engine.dialect.create_connect_args(engine.url)
+    for adapter_only in ("async_creator_fn", "prepared_statement_cache_size", "prepared_statement_name_func"):
+        arguments.pop(adapter_only, None)
+    return dict(arguments)
 
 
 async def open_database(

@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from storage.database import Database, connect
 
@@ -63,3 +64,16 @@ async def test_connections_the_server_dropped_are_replaced(db: Database, databas
         after = await connection.fetchval("SELECT pg_backend_pid()")
         assert await connection.fetchval("SELECT 41 + 1") == 42
     assert after != before
+
+
+async def test_the_reply_path_connects_with_the_options_the_url_carries(database_url: str) -> None:
+    url = make_url(database_url)
+    database = connect(url.update_query_dict({"ssl": "disable", "command_timeout": "30"})
+                       .render_as_string(hide_password=False), pool_size=4)
+    try:
+        async with database.raw() as connection:
+            assert await connection.fetchval("SELECT current_database()") == url.database
+        async with database.sessions() as session:
+            assert await session.scalar(text("SELECT 1")) == 1
+    finally:
+        await database.close()

@@ -73,9 +73,14 @@ class DirectPool:
                     )
         return self._pool
 
-    async def close(self) -> None:
+    async def close(self, patience: float = 5.0) -> None:
+        """Close once every connection is back; one still held after `patience` s is cut (the
+        process is stopping, and its work was given its grace period before this)."""
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), patience)
+            except TimeoutError:
+                self._pool.terminate()
 
 
 async def _keep_as_is(connection: asyncpg.Connection) -> None:

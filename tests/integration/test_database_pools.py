@@ -77,3 +77,21 @@ async def test_the_reply_path_connects_with_the_options_the_url_carries(database
             assert await session.scalar(text("SELECT 1")) == 1
     finally:
         await database.close()
+
+
+async def test_closing_does_not_wait_forever_for_a_connection_still_held(database_url: str) -> None:
+    database = connect(database_url, pool_size=4)
+    held = asyncio.Event()
+
+    async def stuck() -> None:
+        async with database.raw() as connection:
+            await connection.fetchval("SELECT 1")
+            held.set()
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(stuck())
+    await held.wait()
+    await asyncio.wait_for(database.direct.close(patience=0.5), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await database.engine.dispose()

@@ -28,13 +28,14 @@ from typing import Any
 from sqlalchemy import event, text
 
 from app.persona import load_persona
-from app.services.conversation import RECALL_CANDIDATES, ConversationService
+from app.services.conversation import HISTORY_WINDOW, RECALL_CANDIDATES, ConversationService
 from app.settings import Settings
 from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
 from storage import migrate
 from storage.conversations import UserInfo
 from storage.database import Database, connect
+from storage.reply_path import ReplyPathRepo
 from tests.emulators.tgi import TGIEmulator, template, tokenize
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, server_url
@@ -126,6 +127,29 @@ async def count_round_trips(service: ConversationService, counter: RoundTrips, o
               f"; model server: {calls.count('/v1/chat/completions')} generation, "
               f"{calls.count('/chat_tokenize')} token count; {statistics.median(took):.1f} ms per reply "
               f"(median, the debounce wait not counted)")
+    if service.recall:
+        print("  the context read on this chat, median statement time (what retrieval adds to a reply):")
+        for moment in ("before any statistics", "after ANALYZE and the hourly refresh of recall's common words"):
+            if moment.startswith("after"):
+                async with service.database.raw() as connection:
+                    await connection.execute("ANALYZE messages")
+                    await connection.execute("SELECT aifriend_refresh_common_words()")
+            with_recall = await read_time(service, chat, service.recall)
+            without = await read_time(service, chat, 0)
+            print(f"    {moment}: {with_recall:.2f} ms with recall, {without:.2f} ms without")
+
+
+async def read_time(service: ConversationService, chat: int, recall: int) -> float:
+    """Median time of the reply path's read statement on `chat`, asking about each topic in turn, in ms."""
+    async with service.database.raw() as connection:
+        repo = ReplyPathRepo(connection)
+        timings = []
+        for n in range(110):
+            started = time.perf_counter()
+            await repo.read(chat, default_tz="UTC", window=HISTORY_WINDOW,
+                            query=f"do you remember {TOPICS[n % len(TOPICS)]}?", recall=recall)
+            timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings[10:])  # the first ones plan the statement and warm the caches
 
 
 async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tgi: TGIEmulator, database: Any,

@@ -194,6 +194,32 @@ class ChatState:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageWrite:
+    """What storing a user message writes, whichever statement does it: the message as it arrived,
+    and the conversation as the message moves it ($2-$10 and $12-$15 of both statements)."""
+
+    text: str
+    telegram_message_id: int | None
+    update_id: int | None
+    negative: float | None
+    positive: float | None
+    moved_to: dict[str, Any]  # the FSM columns after the message
+    now: datetime
+    next_checkin_at: datetime | None
+    lease_until: datetime | None
+    lease_owner: str | None
+
+    def params(self, chat_id: int, transitions: list[dict[str, Any]]) -> tuple[Any, ...]:
+        """$1 to $15, `transitions` as $11."""
+        return (
+            chat_id, self.text, self.telegram_message_id, self.update_id, self.negative, self.positive, self.now,
+            self.next_checkin_at, self.lease_until, self.lease_owner, json.dumps(transitions),
+            self.moved_to["state"], self.moved_to["stage_before_repair"], self.moved_to["stage_messages"],
+            self.moved_to["calm_streak"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     message_id: int | None  # None: nothing was written
     created_at: datetime | None
@@ -205,6 +231,12 @@ class StoredReply:
     message_id: int | None  # None: another worker holds the chat's lease now
     released: bool  # the lease was handed back: nothing arrived since the context was read
     queued_before: int  # sends of the chat that were already waiting ahead of this reply
+
+
+def _stored(row: asyncpg.Record, *, seen_before: bool) -> StoredMessage:
+    if row["message_id"] is not None:
+        return StoredMessage(row["message_id"], row["created_at"], duplicate=False)
+    return StoredMessage(None, None, duplicate=seen_before)
 
 
 def _decoded(value: Any) -> Any:
@@ -245,49 +277,23 @@ class ReplyPathRepo:
         )
 
     async def store_message(
-        self,
-        seen: ConversationRow,
-        *,
-        text: str,
-        telegram_message_id: int | None,
-        update_id: int | None,
-        negative: float | None,
-        positive: float | None,
-        moved_to: dict[str, Any],
-        now: datetime,
-        next_checkin_at: datetime | None,
-        lease_until: datetime | None,
-        lease_owner: str | None,
-        transitions: Sequence[TransitionRecord],
+        self, seen: ConversationRow, write: MessageWrite, transitions: Sequence[TransitionRecord]
     ) -> StoredMessage:
         row = await self.connection.fetchrow(
             _STORE_MESSAGE,
-            seen.chat_id, text, telegram_message_id, update_id, negative, positive, now, next_checkin_at,
-            lease_until, lease_owner, json.dumps([vars_of(t) for t in transitions]),
-            moved_to["state"], moved_to["stage_before_repair"], moved_to["stage_messages"], moved_to["calm_streak"],
+            *write.params(seen.chat_id, [vars_of(t) for t in transitions]),
             seen.state, seen.stage_before_repair, seen.stage_messages, seen.calm_streak, seen.user_messages,
             seen.checkins_enabled, seen.reply_lease_until, seen.reply_lease_owner,
         )
         assert row is not None
-        if row["message_id"] is not None:
-            return StoredMessage(row["message_id"], row["created_at"], duplicate=False)
-        return StoredMessage(None, None, duplicate=bool(row["update_seen"] or row["message_seen"]))
+        return _stored(row, seen_before=bool(row["update_seen"] or row["message_seen"]))
 
     async def store_first_message(
         self,
         chat_id: int,
         user: UserInfo,
+        write: MessageWrite,
         *,
-        text: str,
-        telegram_message_id: int | None,
-        update_id: int | None,
-        negative: float | None,
-        positive: float | None,
-        moved_to: dict[str, Any],
-        now: datetime,
-        next_checkin_at: datetime | None,
-        lease_until: datetime,
-        lease_owner: str,
         started: Sequence[TransitionRecord],
         transitions: Sequence[TransitionRecord],
     ) -> StoredMessage:
@@ -298,15 +304,10 @@ class ReplyPathRepo:
         records += [{**vars_of(t), "by_message": True} for t in transitions]
         row = await self.connection.fetchrow(
             _STORE_FIRST_MESSAGE,
-            chat_id, text, telegram_message_id, update_id, negative, positive, now, next_checkin_at,
-            lease_until, lease_owner, json.dumps(records),
-            moved_to["state"], moved_to["stage_before_repair"], moved_to["stage_messages"], moved_to["calm_streak"],
-            user.user_id, user.username, user.first_name, user.language_code,
+            *write.params(chat_id, records), user.user_id, user.username, user.first_name, user.language_code,
         )
         assert row is not None
-        if row["message_id"] is not None:
-            return StoredMessage(row["message_id"], row["created_at"], duplicate=False)
-        return StoredMessage(None, None, duplicate=bool(row["update_seen"]))
+        return _stored(row, seen_before=bool(row["update_seen"]))
 
     async def store_reply(
         self, chat_id: int, *, worker: str, kind: str, text: str, through_id: int, seen_user_messages: int,

@@ -50,7 +50,7 @@ from storage.database import Database
 from storage.dto import ConversationRow, MessageRow, RecalledRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
-from storage.reply_path import ReplyPathRepo, StoredReply
+from storage.reply_path import MessageWrite, ReplyPathRepo, StoredReply
 
 log = structlog.get_logger()
 
@@ -166,14 +166,11 @@ class ConversationService:
                 lease_until = now + self.reply_lease if responder else row.reply_lease_until
                 lease_owner = self.worker if responder else row.reply_lease_owner
                 try:
-                    stored = await repo.store_message(
-                        row, text=text, telegram_message_id=telegram_message_id, update_id=update_id,
-                        negative=sentiment.negative, positive=sentiment.positive,
-                        moved_to=fsm_columns(outcome.snapshot), now=now,
-                        next_checkin_at=self.plan_checkin(now, enabled=row.checkins_enabled),
-                        lease_until=lease_until, lease_owner=lease_owner,
-                        transitions=transition_records(outcome.transitions),
-                    )
+                    stored = await repo.store_message(row, MessageWrite(
+                        text, telegram_message_id, update_id, sentiment.negative, sentiment.positive,
+                        fsm_columns(outcome.snapshot), now, self.plan_checkin(now, enabled=row.checkins_enabled),
+                        lease_until, lease_owner,
+                    ), transition_records(outcome.transitions))
                 except asyncpg.UniqueViolationError:  # the same message, stored by a concurrent delivery
                     continue
                 if stored.duplicate:
@@ -205,13 +202,11 @@ class ConversationService:
         outcome = self.machine.advance(begin.snapshot, MessageEvent(sentiment.negative, sentiment.positive, crisis))
         now = utcnow()
         try:
-            stored = await repo.store_first_message(
-                chat_id, user, text=text, telegram_message_id=telegram_message_id, update_id=update_id,
-                negative=sentiment.negative, positive=sentiment.positive, moved_to=fsm_columns(outcome.snapshot),
-                now=now, next_checkin_at=self.plan_checkin(now, enabled=True),  # check-ins start enabled
-                lease_until=now + self.reply_lease, lease_owner=self.worker,
-                started=transition_records(begin.transitions), transitions=transition_records(outcome.transitions),
-            )
+            stored = await repo.store_first_message(chat_id, user, MessageWrite(
+                text, telegram_message_id, update_id, sentiment.negative, sentiment.positive,
+                fsm_columns(outcome.snapshot), now, self.plan_checkin(now, enabled=True),  # check-ins start enabled
+                now + self.reply_lease, self.worker,
+            ), started=transition_records(begin.transitions), transitions=transition_records(outcome.transitions))
         except asyncpg.UniqueViolationError:  # a concurrent first delivery won
             return None
         if stored.duplicate:

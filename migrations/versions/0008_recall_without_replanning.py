@@ -41,7 +41,8 @@ REFRESH = """
         ), gone AS (
             DELETE FROM recall_common_words AS w WHERE NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.lexeme = w.lexeme)
         ), added AS (
-            INSERT INTO recall_common_words (lexeme) SELECT lexeme FROM fresh ON CONFLICT DO NOTHING
+            -- in one order: two replicas refreshing at once wait for each other instead of deadlocking
+            INSERT INTO recall_common_words (lexeme) SELECT lexeme FROM fresh ORDER BY lexeme ON CONFLICT DO NOTHING
         )
         SELECT count(*)::integer FROM fresh
     $$

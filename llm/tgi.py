@@ -87,7 +87,11 @@ class TGIChatModel:
         """`timeout` bounds a whole call, retries included: a user waits at most that for the fallback."""
         self._base_url = base_url.rstrip("/")
         self._deadline = timeout
-        self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key)
+        # Without a key, huggingface_hub would send the machine's Hugging Face token (HF_TOKEN, or the
+        # file `hf auth login` writes) to this server instead: a None header is left out of the request.
+        keyless: dict[str, Any] = {} if api_key else {"authorization": None}
+        self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key,
+                                            headers=keyless)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx2.AsyncClient(base_url=self._base_url, timeout=timeout, headers=headers)
         self._attempts = attempts

@@ -58,6 +58,7 @@ class TGIEmulator:
     break_streams: int = 0
     tokens_per_second: float = 0.0  # >0: the model writes at this pace (streamed or not), like a real one
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)  # each request's Authorization header
     rejected: int = 0
     api_key: str | None = None  # like `--api-key`: every route but /health wants `Authorization: Bearer <key>`
     unauthorized: int = 0
@@ -171,6 +172,7 @@ class TGIEmulator:
         except json.JSONDecodeError:
             return {}, self._error(422, "Failed to deserialize the JSON body", "validation")
         self.requests.append((path, body))
+        self.authorizations.append(request.headers.get("Authorization"))
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.faults:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,25 @@ async def test_the_api_key_reaches_the_server_and_a_wrong_one_says_what_to_set(t
     finally:
         await keyed.close()
         await keyless.close()
+
+
+async def test_without_a_key_the_machines_hugging_face_token_is_not_sent(
+    tgi: TGIEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A developer logged in to the Hub (or a host with HF_TOKEN for TGI's downloads) runs the bot
+    without TGI_API_KEY: huggingface_hub would hand that token to whatever TGI_URL points at."""
+    monkeypatch.setenv("HF_TOKEN", "hf_owner_secret_1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    keyless = TGIChatModel(tgi.url, backoff=0.01)
+    keyed = TGIChatModel(tgi.url, backoff=0.01, api_key="tgi-key-1")
+    try:
+        assert (await keyless.complete(PROMPT, GenerationParams(max_new_tokens=20))).text.startswith("[emulated")
+        assert tgi.authorizations == [None]
+        await keyed.complete(PROMPT, GenerationParams(max_new_tokens=20))
+        assert tgi.authorizations[1:] == ["Bearer tgi-key-1"]
+    finally:
+        await keyless.close()
+        await keyed.close()
 
 
 async def test_a_tgi_restarted_with_other_limits_is_noticed(model: TGIChatModel, tgi: TGIEmulator) -> None:

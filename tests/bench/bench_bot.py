@@ -37,6 +37,9 @@ from tests.postgres import fresh_database, server_url
 REPO = Path(__file__).resolve().parents[2]
 REFBOT = REPO.parent / "shared" / "bench" / "refbot.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# As deployed (compose and the manifests require a key): without one, huggingface_hub looks for a
+# Hugging Face token on disk on every call, 0.35 ms of CPU a reply that no deployment pays.
+TGI_KEY = "bench-tgi-key"
 
 
 @dataclass
@@ -187,7 +190,8 @@ async def webhook_replicas(
         pids = []
         for port in ports:
             bot = await stack.enter_async_context(running_bot(
-                telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, WEBHOOK_URL=hook,
+                telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, TGI_API_KEY=TGI_KEY,
+                WEBHOOK_URL=hook,
                 STREAM_REPLIES="false",
                 WEBHOOK_LISTEN=f"127.0.0.1:{port}",
             ))
@@ -221,7 +225,7 @@ async def main(options: argparse.Namespace) -> None:
         base = server_url(folder)
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
-            telegram, tgi = TelegramEmulator(), TGIEmulator()
+            telegram, tgi = TelegramEmulator(), TGIEmulator(api_key=TGI_KEY)
             await telegram.start()
             await tgi.start()
             chat_base = 1_000_000
@@ -230,7 +234,7 @@ async def main(options: argparse.Namespace) -> None:
                     results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base))
                 chat_base += 1_000_000
             async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
-                                   STREAM_REPLIES="false") as bot:
+                                   TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false") as bot:
                 profile = folder / "aifriend.pyspy" if options.profile else None
                 results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base, profile))
                 if profile is not None:
@@ -238,17 +242,20 @@ async def main(options: argparse.Namespace) -> None:
             if options.without_recall:
                 chat_base += 1_000_000
                 async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
-                                       STREAM_REPLIES="false", MEMORY_RECALL="false") as bot:
+                                       TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false", MEMORY_RECALL="false") as bot:
                     results.append(await measure("- recall", bot.process.pid, telegram, options, chat_base))
             if options.streaming:
                 chat_base += 1_000_000
-                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level) as bot:
+                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
+                                       TGI_API_KEY=TGI_KEY) as bot:
                     results.append(await measure("+ streaming", bot.process.pid, telegram, options, chat_base))
             for processes in options.webhook:
                 chat_base += 1_000_000
                 results.append(await webhook_replicas(processes, telegram, tgi, url, folder, options, chat_base))
             await telegram.stop()
             await tgi.stop()
+    if tgi.unauthorized:
+        print(f"the model server refused {tgi.unauthorized} requests: those replies were fallbacks")
     print(f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
           f"{options.per_chat} messages, each after the previous reply")
     for result in results:

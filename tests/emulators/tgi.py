@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,13 +97,19 @@ class TGIEmulator:
         app.router.add_post("/generate_stream", self._generate_stream)
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None,
+        keepalive_timeout: float = 75.0,
+    ) -> str:
+        """`tls`: served over HTTPS, as behind an ingress; `keepalive_timeout`: idle connections are
+        closed by the server after this long (aiohttp's default, 75 s, unless a test wants it sooner)."""
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0,
+                                     keepalive_timeout=keepalive_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-        self.url = f"http://{host}:{bound[1]}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{bound[1]}"
         return self.url
 
     async def stop(self) -> None:

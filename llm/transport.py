@@ -24,6 +24,7 @@ from huggingface_hub import set_async_client_factory
 from huggingface_hub.utils import _http as hf_http
 
 READ_CHUNK = 65536
+CLOSE_PATIENCE = 1.0  # seconds a closing connection may take before it is cut
 
 
 @contextlib.contextmanager
@@ -64,8 +65,13 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self._writer.wait_closed()
+        try:
+            async with asyncio.timeout(CLOSE_PATIENCE):  # a TLS peer that never answers the close
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()
+        except (OSError, ssl.SSLError):
+            pass
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None

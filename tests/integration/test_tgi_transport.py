@@ -51,31 +51,42 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_tgi_over_tls_is_reached_and_an_untrusted_certificate_is_refused(
-    emulator: TGIEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the bot runs on uvloop where it is installed
+def test_tgi_over_tls_is_reached_and_an_untrusted_certificate_is_refused(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cert, key = _certificate(tmp_path)
+    factory = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_over_tls(cert, key, monkeypatch))
+
+
+async def _over_tls(cert: Path, key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
-    url = await emulator.start(tls=tls)
+    emulator = TGIEmulator()
+    url = await emulator.start(tls=tls, keepalive_timeout=0.05)
     assert url.startswith("https://")
-
-    untrusting = TGIChatModel(url, attempts=1)
     try:
-        with pytest.raises(ModelUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
-            await untrusting.complete(PROMPT, SHORT)
-    finally:
-        await untrusting.close()
+        untrusting = TGIChatModel(url, attempts=1)
+        try:
+            with pytest.raises(ModelUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.complete(PROMPT, SHORT)
+        finally:
+            await untrusting.close()
 
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the operator's CA, the standard way
-    trusting = TGIChatModel(url, attempts=1)
-    try:
-        assert (await trusting.complete(PROMPT, SHORT)).text.startswith("[emulated model]")
-        chunks = [piece async for piece in trusting.stream(PROMPT, SHORT)]
-        assert "".join(chunks).startswith("[emulated model]")
-        assert (await trusting.health())[0]
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the operator's CA, the standard way
+        trusting = TGIChatModel(url, attempts=1)
+        try:
+            assert (await trusting.complete(PROMPT, SHORT)).text.startswith("[emulated model]")
+            await asyncio.sleep(0.3)  # the server closes the idle TLS connection; a new one is made
+            chunks = [piece async for piece in trusting.stream(PROMPT, SHORT)]
+            assert "".join(chunks).startswith("[emulated model]")
+            assert (await trusting.health())[0]
+        finally:
+            await trusting.close()
     finally:
-        await trusting.close()
+        await emulator.stop()
 
 
 async def test_a_server_that_accepts_and_never_answers_is_unavailable_within_the_timeout() -> None:

@@ -2,9 +2,12 @@
 
 Only the oldest pending row of a chat (its head) can be claimed, so a chat's messages go out
 in the order they were queued, whichever process sends them: a later message waits until the
-earlier one is sent or given up. A claim is a short lease; a sender that dies simply lets it
-run out. A row is deleted once Telegram has accepted it, in the same statement that records
-the delivery on the message it carries.
+earlier one is sent or given up. A reply queued when nothing else of its chat is pending is
+queued claimed (it is the head), which saves its sender the claim's round trip; a row another
+transaction queues for the chat at that very moment (a command's answer, a check-in) is not
+seen by that check and may go out beside the reply, in either order, never twice. A claim is a
+short lease; a sender that dies simply lets it run out. A row is deleted once Telegram has
+accepted it, in the same statement that records the delivery on the message it carries.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class Outgoing:
 
     method: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimAs:
+    """Who claims a send, and for how long: a sender's identity, for rows queued already claimed."""
+
+    worker: str
+    lease: timedelta
 
 
 @dataclass(frozen=True, slots=True)

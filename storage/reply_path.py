@@ -11,9 +11,11 @@ transaction around it (SQLAlchemy's execution layer cost more CPU than these sta
    else changed the conversation meanwhile (another message, a command, a lease), nothing is
    written and the caller reads again: optimistic, instead of a row lock held across round trips.
 3. `store_reply`: store the reply, mark what it answers, count it, queue it in the outbox and,
-   if no message arrived since the context was read, hand the reply lease back.
+   if no message arrived since the context was read, hand the reply lease back. With nothing of
+   the chat queued ahead, its first piece is queued already claimed by the sender.
 
-The outbox rows are then sent and recorded by the delivery queue (two statements).
+The outbox rows are then sent and recorded by the delivery queue (one statement per piece, the
+record of its delivery; a piece not claimed in advance takes one more, its claim).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import asyncpg
 
 from storage.conversations import TransitionRecord, UserInfo, vars_of
 from storage.dto import ConversationRow, DailySummaryRow, MessageRow, RecalledRow
-from storage.outbox import Outgoing
+from storage.outbox import ClaimAs, Outgoing, QueuedSend
 
 _MESSAGE_JSON = (
     "json_build_array(m.id, m.chat_id, m.role, m.kind, m.text, m.created_at, m.telegram_message_id, "
@@ -166,14 +168,24 @@ _STORE_REPLY = """
         UPDATE messages SET answered_at = now(), recall_note = CASE WHEN id = $5 THEN $10::text END
          WHERE chat_id = $1 AND role = 'user' AND answered_at IS NULL AND id <= $5
            AND EXISTS (SELECT 1 FROM conv)
+    ), ahead AS (
+        SELECT count(*) AS sends FROM outbox WHERE chat_id = $1 AND status = 'pending'
     ), queued AS (
-        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload)
-        SELECT $1::bigint, stored.id, s.piece = $8, s.method, s.payload
-          FROM stored, jsonb_to_recordset($9::jsonb) AS s(piece integer, method text, payload jsonb)
+        -- With nothing of the chat ahead, the first piece is queued already claimed by the sender
+        -- $11 (for $12): the claim it would otherwise make in a statement of its own.
+        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload, claimed_by, claimed_until, attempts)
+        SELECT $1::bigint, stored.id, s.piece = $8, s.method, s.payload,
+               CASE WHEN c.claim THEN $11::text END, CASE WHEN c.claim THEN now() + $12::interval END,
+               CASE WHEN c.claim THEN 1 ELSE 0 END
+          FROM stored, jsonb_to_recordset($9::jsonb) AS s(piece integer, method text, payload jsonb),
+               LATERAL (SELECT s.piece = 1 AND $11::text IS NOT NULL AND (SELECT sends FROM ahead) = 0 AS claim) AS c
          ORDER BY s.piece
+        RETURNING id, created_at, claimed_by IS NOT NULL AS claimed
     )
     SELECT (SELECT id FROM stored) AS message_id, coalesce((SELECT released FROM conv), false) AS released,
-           (SELECT count(*) FROM outbox WHERE chat_id = $1 AND status = 'pending') AS queued_before
+           (SELECT sends FROM ahead) AS queued_before,
+           (SELECT id FROM queued WHERE claimed) AS claimed_id,
+           (SELECT created_at FROM queued WHERE claimed) AS claimed_at
 """
 
 
@@ -231,6 +243,7 @@ class StoredReply:
     message_id: int | None  # None: another worker holds the chat's lease now
     released: bool  # the lease was handed back: nothing arrived since the context was read
     queued_before: int  # sends of the chat that were already waiting ahead of this reply
+    claimed: QueuedSend | None = None  # the first piece, queued already claimed: send it without a claim
 
 
 def _stored(row: asyncpg.Record, *, seen_before: bool) -> StoredMessage:
@@ -312,14 +325,21 @@ class ReplyPathRepo:
     async def store_reply(
         self, chat_id: int, *, worker: str, kind: str, text: str, through_id: int, seen_user_messages: int,
         lease_until: datetime, sends: Sequence[Outgoing], recall_note: str | None = None,
+        claim: ClaimAs | None = None,
     ) -> StoredReply:
+        """`claim`: the sender that will send the reply; with nothing of the chat queued ahead, the
+        first piece is queued claimed by it (`StoredReply.claimed`)."""
         pieces = [{"piece": n, "method": s.method, "payload": s.payload} for n, s in enumerate(sends, 1)]
         row = await self.connection.fetchrow(
             _STORE_REPLY, chat_id, worker, kind, text, through_id, seen_user_messages, lease_until, len(sends),
-            json.dumps(pieces), recall_note,
+            json.dumps(pieces), recall_note, claim.worker if claim else None, claim.lease if claim else None,
         )
         assert row is not None
-        return StoredReply(row["message_id"], bool(row["released"]), int(row["queued_before"] or 0))
+        claimed = None
+        if row["claimed_id"] is not None:
+            claimed = QueuedSend(row["claimed_id"], chat_id, row["message_id"], len(sends) == 1, sends[0].method,
+                                 sends[0].payload, 1, row["claimed_at"])
+        return StoredReply(row["message_id"], bool(row["released"]), int(row["queued_before"] or 0), claimed)
 
     async def renew_lease(self, chat_id: int, worker: str, until: datetime) -> None:
         """Keep a long reply's lease (one statement, committing by itself)."""

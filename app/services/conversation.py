@@ -343,7 +343,8 @@ class ConversationService:
                 replies.append(reply)
                 if await self.memory.should_fold(context.recent):
                     self.spawn(self.memory.fold_if_needed(chat_id))
-                await outbox.flush(chat_id, expect=pieces if stored.queued_before == 0 else None)
+                await outbox.flush(chat_id, expect=pieces if stored.queued_before == 0 else None,
+                                   claimed=stored.claimed)
                 if stored.released:
                     return replies
                 context = None
@@ -431,7 +432,7 @@ class ConversationService:
             stored = await ReplyPathRepo(connection).store_reply(
                 row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
                 seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
-                recall_note=note if kind == "reply" else None,
+                recall_note=note if kind == "reply" else None, claim=outbox.claim_as,
             )
         message_id = stored.message_id
         if message_id is None:

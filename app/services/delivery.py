@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from app.metrics import Metrics
 from app.services.drafts import DraftPreview, DraftTransport
 from storage.conversations import ConversationRepo
 from storage.database import Database
-from storage.outbox import OutboxRepo, QueuedSend, SenderRepo
+from storage.outbox import ClaimAs, OutboxRepo, QueuedSend, SenderRepo
 
 log = structlog.get_logger()
 
@@ -87,8 +88,14 @@ class DeliveryQueue:
         self.drafts = DraftPreview(transport) if isinstance(transport, DraftTransport) else None
         self._in_flight = asyncio.Semaphore(SEND_CONCURRENCY)
         self._senders: dict[int, asyncio.Task[None]] = {}
+        # A chat's head, queued claimed, and until when it may be sent on that claim: its sender takes it as is.
+        self._claimed: dict[int, tuple[QueuedSend, float]] = {}
         self._again: set[int] = set()
         self._closing = False
+
+    @property
+    def claim_as(self) -> ClaimAs:
+        return ClaimAs(self.worker, self.claim_lease)
 
     def typing(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         return self.transport.typing(chat_id)
@@ -111,8 +118,10 @@ class DeliveryQueue:
         if not task.cancelled() and task.exception() is not None:
             log.error("sender_failed", chat_id=chat_id, error=repr(task.exception()))
 
-    async def flush(self, chat_id: int, *, expect: int | None = None) -> None:
+    async def flush(self, chat_id: int, *, expect: int | None = None, claimed: QueuedSend | None = None) -> None:
         """Send what is queued for the chat now, and return when it is sent or left for later."""
+        if claimed is not None:  # a running sender of the chat takes it on its next turn (kick says so)
+            self._claimed[chat_id] = (claimed, time.monotonic() + self.claim_lease.total_seconds() / 2)
         with contextlib.suppress(Exception):
             await asyncio.shield(self.kick(chat_id, expect=expect))
 
@@ -172,12 +181,17 @@ class DeliveryQueue:
             await asyncio.sleep(delay)
 
     async def _send_head(self, chat_id: int) -> float | None:
-        """Claim the chat's head, send it, record what happened: on one connection held throughout,
-        so the answer is written down the moment it arrives, never after a wait for the pool."""
+        """Claim the chat's head (or take the one queued claimed for it), send it, record what
+        happened: on one connection held throughout, so the answer is written down the moment it
+        arrives, never after a wait for the pool."""
+        claimed, usable_until = self._claimed.pop(chat_id, (None, 0.0))  # taken once, whatever happens next
         async with self._in_flight, self.database.raw() as connection:
             # Each statement commits by itself (both are single statements): one round trip each.
             repo = SenderRepo(connection)
-            send = await repo.claim_head(chat_id, self.worker, self.claim_lease)
+            # A claim that may have run out meanwhile (a long wait for a slot) is not trusted: the
+            # database decides again, so no other sender can have it at the same time.
+            fresh = claimed is not None and time.monotonic() < usable_until
+            send = claimed if fresh else await repo.claim_head(chat_id, self.worker, self.claim_lease)
             if send is None:
                 return _EMPTY
             outcome = await self._attempt(send)

@@ -9,8 +9,10 @@ from aiogram.types import Message
 from app.reports import format_conversation, format_stats
 from app.services.commands import CommandService, UpdateUnit
 from app.services.operators import OperatorReports
+from app.telegram.filters import looks_like_command
 
 router = Router(name=__name__)
+router.message.filter(looks_like_command)  # plain text passes this router in one check
 
 
 def _is_admin(message: Message, admin_ids: frozenset[int]) -> bool:

@@ -14,17 +14,18 @@ from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
 import structlog
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
+from app.telegram.filters import looks_like_command, private_chat, text_command
 from storage.memory import Remembered
 
 router = Router(name=__name__)
-router.message.filter(F.chat.type == "private")
+router.message.filter(private_chat, looks_like_command)  # plain text passes this router in one check
 log = structlog.get_logger()
 
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
@@ -36,6 +37,14 @@ FORGET_KEYBOARD = {"inline_keyboard": [[
 MEMORY_FORGET_YES, MEMORY_KEEP = "memory:forget:", "memory:keep"
 MAX_FORGET_WORDS = 100  # characters; a sentence is not what /memory forget is for
 _MEMORY_FORGET = re.compile(r"^/memory(?:@\w+)?\s+forget\s+(.+)$", re.IGNORECASE | re.DOTALL)
+
+
+async def _forget_answer(query: CallbackQuery) -> bool:
+    return query.data in (FORGET_YES, FORGET_NO)
+
+
+async def _memory_answer(query: CallbackQuery) -> bool:
+    return query.data is not None and (query.data.startswith(MEMORY_FORGET_YES) or query.data == MEMORY_KEEP)
 
 
 def _memory_buttons(command_id: int) -> dict[str, object]:
@@ -78,7 +87,7 @@ async def cmd_forget(message: Message, unit: UpdateUnit, commands: CommandServic
     await commands.answer(unit, texts.FORGET_CONFIRM, command=message.text, reply_markup=FORGET_KEYBOARD)
 
 
-@router.callback_query(F.data.in_({FORGET_YES, FORGET_NO}))
+@router.callback_query(_forget_answer)
 async def on_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: CommandService) -> None:
     if query.data == FORGET_YES:
         removed = await commands.forget(unit)
@@ -123,7 +132,7 @@ def memory_text(remembered: Remembered) -> str:
     return "\n\n".join(parts)
 
 
-@router.callback_query(F.data.startswith(MEMORY_FORGET_YES) | (F.data == MEMORY_KEEP))
+@router.callback_query(_memory_answer)
 async def on_memory_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: CommandService) -> None:
     text = texts.MEMORY_KEPT
     asked = (query.data or "").removeprefix(MEMORY_FORGET_YES)
@@ -183,6 +192,6 @@ async def cmd_timezone(message: Message, command: CommandObject, unit: UpdateUni
     await commands.answer(unit, texts.TIMEZONE_SET.format(zone=zone, local=local), command=message.text)
 
 
-@router.message(F.text.startswith("/"))
+@router.message(text_command)
 async def on_unknown_command(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
     await commands.answer(unit, texts.UNKNOWN_COMMAND, command=message.text)

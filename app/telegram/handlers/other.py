@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import structlog
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import Message
 
 from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
+from app.telegram.filters import private_chat
 
 router = Router(name=__name__)
 log = structlog.get_logger()
 
 
-@router.message(F.chat.type == "private")
+@router.message(private_chat)
 async def on_not_text(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
     log.info("non_text_answered", content_type=message.content_type)
     await commands.note_other(unit, f"[{message.content_type}]", texts.NOT_TEXT)

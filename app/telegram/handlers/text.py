@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import Message, Update
 
 from app.services.commands import CommandService, UpdateUnit
 from app.services.conversation import ConversationService
 from app.services.outbox import Outbox
 from app.telegram import texts
+from app.telegram.filters import has_text, private_chat
 from app.telegram.handlers.common import user_info
 
 router = Router(name=__name__)
-router.message.filter(F.chat.type == "private")
+router.message.filter(private_chat)
 
 
-@router.message(F.text)
+@router.message(has_text)
 async def on_text(
     message: Message, event_update: Update, conversation: ConversationService, commands: CommandService,
     outbox: Outbox, unit: UpdateUnit | None = None,

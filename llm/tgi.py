@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
 
 from llm.budget import room_for_reply
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
-from llm.transport import AsyncioTransport, use_asyncio_transport
+from llm.transport import AiohttpTransport, use_aiohttp_transport
 from llm.types import (
     ChatMessage,
     Completion,
@@ -91,12 +91,12 @@ class TGIChatModel:
         # Without a key, huggingface_hub would send the machine's Hugging Face token (HF_TOKEN, or the
         # file `hf auth login` writes) to this server instead: a None header is left out of the request.
         keyless: dict[str, Any] = {} if api_key else {"authorization": None}
-        use_asyncio_transport()
+        use_aiohttp_transport()
         self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key,
                                             headers=keyless)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx2.AsyncClient(base_url=self._base_url, timeout=timeout, headers=headers,
-                                        transport=AsyncioTransport())
+                                        transport=AiohttpTransport())
         self._attempts = attempts
         self._backoff = backoff
         self._limits: TokenLimits | None = None

@@ -1,150 +1,127 @@
-"""huggingface_hub's HTTP client on asyncio's own streams.
+"""huggingface_hub's HTTP client on aiohttp, the HTTP stack the bot already runs for Telegram.
 
-huggingface_hub speaks through httpx2, whose connection layer (httpcore2) reaches the network
-through anyio. On asyncio that adds a cancel scope around every read and write and rebuilds a
-table of socket attributes each time a pooled connection is checked: a fifth of the bot's CPU
-went to it in `bench_bot`'s profile. This backend gives httpcore2 the same streams on asyncio
-directly. Everything above it (httpx2, huggingface_hub's requests, errors and parsing) is
-unchanged; the client is installed through huggingface_hub's documented
-`set_async_client_factory`.
+huggingface_hub speaks through httpx2. Its default connection layer (httpcore2 and h11, over
+anyio) parses HTTP in Python and writes a request's headers and body in two sends; it was a
+quarter of the bot's CPU per reply in `bench_bot`'s profile. This transport hands each request
+httpx2 builds to aiohttp (HTTP parsed in C, headers and body in one write) and gives httpx2
+back a response it reads as its own. Everything above it (httpx2's redirects and decoding,
+huggingface_hub's requests, errors and parsing) is unchanged; the client is installed through
+huggingface_hub's documented `set_async_client_factory`.
+
+Trust is httpx2's own (`create_ssl_context`: the system's store, or SSL_CERT_FILE/SSL_CERT_DIR).
+Proxies from the environment stay with httpx2, which mounts its own transport for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpcore2
+import aiohttp
 import httpx2
 from huggingface_hub import set_async_client_factory
 from huggingface_hub.utils import _http as hf_http
+from multidict import CIMultiDict
 
-READ_CHUNK = 65536
-CLOSE_PATIENCE = 1.0  # seconds a closing connection may take before it is cut
-
-
-@contextlib.contextmanager
-def _mapped(timeout_error: type[Exception], other: type[Exception]) -> Iterator[None]:
-    """httpcore2's own exceptions, as its anyio backend raises them (httpx2 maps those in turn)."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise timeout_error(str(exc) or "timed out") from exc
-    except (OSError, EOFError, ssl.SSLError) as exc:
-        raise other(str(exc) or exc.__class__.__name__) from exc
+MAX_CONNECTIONS = 100  # httpx2's default limit
+KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx2's default)
 
 
-class AsyncioStream(httpcore2.AsyncNetworkStream):
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+class _Body(httpx2.AsyncByteStream):
+    """The response body as aiohttp reads it; closing it early closes the connection."""
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(httpcore2.ReadTimeout, httpcore2.ReadError):
-            if timeout is None:
-                return await self._reader.read(max_bytes)
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        with _mapped(httpcore2.WriteTimeout, httpcore2.WriteError):
-            self._writer.write(buffer)
-            if self._writer.transport.get_write_buffer_size() == 0:
-                return  # written at once, as almost always on a request of a few kilobytes
-            if timeout is None:
-                await self._writer.drain()
-                return
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped(httpx2.ReadTimeout, httpx2.ReadError):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
 
     async def aclose(self) -> None:
-        self._writer.close()
-        try:
-            async with asyncio.timeout(CLOSE_PATIENCE):  # a TLS peer that never answers the close
-                await self._writer.wait_closed()
-        except TimeoutError:
-            self._writer.transport.abort()
-        except (OSError, ssl.SSLError):
-            pass
+        self._response.release()
 
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        with _mapped(httpcore2.ConnectTimeout, httpcore2.ConnectError):
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-            except BaseException:
-                await self.aclose()
-                raise
-        return self
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            # Readable while idle in the pool: the server closed it (or sent what nobody asked for).
-            return self._reader.at_eof() or len(getattr(self._reader, "_buffer", b"")) > 0
-        if info in ("socket", "ssl_object"):
-            return self._writer.get_extra_info(info)
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
+class _mapped:
+    """aiohttp's failures as the httpx2 exceptions huggingface_hub and `llm.tgi` expect."""
+
+    def __init__(self, timeout_error: type[httpx2.TimeoutException], other: type[httpx2.TransportError]) -> None:
+        self._timeout = timeout_error
+        self._other = other
+
+    def __enter__(self) -> None:
         return None
 
-
-class AsyncioBackend(httpcore2.AsyncNetworkBackend):
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        with _mapped(httpcore2.ConnectTimeout, httpcore2.ConnectError):
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None, limit=READ_CHUNK
-                )
-        sock = writer.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        with _mapped(httpcore2.ConnectTimeout, httpcore2.ConnectError):
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path, limit=READ_CHUNK)
-        return AsyncioStream(reader, writer)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if exc is None or isinstance(exc, httpx2.HTTPError | asyncio.CancelledError):
+            return
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            raise httpx2.ConnectTimeout(str(exc) or "connect timed out") from exc
+        if isinstance(exc, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors too
+            raise self._timeout(str(exc) or "timed out") from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise httpx2.ConnectError(str(exc)) from exc
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            raise httpx2.RemoteProtocolError(str(exc) or exc.__class__.__name__) from exc
+        if isinstance(exc, aiohttp.ClientError | OSError):
+            raise self._other(str(exc) or exc.__class__.__name__) from exc
 
 
-class AsyncioTransport(httpx2.AsyncHTTPTransport):
-    """httpx2's transport (its pool, limits, TLS and proxy settings from the environment), with
-    connections from `AsyncioBackend`. Proxied connections keep httpcore2's own backend."""
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """An httpx2 transport that sends through one aiohttp session (opened on first use, in the
+    running loop) with the same TLS trust, connection limit and keep-alive as httpx2's own."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        if isinstance(self._pool, httpcore2.AsyncConnectionPool):
-            self._pool._network_backend = AsyncioBackend()
+    def __init__(self) -> None:
+        self._ssl = httpx2.create_ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+
+    def _opened(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self._ssl, keepalive_timeout=KEEPALIVE),
+                auto_decompress=False,  # httpx2 decodes by Content-Encoding itself
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                trust_env=False,  # httpx2 routes proxied requests elsewhere
+            )
+        return self._session
+
+    def _timeout(self, request: httpx2.Request) -> aiohttp.ClientTimeout:
+        """httpx2's per-request timeouts: waiting for a pooled connection, connecting, each read."""
+        limits = request.extensions.get("timeout", {})
+        key = (limits.get("pool"), limits.get("connect"), limits.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return timeout
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = await request.aread()
+        headers = CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw)
+        with _mapped(httpx2.ReadTimeout, httpx2.ConnectError):
+            response = await self._opened().request(
+                request.method, str(request.url), headers=headers, data=body or None, allow_redirects=False,
+                timeout=self._timeout(request),
+            )
+        return httpx2.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode("latin-1")},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
-def asyncio_client() -> httpx2.AsyncClient:
-    """huggingface_hub's default async client (its request and response hooks), on `AsyncioTransport`."""
+def aiohttp_client() -> httpx2.AsyncClient:
+    """huggingface_hub's default async client (its request and response hooks), on `AiohttpTransport`."""
     return httpx2.AsyncClient(
-        transport=AsyncioTransport(),
+        transport=AiohttpTransport(),
         event_hooks={"request": [hf_http.async_hf_request_event_hook],
                      "response": [hf_http.async_hf_response_event_hook]},
         follow_redirects=True,
@@ -152,5 +129,5 @@ def asyncio_client() -> httpx2.AsyncClient:
     )
 
 
-def use_asyncio_transport() -> None:
-    set_async_client_factory(asyncio_client)
+def use_aiohttp_transport() -> None:
+    set_async_client_factory(aiohttp_client)

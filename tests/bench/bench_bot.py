@@ -50,13 +50,14 @@ class Result:
     throughput: float = 0.0
     cpu_ms: float = 0.0
     pg_cpu_ms: float = 0.0
+    harness_cpu_ms: float = 0.0
     rss_mb: float = 0.0
     lost: int = 0
     duplicated: int = 0
 
     def line(self) -> str:
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
-                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
+                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
 
@@ -160,13 +161,14 @@ async def measure(
     latencies = await steady(telegram, options.rate, options.seconds, base + 1)
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
-    cpu_before, pg_before = cpu_seconds(pid), postgres_cpu_seconds()
+    cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None:
             await stack.enter_async_context(sampling(pid, profile))
         result.throughput = await burst(telegram, chats, options.per_chat)
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
     result.pg_cpu_ms = (postgres_cpu_seconds() - pg_before) * 1000 / (len(chats) * options.per_chat)
+    result.harness_cpu_ms = (cpu_seconds(os.getpid()) - harness_before) * 1000 / (len(chats) * options.per_chat)
     result.rss_mb = rss_mb(pid)
     await asyncio.sleep(0.5)
     result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)

@@ -1,5 +1,5 @@
-"""huggingface_hub's client on asyncio's own streams (`llm/transport.py`), against the TGI emulator:
-connections the server closed, TLS, refused and silent servers."""
+"""huggingface_hub's client on aiohttp (`llm/transport.py`), against the TGI emulator and scripted servers:
+connections the server closed, TLS, resets, a proxy's HTML error, refused and silent servers."""
 
 from __future__ import annotations
 
@@ -108,5 +108,84 @@ async def test_a_server_that_accepts_and_never_answers_is_unavailable_within_the
         await model.close()
         for writer in accepted:
             writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def _answer(body: bytes, status: str = "200 OK", content_type: str = "application/json") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+_COMPLETION = (b'{"id": "1", "object": "chat.completion", "created": 1, "model": "tgi", "system_fingerprint": "x",'
+               b' "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,'
+               b' "message": {"role": "assistant", "content": "hello from the far side"}}],'
+               b' "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}')
+_INFO = b'{"max_input_tokens": 4095, "max_total_tokens": 4096, "model_id": "m"}'
+
+
+async def _scripted(first: bytes | None) -> tuple[asyncio.Server, list[str]]:
+    """A model server that answers the first chat request with `first` (None: closes the
+    connection mid-answer, after half a status line) and every later one properly."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                path = head.split(b" ")[1].decode()
+                seen.append(path)
+                if path == "/info":
+                    writer.write(_answer(_INFO))
+                elif sum(p == "/v1/chat/completions" for p in seen) == 1:
+                    if first is None:
+                        writer.write(b"HTTP/1.1 2")
+                        await writer.drain()
+                        writer.transport.abort()  # a reset, as a crashing proxy or pod leaves it
+                        return
+                    writer.write(first)
+                else:
+                    writer.write(_answer(_COMPLETION))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, seen
+
+
+@pytest.mark.parametrize("first", [
+    None,
+    _answer(b"<html><body><h1>502 Bad Gateway</h1></body></html>", "502 Bad Gateway", "text/html"),
+], ids=["reset-mid-answer", "proxy-html-502"])
+async def test_a_reset_or_a_proxys_html_error_is_retried_and_the_reply_still_comes(first: bytes | None) -> None:
+    server, seen = await _scripted(first)
+    port = server.sockets[0].getsockname()[1]
+    model = TGIChatModel(f"http://127.0.0.1:{port}", attempts=2, backoff=0.01)
+    try:
+        assert (await model.complete(PROMPT, SHORT)).text == "hello from the far side"
+        assert seen.count("/v1/chat/completions") == 2
+    finally:
+        await model.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_reset_on_every_try_is_reported_as_unavailable_with_its_cause() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    model = TGIChatModel(f"http://127.0.0.1:{port}", attempts=2, backoff=0.01)
+    try:
+        with pytest.raises(ModelUnavailableError, match="failed 2 times"):
+            await model.complete(PROMPT, SHORT)
+    finally:
+        await model.close()
         server.close()
         await server.wait_closed()

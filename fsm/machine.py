@@ -1,12 +1,13 @@
 """One `transitions` machine for every conversation; each call borrows it for one event.
 
-The transition table is data. Conditions are small named methods of a throwaway model
-that reads the stored snapshot and the event; callbacks only change that model, so a
-failed callback can never leave a half-applied state behind.
+The transition table is data. Conditions are small named methods of a model that is loaded
+from the stored snapshot and the event at the start of every call; callbacks only change that
+model, so a failed callback can never leave a half-applied state behind.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +47,11 @@ class _Dialog:
 
     state: str
 
-    def __init__(self, snapshot: Snapshot, limits: Thresholds) -> None:
+    def __init__(self, limits: Thresholds) -> None:
+        self.load(Snapshot(), limits)
+
+    def load(self, snapshot: Snapshot, limits: Thresholds) -> None:
+        """Start over from `snapshot` (the machine's state is set by the caller)."""
         self.limits = limits
         self.remembered = snapshot.stage_before_repair
         self.messages = snapshot.messages
@@ -114,6 +119,7 @@ class RelationshipMachine:
             send_event=True,
             after_state_change="record",
         )
+        self._borrowed = threading.local()
 
     @staticmethod
     def begin() -> Outcome:
@@ -121,13 +127,20 @@ class RelationshipMachine:
         start = Transition(from_stage=None, to_stage=Stage.ICEBREAKER, trigger=Trigger.START, messages=0)
         return Outcome(Snapshot(), (start,))
 
+    def _dialog(self) -> _Dialog:
+        """This thread's model, bound to the machine once: binding one per event (`add_model`) was
+        most of an event's cost. `advance` never yields, so one per thread is never shared."""
+        dialog: _Dialog | None = getattr(self._borrowed, "dialog", None)
+        if dialog is None:
+            dialog = self._borrowed.dialog = _Dialog(self.limits)
+            self._machine.add_model(dialog, initial="icebreaker")
+        return dialog
+
     def advance(self, snapshot: Snapshot, event: Event) -> Outcome:
-        dialog = _Dialog(snapshot, self.limits)
-        self._machine.add_model(dialog, initial=snapshot.stage.value)
-        try:
-            self._apply(dialog, event)
-        finally:
-            self._machine.remove_model(dialog)
+        dialog = self._dialog()
+        dialog.load(snapshot, self.limits)
+        self._machine.set_state(snapshot.stage.value, model=dialog)
+        self._apply(dialog, event)
         stage = Stage(dialog.state)
         after = Snapshot(
             stage=stage,
@@ -180,6 +193,6 @@ class RelationshipMachine:
             show_conditions=True,
             title="aifriend relationship",
         )
-        holder = _Dialog(Snapshot(), self.limits)
+        holder = _Dialog(self.limits)
         graph.add_model(holder, initial="icebreaker")
         return str(holder.get_graph().draw(None))  # type: ignore[attr-defined]

@@ -136,3 +136,25 @@ def test_the_diagram_is_drawn_from_the_machine() -> None:
     assert "stateDiagram-v2" in diagram.splitlines()
     for line in ("icebreaker --> warming: count", "close --> warming: cooldown", "repair --> close: recovered"):
         assert line in diagram
+
+
+def test_one_conversations_event_leaves_nothing_behind_for_the_next() -> None:
+    """The machine is shared by every chat: what one event set (a remembered stage, a calm streak,
+    transitions) is not in the next chat's outcome, even after an event that failed halfway."""
+    own = RelationshipMachine()
+    upset = own.advance(Snapshot(stage=Stage.CLOSE, messages=40), MessageEvent(negative=0.9, positive=0.0))
+    assert upset.snapshot.stage is Stage.REPAIR and upset.snapshot.stage_before_repair is Stage.CLOSE
+
+    fresh = own.advance(Snapshot(messages=3), CALM)
+    assert fresh.snapshot == Snapshot(stage=Stage.ICEBREAKER, messages=4)
+    assert fresh.transitions == ()
+
+    failing = RelationshipMachine(Thresholds(warming_at=10))
+    failing.limits = None  # type: ignore[assignment]  # a condition that raises mid-event
+    with pytest.raises(AttributeError):
+        failing.advance(Snapshot(stage=Stage.REPAIR, stage_before_repair=Stage.WARMING, messages=9, calm_streak=1),
+                        MessageEvent(negative=0.0, positive=0.9))
+    failing.limits = Thresholds(warming_at=10)
+    after = failing.advance(Snapshot(messages=2), CALM)
+    assert after.snapshot == Snapshot(stage=Stage.ICEBREAKER, messages=3)
+    assert after.transitions == ()

@@ -115,16 +115,22 @@ _CLAIM_RAW = """
        AND (o.claimed_until IS NULL OR o.claimed_until < now())
     RETURNING o.id, o.chat_id, o.message_id, o.last_piece, o.method, o.payload, o.attempts, o.created_at
 """
-_SENT_RAW = """
-    WITH sent AS (DELETE FROM outbox WHERE id = $1 RETURNING message_id, last_piece)
-    UPDATE messages SET delivered_at = now(), telegram_message_id = $2
-     WHERE id = (SELECT message_id FROM sent WHERE last_piece)
+# Deliveries recorded together ($1 send ids, $2 their Telegram message ids, in the same order).
+_SENT_MANY = """
+    WITH delivered AS (
+        SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS d(send_id, telegram_message_id)
+    ), sent AS (
+        DELETE FROM outbox AS o USING delivered AS d WHERE o.id = d.send_id
+        RETURNING o.message_id, o.last_piece, d.telegram_message_id
+    )
+    UPDATE messages AS m SET delivered_at = now(), telegram_message_id = sent.telegram_message_id
+      FROM sent WHERE m.id = sent.message_id AND sent.last_piece
 """
 
 
 class SenderRepo:
-    """A sender's two statements, claim and record, straight through asyncpg on the connection it
-    holds from one to the other (each commits by itself): the path every message takes."""
+    """The senders' two statements, claim and record, straight through asyncpg (each commits by
+    itself): the path every message takes."""
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
@@ -138,8 +144,9 @@ class SenderRepo:
                           json.loads(payload) if isinstance(payload, str) else payload, row["attempts"],
                           row["created_at"])
 
-    async def sent(self, send_id: int, telegram_message_id: int | None) -> None:
-        await self.connection.execute(_SENT_RAW, send_id, telegram_message_id)
+    async def sent(self, deliveries: Sequence[tuple[int, int | None]]) -> None:
+        """Telegram accepted these (send id, its message id): drop the rows, record each delivery."""
+        await self.connection.execute(_SENT_MANY, [d[0] for d in deliveries], [d[1] for d in deliveries])
 
 
 class OutboxRepo:

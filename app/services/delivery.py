@@ -4,8 +4,9 @@ A transport (Telegram, the terminal, a test) makes one attempt and says what is 
 afterwards: *sent* (record it at once), *retry* (nothing happened: a 429, a 5xx with an
 answer, a refused connection; or nobody can know, the connection died after the request
 left: at-least-once, so it is sent again), *give up* (a 400: sending again cannot help) or
-*blocked* (403: the user blocked the bot). Delivery is recorded in the statement right after
-the answer, so the window in which a crash leaves a send's fate unknown is one round trip.
+*blocked* (403: the user blocked the bot). Delivery is recorded by the next statement that
+records deliveries (`DeliveryLedger`), so the window in which a crash leaves a send's fate
+unknown is at most two round trips.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from app.services.drafts import DraftPreview, DraftTransport
+from app.services.ledger import DeliveryLedger
 from storage.conversations import ConversationRepo
 from storage.database import Database
 from storage.outbox import ClaimAs, OutboxRepo, QueuedSend, SenderRepo
@@ -87,6 +89,7 @@ class DeliveryQueue:
         self.sweep_concurrency = sweep_concurrency
         self.drafts = DraftPreview(transport) if isinstance(transport, DraftTransport) else None
         self._in_flight = asyncio.Semaphore(SEND_CONCURRENCY)
+        self.ledger = DeliveryLedger(database)
         self._senders: dict[int, asyncio.Task[None]] = {}
         # A chat's head, queued claimed, and until when it may be sent on that claim: its sender takes it as is.
         self._claimed: dict[int, tuple[QueuedSend, float]] = {}
@@ -182,28 +185,28 @@ class DeliveryQueue:
 
     async def _send_head(self, chat_id: int) -> float | None:
         """Claim the chat's head (or take the one queued claimed for it), send it, record what
-        happened: on one connection held throughout, so the answer is written down the moment it
-        arrives, never after a wait for the pool."""
+        happened: a delivery with the others that arrive meanwhile (`DeliveryLedger`)."""
         claimed, usable_until = self._claimed.pop(chat_id, (None, 0.0))  # taken once, whatever happens next
-        async with self._in_flight, self.database.raw() as connection:
-            # Each statement commits by itself (both are single statements): one round trip each.
-            repo = SenderRepo(connection)
+        async with self._in_flight:
             # A claim that may have run out meanwhile (a long wait for a slot) is not trusted: the
             # database decides again, so no other sender can have it at the same time.
-            fresh = claimed is not None and time.monotonic() < usable_until
-            send = claimed if fresh else await repo.claim_head(chat_id, self.worker, self.claim_lease)
+            send = claimed if claimed is not None and time.monotonic() < usable_until else await self._claim(chat_id)
             if send is None:
                 return _EMPTY
             outcome = await self._attempt(send)
             if outcome.status == "sent":
                 try:
-                    await repo.sent(send.id, outcome.telegram_message_id)
+                    await self.ledger.record(send.id, outcome.telegram_message_id)
                 except Exception:
-                    await self._record_sent(send, outcome.telegram_message_id)  # on a fresh connection
+                    await self._record_sent(send, outcome.telegram_message_id)  # on its own
                 self.metrics.inc("aifriend_sends_total", outcome="sent")
                 log.debug("message_sent", send_id=send.id, telegram_message_id=outcome.telegram_message_id)
                 return None
         return await self._record(send, outcome)
+
+    async def _claim(self, chat_id: int) -> QueuedSend | None:
+        async with self.database.raw() as connection:  # one statement, committing by itself
+            return await SenderRepo(connection).claim_head(chat_id, self.worker, self.claim_lease)
 
     async def _attempt(self, send: QueuedSend) -> SendOutcome:
         try:

@@ -51,13 +51,14 @@ class Result:
     cpu_ms: float = 0.0
     pg_cpu_ms: float = 0.0
     harness_cpu_ms: float = 0.0
+    waited_ms: float = 0.0
     rss_mb: float = 0.0
     lost: int = 0
     duplicated: int = 0
 
     def line(self) -> str:
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
-                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
+                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
 
@@ -69,6 +70,15 @@ def percentile(values: list[float], share: float) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time the process's threads were ready to run but waited for a CPU (the kernel's schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread gone meanwhile
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 def postgres_cpu_seconds() -> float:
@@ -162,6 +172,7 @@ async def measure(
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
     cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
+    waited_before = runqueue_seconds(pid)
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None:
             await stack.enter_async_context(sampling(pid, profile))
@@ -169,6 +180,7 @@ async def measure(
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
     result.pg_cpu_ms = (postgres_cpu_seconds() - pg_before) * 1000 / (len(chats) * options.per_chat)
     result.harness_cpu_ms = (cpu_seconds(os.getpid()) - harness_before) * 1000 / (len(chats) * options.per_chat)
+    result.waited_ms = (runqueue_seconds(pid) - waited_before) * 1000 / (len(chats) * options.per_chat)
     result.rss_mb = rss_mb(pid)
     await asyncio.sleep(0.5)
     result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)

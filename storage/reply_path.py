@@ -5,7 +5,7 @@ transaction around it (SQLAlchemy's execution layer cost more CPU than these sta
 
 1. `read`: the conversation, its user, what is owed a reply, the recent history, the day
    summaries and the older lines that match the new message (full-text search, GIN index),
-   in one statement (the rows ride along as JSON).
+   in one statement (the rows ride along as JSON); `read_many` reads several chats in one.
 2. `store_message`: record the update id, store the message, move the conversation (FSM,
    counters, reply lease) and log transitions, guarded by the values `read` saw. If anything
    else changed the conversation meanwhile (another message, a command, a lease), nothing is
@@ -38,7 +38,13 @@ _MESSAGE_JSON = (
 )
 _CONVERSATION_COLUMNS = [name for name in ConversationRow.__slots__ if name not in ("timezone", "username",
                                                                                    "first_name")]
+# Many chats at once ($1 chat ids, $5 what recall looks for, $6 how many lines it may find; one
+# each, in the same order): each chat's row is the single-chat statement, kept per chat by the
+# LATERAL with OFFSET 0 (never flattened into a join that would scan every conversation).
 _READ = f"""
+    SELECT q.n, r.*
+      FROM unnest($1::bigint[], $5::text[], $6::integer[]) WITH ORDINALITY AS q(chat_id, query, recall, n),
+           LATERAL (
     SELECT {", ".join(f"c.{name}" for name in _CONVERSATION_COLUMNS)}, u.timezone, u.username, u.first_name,
            (SELECT coalesce(json_agg({_MESSAGE_JSON} ORDER BY m.id), '[]')
               FROM messages AS m
@@ -56,18 +62,19 @@ _READ = f"""
            (SELECT coalesce(json_agg(json_build_array(h.id, h.text, h.created_at) ORDER BY h.rank), '[]')
               FROM aifriend_recall(
                        c.chat_id, aifriend_text_config(u.language_code),
-                       coalesce($5::text, (SELECT string_agg(p.text, ' ') FROM messages AS p
-                                            WHERE p.chat_id = c.chat_id AND p.role = 'user'
-                                              AND p.answered_at IS NULL)),
+                       coalesce(q.query, (SELECT string_agg(p.text, ' ') FROM messages AS p
+                                          WHERE p.chat_id = c.chat_id AND p.role = 'user'
+                                            AND p.answered_at IS NULL)),
                        c.history_since_id,
                        coalesce((SELECT min(w.id) FROM (SELECT r.id FROM messages AS r
                                   WHERE r.chat_id = c.chat_id AND r.recallable
                                     AND r.id > greatest(c.history_since_id, c.summarized_through_id)
                                   ORDER BY r.id DESC LIMIT $3) AS w), 9223372036854775807),
-                       c.user_messages, $6) WITH ORDINALITY AS h(id, text, created_at, rank)
-             WHERE $6 > 0) AS recalled
+                       c.user_messages, q.recall) WITH ORDINALITY AS h(id, text, created_at, rank)
+             WHERE q.recall > 0) AS recalled
       FROM conversations AS c JOIN users AS u ON u.id = c.user_id
-     WHERE c.chat_id = $1
+     WHERE c.chat_id = q.chat_id
+    OFFSET 0) AS r
 """
 
 # Both ways of storing a user message end the same way once `conv` names the chat it went to
@@ -206,6 +213,16 @@ class ChatState:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadWanted:
+    """One chat's part of a `read_many`: what recall looks for (None: the messages still owed a
+    reply) and how many older lines it may bring (0: none)."""
+
+    chat_id: int
+    query: str | None
+    recall: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessageWrite:
     """What storing a user message writes, whichever statement does it: the message as it arrived,
     and the conversation as the message moves it ($2-$10 and $12-$15 of both statements)."""
@@ -266,6 +283,16 @@ def _messages(raw: Any) -> list[MessageRow]:
     ]
 
 
+def _state(row: asyncpg.Record) -> ChatState:
+    return ChatState(
+        ConversationRow(*(row[name] for name in ConversationRow.__slots__)),
+        _messages(row["pending"]),
+        _messages(row["recent"]),
+        [DailySummaryRow(date.fromisoformat(day), text) for day, text in _decoded(row["days"])],
+        [RecalledRow(id_, text, datetime.fromisoformat(at)) for id_, text, at in _decoded(row["recalled"])],
+    )
+
+
 class ReplyPathRepo:
     """The reply path's statements, on a raw asyncpg connection outside any transaction: each
     statement commits by itself, and asyncpg keeps them prepared on the connection."""
@@ -277,17 +304,19 @@ class ReplyPathRepo:
         self, chat_id: int, *, default_tz: str, window: int, days: int = 3, query: str | None = None, recall: int = 8,
     ) -> ChatState | None:
         """`query`: what recall looks for (the new message); None: the messages still owed a reply."""
-        row = await self.connection.fetchrow(_READ, chat_id, default_tz, window, days, query, recall)
-        if row is None:
-            return None
-        conversation = ConversationRow(*(row[name] for name in ConversationRow.__slots__))
-        return ChatState(
-            conversation,
-            _messages(row["pending"]),
-            _messages(row["recent"]),
-            [DailySummaryRow(date.fromisoformat(day), text) for day, text in _decoded(row["days"])],
-            [RecalledRow(id_, text, datetime.fromisoformat(at)) for id_, text, at in _decoded(row["recalled"])],
+        return (await self.read_many([ReadWanted(chat_id, query, recall)], default_tz=default_tz, window=window,
+                                     days=days))[0]
+
+    async def read_many(
+        self, wanted: Sequence[ReadWanted], *, default_tz: str, window: int, days: int = 3
+    ) -> list[ChatState | None]:
+        """`read` for several chats in one statement: one state per entry, in order (None: no such chat)."""
+        rows = await self.connection.fetch(
+            _READ, [w.chat_id for w in wanted], default_tz, window, days, [w.query for w in wanted],
+            [w.recall for w in wanted],
         )
+        found = {row["n"]: _state(row) for row in rows}
+        return [found.get(n) for n in range(1, len(wanted) + 1)]
 
     async def store_message(
         self, seen: ConversationRow, write: MessageWrite, transitions: Sequence[TransitionRecord]

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.metrics import Metrics
 from app.persona import Persona
 from app.prompt import Memory, Recalled, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
+from app.services.batching import NaturalBatch
 from app.services.drafts import DraftPreview
 from app.services.memory import MemoryKeeper
 from app.services.outbox import Outbox
@@ -50,7 +51,7 @@ from storage.database import Database
 from storage.dto import ConversationRow, MessageRow, RecalledRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
-from storage.reply_path import MessageWrite, ReplyPathRepo, StoredReply
+from storage.reply_path import ChatState, MessageWrite, ReadWanted, ReplyPathRepo, StoredReply
 
 log = structlog.get_logger()
 
@@ -92,6 +93,8 @@ class ConversationService:
         self.worker = worker
         self.stream_replies = stream_replies  # show replies as they are written, where the outbox can
         self.recall = RECALL_CANDIDATES if recall else 0  # older lines fetched for each reply's prompt
+        # Chats read at the same time (a batch of updates, replies under load) share one statement.
+        self._reads: NaturalBatch[ReadWanted, ChatState | None] = NaturalBatch(self._read_many)
         self._background: set[asyncio.Task[Any]] = set()
         self._healing: set[int] = set()
 
@@ -144,12 +147,12 @@ class ConversationService:
 
         The write is guarded by what was read; if the conversation changed in between, it writes
         nothing and the read is repeated. None sends the caller to the locking path."""
-        async with self.database.raw() as connection:
-            repo = ReplyPathRepo(connection)
-            for _ in range(OPTIMISTIC_ATTEMPTS):
-                # With a debounce the reply re-reads its context once the burst is over: recall then.
-                state = await repo.read(chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW, query=text,
-                                        recall=0 if self.reply_debounce > timedelta(0) else self.recall)
+        # With a debounce the reply re-reads its context once the burst is over: recall then.
+        wanted = ReadWanted(chat_id, text, 0 if self.reply_debounce > timedelta(0) else self.recall)
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            state = await self._reads.submit(wanted)
+            async with self.database.raw() as connection:
+                repo = ReplyPathRepo(connection)
                 if state is None:
                     return await self._receive_first(
                         repo, chat_id, user, text, sentiment, crisis,
@@ -361,12 +364,13 @@ class ConversationService:
                 async with self.database.raw() as connection:
                     await ReplyPathRepo(connection).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
 
+    async def _read_many(self, wanted: list[ReadWanted]) -> list[ChatState | None]:
+        async with self.database.raw() as connection:
+            return await ReplyPathRepo(connection).read_many(wanted, default_tz=self.default_tz, window=HISTORY_WINDOW)
+
     async def _context(self, chat_id: int) -> ReplyContext | None:
         """What the next reply needs, in one statement."""
-        async with self.database.raw() as connection:
-            state = await ReplyPathRepo(connection).read(
-                chat_id, default_tz=self.default_tz, window=HISTORY_WINDOW, recall=self.recall
-            )
+        state = await self._reads.submit(ReadWanted(chat_id, None, self.recall))
         if state is None:  # forgotten meanwhile
             return None
         return self._reply_context(state.conversation, state.pending, state.recent, state.days, state.recalled)

@@ -32,7 +32,7 @@ from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
-from tests.postgres import fresh_database, server_url
+from tests.postgres import fetch, fresh_database, server_url
 
 REPO = Path(__file__).resolve().parents[2]
 REFBOT = REPO.parent / "shared" / "bench" / "refbot.py"
@@ -52,13 +52,17 @@ class Result:
     pg_cpu_ms: float = 0.0
     harness_cpu_ms: float = 0.0
     waited_ms: float = 0.0
+    statements: float = 0.0
     rss_mb: float = 0.0
     lost: int = 0
     duplicated: int = 0
 
+    def counted(self) -> str:
+        return f"; {self.statements:4.2f} transactions" if self.statements else ""
+
     def line(self) -> str:
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
-                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
+                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f}{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
 
@@ -160,8 +164,16 @@ async def refbot(variant: str, telegram: TelegramEmulator, url: str, log: Path) 
             await process.wait()
 
 
+async def transactions(url: str) -> int:
+    """Transactions the database has committed or rolled back: on the reply path every statement
+    is one (no BEGIN/COMMIT around them), so per message this is statements per message."""
+    await asyncio.sleep(11)  # an idle backend reports its counts within 10 s (PostgreSQL 15+)
+    row = (await fetch(url, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"))[0]
+    return int(row[0])
+
+
 async def measure(
-    name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int,
+    name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
     profile: Path | None = None,
 ) -> Result:
     """Steady-rate latency, then sustained throughput (sampled with py-spy into `profile` if given)."""
@@ -171,6 +183,7 @@ async def measure(
     latencies = await steady(telegram, options.rate, options.seconds, base + 1)
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
+    transactions_before = await transactions(url) if options.count_statements else 0
     cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
     waited_before = runqueue_seconds(pid)
     async with contextlib.AsyncExitStack() as stack:
@@ -182,7 +195,10 @@ async def measure(
     result.harness_cpu_ms = (cpu_seconds(os.getpid()) - harness_before) * 1000 / (len(chats) * options.per_chat)
     result.waited_ms = (runqueue_seconds(pid) - waited_before) * 1000 / (len(chats) * options.per_chat)
     result.rss_mb = rss_mb(pid)
-    await asyncio.sleep(0.5)
+    if options.count_statements:  # our own first read of the count is a transaction too
+        result.statements = (await transactions(url) - transactions_before - 1) / (len(chats) * options.per_chat)
+    else:
+        await asyncio.sleep(0.5)
     result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)
     result.duplicated = sum(max(0, len(telegram.sent[c]) - options.per_chat) for c in chats)
     return result
@@ -211,7 +227,7 @@ async def webhook_replicas(
             ))
             pids.append(bot.process.pid)
         try:
-            result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base)
+            result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base, url)
         except TimeoutError:
             print("webhook deliveries:", dict(telegram.webhook_statuses), "served:", dict(balancer.served),
                   "webhook:", telegram.webhook_url, "sets:", telegram.webhook_sets)
@@ -245,24 +261,24 @@ async def main(options: argparse.Namespace) -> None:
             chat_base = 1_000_000
             for variant in options.refbot:
                 async with refbot(variant, telegram, url, folder / f"refbot-{variant}.log") as pid:
-                    results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base))
+                    results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base, url))
                 chat_base += 1_000_000
             async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
                                    TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false") as bot:
                 profile = folder / "aifriend.pyspy" if options.profile else None
-                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base, profile))
+                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base, url, profile))
                 if profile is not None:
                     profile_report = report(profile)
             if options.without_recall:
                 chat_base += 1_000_000
                 async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
                                        TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false", MEMORY_RECALL="false") as bot:
-                    results.append(await measure("- recall", bot.process.pid, telegram, options, chat_base))
+                    results.append(await measure("- recall", bot.process.pid, telegram, options, chat_base, url))
             if options.streaming:
                 chat_base += 1_000_000
                 async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
                                        TGI_API_KEY=TGI_KEY) as bot:
-                    results.append(await measure("+ streaming", bot.process.pid, telegram, options, chat_base))
+                    results.append(await measure("+ streaming", bot.process.pid, telegram, options, chat_base, url))
             for processes in options.webhook:
                 chat_base += 1_000_000
                 results.append(await webhook_replicas(processes, telegram, tgi, url, folder, options, chat_base))
@@ -298,6 +314,9 @@ if __name__ == "__main__":
                         help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)")
     parser.add_argument("--profile", action="store_true",
                         help="sample aifriend with py-spy in the sustained phase and print CPU by package")
+    parser.add_argument("--count-statements", action="store_true",
+                        help="also the database's transactions per message in the sustained phase (on the reply "
+                             "path, statements: each commits by itself); waits 11 s around it for the counts")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
     parser.add_argument("--webhook", type=int, nargs="*", default=[],
                         help="then aifriend in webhook mode with this many processes behind a round-robin proxy")

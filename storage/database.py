@@ -46,6 +46,11 @@ class DirectPool:
     A checkout through SQLAlchemy's pool cost 80 µs of CPU, four times a reply; asyncpg's costs 20 µs
     once its reset is off. The reset (`RESET ALL`, `UNLISTEN *`, ...) is a round trip on every
     release and undoes nothing here: these statements run outside transactions and set nothing.
+
+    Its connections plan each prepared statement once (`plan_cache_mode = force_generic_plan`).
+    Left to choose, PostgreSQL planned the context read afresh on every execution for a single
+    chat (its estimate for one array element beats the kept plan's for ten), 1.1 ms of server CPU
+    per reply, and the delivery record likewise: the kept plans are the same index lookups.
     """
 
     def __init__(self, connect_arguments: dict[str, Any], size: int) -> None:
@@ -60,6 +65,8 @@ class DirectPool:
         self._on_connect.append(callback)
 
     async def _opened(self, connection: asyncpg.Connection) -> None:
+        # A SET rather than a startup parameter: connection poolers refuse parameters they do not know.
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
         for callback in self._on_connect:
             await callback(connection)
 

@@ -172,19 +172,21 @@ async def ask(service: ConversationService, chat_id: int, planted: list[tuple[st
     return hits / len(planted), statistics.mean(sizes)
 
 
-async def read_times(dsn: str, chat_id: int, questions: list[str], recall: int) -> float:
-    """Median time of the reply path's read statement, in ms."""
-    connection = await asyncpg.connect(dsn)
+async def read_times(url: str, chat_id: int, questions: list[str], recall: int) -> float:
+    """Median time of the reply path's read statement, in ms, on a connection of the bot's own pool
+    (planned as the bot's are)."""
+    database = connect(url, pool_size=2)
     try:
-        repo = ReplyPathRepo(connection)
-        timings = []
-        for question in questions * 3:
-            started = time.perf_counter()
-            await repo.read(chat_id, default_tz="UTC", window=HISTORY_WINDOW, query=question, recall=recall)
-            timings.append((time.perf_counter() - started) * 1000)
+        async with database.raw() as connection:
+            repo = ReplyPathRepo(connection)
+            timings = []
+            for question in questions * 3:
+                started = time.perf_counter()
+                await repo.read(chat_id, default_tz="UTC", window=HISTORY_WINDOW, query=question, recall=recall)
+                timings.append((time.perf_counter() - started) * 1000)
         return statistics.median(timings[len(questions):])  # the first round warms caches and plans
     finally:
-        await connection.close()
+        await database.close()
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -212,11 +214,11 @@ async def main(options: argparse.Namespace) -> None:
                 await database.close()
                 await model.close()
                 await tgi.stop()
-            small = [await read_times(dsn, 1, questions, recall) for recall in (RECALL_CANDIDATES, 0)]
+            small = [await read_times(url, 1, questions, recall) for recall in (RECALL_CANDIDATES, 0)]
             started = time.monotonic()
             await large_chat(dsn, 3, options.large)
             built = time.monotonic() - started
-            large = [await read_times(dsn, 3, questions, recall) for recall in (RECALL_CANDIDATES, 0)]
+            large = [await read_times(url, 3, questions, recall) for recall in (RECALL_CANDIDATES, 0)]
     print(f"50 facts in {options.messages} messages over 30 days, each asked about once (TGI emulator limits "
           f"{tgi.max_input_tokens}/{tgi.max_total_tokens} tokens):")
     for recall, label in ((True, "with retrieval"), (False, "summaries alone")):

@@ -79,3 +79,21 @@ async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(servic
         await connection.execute("DEALLOCATE read_plan; RESET plan_cache_mode")
     assert "Seq Scan on conversations" not in plan, plan
     assert "Index Scan using pk_conversations on conversations" in plan, plan
+
+
+async def test_the_reply_paths_statements_are_planned_once_per_connection(service: ConversationService) -> None:
+    """Left to choose, PostgreSQL planned a one-chat read afresh on every reply (its estimate for one
+    chat beat the kept plan's): a millisecond of server CPU each time. The pool's connections keep
+    one plan per statement, whatever the chats and messages are."""
+    await _chat(service, 821, "my sister Lena plays the cello", "we talked about the weather")
+    async with service.database.raw() as connection:
+        repo = ReplyPathRepo(connection)
+        for n in range(8):
+            state = await repo.read(821, default_tz="UTC", window=2, query=f"Lena and the cello, take {n}")
+            assert state is not None and state.recalled, "recall still finds the older line"
+        plans = await connection.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1", _READ
+        )
+    assert plans is not None, "the read is a prepared statement on the connection"
+    assert plans["custom_plans"] == 0, dict(plans)
+    assert plans["generic_plans"] >= 8, dict(plans)

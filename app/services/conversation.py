@@ -41,6 +41,7 @@ from app.services.records import (
     utcnow,
 )
 from app.services.text import clean_text, storable, text_sends
+from app.services.when_slow import WhenSlow
 from fsm import MessageEvent, RelationshipMachine, SilenceEvent, Stage, Transition
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import SentimentScorer, detect_crisis
@@ -321,8 +322,9 @@ class ConversationService:
 
         `context`, when the caller read it already (storing the message), saves the first read."""
         replies: list[Reply] = []
-        heartbeat = asyncio.create_task(self._keep_lease(chat_id))
-        try:
+        period = self.reply_lease.total_seconds() / 3
+        lease = WhenSlow(period, lambda: self._keep_lease(chat_id, period))
+        async with lease:
             while True:
                 if context is None or context.debounce > 0:
                     if context is not None:  # a burst may still grow: wait, then read what it became
@@ -346,23 +348,21 @@ class ConversationService:
                 replies.append(reply)
                 if await self.memory.should_fold(context.recent):
                     self.spawn(self.memory.fold_if_needed(chat_id))
+                if stored.released:  # handed back: nothing to renew while the reply is sent
+                    await lease.stop()
                 await outbox.flush(chat_id, expect=pieces if stored.queued_before == 0 else None,
                                    claimed=stored.claimed)
                 if stored.released:
                     return replies
                 context = None
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
-    async def _keep_lease(self, chat_id: int) -> None:
-        period = self.reply_lease.total_seconds() / 3
+    async def _keep_lease(self, chat_id: int, period: float) -> None:
+        """Renew the chat's reply lease every `period` (from `period` into a reply: see WhenSlow)."""
         while True:
-            await asyncio.sleep(period)
             with contextlib.suppress(Exception):  # a missed renewal is retried; the lease outlives two
                 async with self.database.raw() as connection:
                     await ReplyPathRepo(connection).renew_lease(chat_id, self.worker, utcnow() + self.reply_lease)
+            await asyncio.sleep(period)
 
     async def _read_many(self, wanted: list[ReadWanted]) -> list[ChatState | None]:
         async with self.database.raw() as connection:

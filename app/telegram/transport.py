@@ -10,8 +10,6 @@ the Bot API has no idempotency key, so it is sent again (at least once). Done fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import structlog
 from aiogram import Bot
@@ -35,6 +33,7 @@ from aiohttp import ClientConnectorError
 
 from app.services.delivery import SendOutcome
 from app.services.drafts import DraftOutcome
+from app.services.when_slow import WhenSlow
 from storage.outbox import QueuedSend
 
 log = structlog.get_logger()
@@ -112,22 +111,9 @@ class TelegramTransport:
             return DraftOutcome("failed", error=f"{exc.__class__.__name__}: {exc}")
         return DraftOutcome("shown")
 
-    @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
-        """Show "typing" while the block runs, from TYPING_AFTER on. Most replies finish sooner, so the
-        indicator's task is only created then (a timer costs less than a task made and cancelled)."""
-        keeping: list[asyncio.Task[None]] = []
-        timer = asyncio.get_running_loop().call_later(
-            TYPING_AFTER, lambda: keeping.append(asyncio.create_task(self._keep_typing(chat_id)))
-        )
-        try:
-            yield
-        finally:
-            timer.cancel()
-            for task in keeping:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    def typing(self, chat_id: int) -> WhenSlow:
+        """Show "typing" while the block runs, from TYPING_AFTER on (most replies finish sooner)."""
+        return WhenSlow(TYPING_AFTER, lambda: self._keep_typing(chat_id))
 
     async def _keep_typing(self, chat_id: int) -> None:
         while True:

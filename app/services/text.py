@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 
 from app.services.split import split_message
@@ -11,6 +10,8 @@ from storage.outbox import Outgoing
 
 MAX_STORED_CHARS = 20_000
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Unicode's control characters (category Cc: U+0000-U+001F and U+007F-U+009F) but tab and newline.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def storable(text: str) -> str:
@@ -22,10 +23,7 @@ def storable(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """A user's text: storable, without control characters but newlines and tabs, and bounded."""
-    text = storable(text)
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
-        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc" or ch in "\n\t")
-    return text.strip()[:MAX_STORED_CHARS]
+    return _CONTROL.sub("", storable(text)).strip()[:MAX_STORED_CHARS]
 
 
 def text_sends(text: str, reply_markup: dict[str, Any] | None = None) -> list[Outgoing]:

@@ -30,6 +30,11 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
+def token_count(text: str) -> int:
+    """len(tokenize(text)), without building every token's span (a chat request counts its whole prompt)."""
+    return len(_TOKEN.findall(text))
+
+
 def template(messages: list[dict[str, Any]]) -> str:
     parts = [f"<|{m.get('role', 'user')}|>\n{_content(m)}<|end|>\n" for m in messages]
     return "".join(parts) + "<|assistant|>\n"
@@ -192,14 +197,14 @@ class TGIEmulator:
         if failed:
             return failed
         messages = body.get("messages") or []
-        input_tokens = len(tokenize(template(messages))) if messages else 0
+        input_tokens = token_count(template(messages)) if messages else 0
         max_new = body.get("max_tokens")
         invalid = self._validate(input_tokens, max_new if max_new is not None else 1024)
         if invalid:
             return invalid
         budget = max_new if max_new is not None else self.max_total_tokens - input_tokens
         text = self.echo(messages, budget)
-        generated = len(tokenize(text))
+        generated = token_count(text)
         finish = "length" if generated >= budget else "stop"
         created = int(time.time())
         pace = 1 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
@@ -251,7 +256,7 @@ class TGIEmulator:
         inputs = str(body.get("inputs", ""))
         params = body.get("parameters") or {}
         max_new = params.get("max_new_tokens") or 100
-        invalid = self._validate(len(tokenize(inputs)), max_new)
+        invalid = self._validate(token_count(inputs), max_new)
         if invalid:
             return invalid
         text = self.echo([{"role": "user", "content": inputs}], max_new)
@@ -263,7 +268,7 @@ class TGIEmulator:
             return failed
         inputs = str(body.get("inputs", ""))
         max_new = (body.get("parameters") or {}).get("max_new_tokens") or 100
-        invalid = self._validate(len(tokenize(inputs)), max_new)
+        invalid = self._validate(token_count(inputs), max_new)
         if invalid:
             return invalid
         text = self.echo([{"role": "user", "content": inputs}], max_new)

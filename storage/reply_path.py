@@ -8,8 +8,8 @@ transaction around it (SQLAlchemy's execution layer cost more CPU than these sta
    in one statement (the rows ride along as JSON); `read_many` reads several chats in one.
 2. `store_message`: record the update id, store the message, move the conversation (FSM,
    counters, reply lease) and log transitions, guarded by the values `read` saw. If anything
-   else changed the conversation meanwhile (another message, a command, a lease), nothing is
-   written and the caller reads again: optimistic, instead of a row lock held across round trips.
+   else changed the conversation meanwhile (another message, a command, a lease, a /clear), nothing
+   is written and the caller reads again: optimistic, instead of a row lock held across round trips.
 3. `store_reply`: store the reply, mark what it answers, count it, queue it in the outbox and,
    if no message arrived since the context was read, hand the reply lease back. With nothing of
    the chat queued ahead, its first piece is queued already claimed by the sender.
@@ -107,7 +107,7 @@ _STORE_MESSAGE = f"""
            AND stage_messages = $18 AND calm_streak = $19
            AND user_messages = $20 AND checkins_enabled = $21
            AND reply_lease_until IS NOT DISTINCT FROM $22::timestamptz
-           AND reply_lease_owner IS NOT DISTINCT FROM $23::text
+           AND reply_lease_owner IS NOT DISTINCT FROM $23::text AND history_since_id = $24
            AND NOT EXISTS (SELECT 1 FROM processed_updates WHERE update_id = $4::bigint)
            AND NOT EXISTS (SELECT 1 FROM messages
                             WHERE chat_id = $1 AND role = 'user' AND telegram_message_id = $3::bigint)
@@ -325,7 +325,7 @@ class ReplyPathRepo:
             _STORE_MESSAGE,
             *write.params(seen.chat_id, [vars_of(t) for t in transitions]),
             seen.state, seen.stage_before_repair, seen.stage_messages, seen.calm_streak, seen.user_messages,
-            seen.checkins_enabled, seen.reply_lease_until, seen.reply_lease_owner,
+            seen.checkins_enabled, seen.reply_lease_until, seen.reply_lease_owner, seen.history_since_id,
         )
         assert row is not None
         return _stored(row, seen_before=bool(row["update_seen"] or row["message_seen"]))

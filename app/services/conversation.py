@@ -15,7 +15,7 @@ import contextlib
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -61,6 +61,16 @@ HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how
 OPTIMISTIC_ATTEMPTS = 5  # reads and guarded writes of one message before taking the row lock instead
 RECALL_CANDIDATES = 8  # older lines a reply's read fetches by full-text rank; the budget decides how many are used
 HEAL_CONCURRENCY = 32  # chats answered at once after a crash; the model server queues the rest
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """A chat's context read, started as its update arrived (before the update was even parsed), so
+    the read's round trip overlaps the parsing. `receive` uses it if it wants the same read; the
+    store is guarded by what was read, so a read gone stale meanwhile is only read again."""
+
+    wanted: ReadWanted
+    state: asyncio.Future[ChatState | None]
 
 
 class ConversationService:
@@ -126,13 +136,15 @@ class ConversationService:
         *,
         telegram_message_id: int | None = None,
         update_id: int | None = None,
+        prefetched: Prefetched | None = None,
     ) -> Received:
         """Store and score one user message and move the FSM; decide who replies."""
         text = clean_text(text) or "…"
         sentiment = await self.scorer.score(text)
         crisis = detect_crisis(text)
         received = await self._receive_known(
-            chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id
+            chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id,
+            prefetched=prefetched,
         )
         if received is None:  # a new chat, a changed name, or a chat too busy to store optimistically
             received = await self._receive_locked(
@@ -140,18 +152,30 @@ class ConversationService:
             )
         return received
 
+    def prefetch(self, chat_id: int, text: str) -> Prefetched:
+        """Start the read `receive` will want for this message; nothing is written."""
+        wanted = self._wanted(chat_id, clean_text(text) or "…")
+        return Prefetched(wanted, self._reads.start(wanted))
+
+    def _wanted(self, chat_id: int, text: str) -> ReadWanted:
+        # With a debounce the reply re-reads its context once the burst is over: recall then.
+        return ReadWanted(chat_id, text, 0 if self.reply_debounce > timedelta(0) else self.recall)
+
     async def _receive_known(
         self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
-        telegram_message_id: int | None, update_id: int | None,
+        telegram_message_id: int | None, update_id: int | None, prefetched: Prefetched | None = None,
     ) -> Received | None:
         """The hot path: read everything in one statement, write everything in another.
 
         The write is guarded by what was read; if the conversation changed in between, it writes
         nothing and the read is repeated. None sends the caller to the locking path."""
-        # With a debounce the reply re-reads its context once the burst is over: recall then.
-        wanted = ReadWanted(chat_id, text, 0 if self.reply_debounce > timedelta(0) else self.recall)
+        wanted = self._wanted(chat_id, text)
         for _ in range(OPTIMISTIC_ATTEMPTS):
-            state = await self._reads.submit(wanted)
+            if prefetched is not None and prefetched.wanted == wanted:
+                state = await asyncio.shield(prefetched.state)
+            else:
+                state = await self._reads.submit(wanted)
+            prefetched = None
             async with self.database.raw() as connection:
                 repo = ReplyPathRepo(connection)
                 if state is None:

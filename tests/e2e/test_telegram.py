@@ -67,7 +67,7 @@ async def test_a_crash_between_storing_and_replying_is_healed_on_restart(
     tgi.latency = 60.0
     async with running_bot(telegram, tgi, database_url, tmp_path) as bot:
         telegram.user_sends(CHAT, "are you still there after the crash?")
-        for _ in range(200):
+        for _ in range(600):  # a start-up under a busy suite takes seconds
             if tgi.chat_requests():
                 break
             await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ import asyncpg
 
 from app.prompt import Memory
 from app.services.commands import CommandService
-from app.services.conversation import ConversationService
+from app.services.conversation import ConversationService, Prefetched
 from app.services.delivery import DeliveryQueue, SendOutcome
 from app.services.records import ReplyContext
 from storage.conversations import UserInfo
@@ -343,3 +343,54 @@ async def test_a_first_message_stores_the_user_the_chat_and_both_moves_in_order(
     overview = await _rows(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview "
                                          "WHERE chat_id = 777")
     assert tuple(overview[0]) == ("repair", 1, 1)
+
+
+SAID_BY = UserInfo(user_id=501, username="ann")  # the user as `_say` writes (a changed name takes the locked path)
+
+
+async def _answer_prefetched(service: ConversationService, outbox: RecordingOutbox, prefetched: Prefetched, text: str) -> None:
+    received = await service.receive(501, SAID_BY, text, prefetched=prefetched)
+    assert received.responder
+    await service.respond(501, outbox, received.context)
+
+
+async def test_a_context_read_before_a_clear_is_read_again(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """The bot starts a message's context read before it parses the update; a /clear that lands in
+    between must not leave the old history in the reply."""
+    outbox = RecordingOutbox(service.database)
+    for number in range(12):
+        await _say(service, outbox, f"Remember the blue kite {number}")
+    prefetched = service.prefetch(501, "what did I tell you?")
+    assert (await prefetched.state) is not None
+    async with CommandService(service).handling(501, SAID_BY) as unit:
+        assert unit is not None
+        await CommandService(service).reset(unit)
+    await _answer_prefetched(service, outbox, prefetched, "what did I tell you?")
+    prompt = tgi.chat_requests()[-1]["messages"]
+    assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
+    assert prompt[0]["content"].startswith(service.persona.stages.icebreaker.system)
+    overview = (await _rows(database_url, "SELECT state, user_messages FROM conversation_overview WHERE chat_id = 501"))[0]
+    assert tuple(overview) == ("icebreaker", 13)
+
+
+async def test_a_context_read_before_the_history_moved_is_read_again(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """Even when the stage and counts stay the same, a read from before the short-term history
+    was cut (what /clear does to it) is not the one the reply is written from."""
+    outbox = RecordingOutbox(service.database)
+    await _say(service, outbox, "Remember the blue kite")
+    prefetched = service.prefetch(501, "and now?")
+    assert (await prefetched.state) is not None
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        await connection.execute(
+            "UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) WHERE chat_id = 501"
+        )
+    finally:
+        await connection.close()
+    await _answer_prefetched(service, outbox, prefetched, "and now?")
+    prompt = tgi.chat_requests()[-1]["messages"]
+    assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])

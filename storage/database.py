@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage import migrate
+from storage.direct import DirectPool
 from storage.embedded import embedded_database_url
 from storage.errors import DatabaseConfigError, DatabaseUnreachableError, is_refused
 
@@ -40,60 +40,6 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-class DirectPool:
-    """asyncpg's own pool, for the reply path's single statements, opened on first use (it needs the loop).
-
-    A checkout through SQLAlchemy's pool cost 80 µs of CPU, four times a reply; asyncpg's costs 20 µs
-    once its reset is off. The reset (`RESET ALL`, `UNLISTEN *`, ...) is a round trip on every
-    release and undoes nothing here: these statements run outside transactions and set nothing.
-
-    Its connections plan each prepared statement once (`plan_cache_mode = force_generic_plan`).
-    Left to choose, PostgreSQL planned the context read afresh on every execution for a single
-    chat (its estimate for one array element beats the kept plan's for ten), 1.1 ms of server CPU
-    per reply, and the delivery record likewise: the kept plans are the same index lookups.
-    """
-
-    def __init__(self, connect_arguments: dict[str, Any], size: int) -> None:
-        self._arguments = connect_arguments
-        self._size = size
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
-        self._on_connect: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
-
-    def on_connect(self, callback: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
-        """Run `callback` on each connection the pool opens from now on (benchmarks count statements)."""
-        self._on_connect.append(callback)
-
-    async def _opened(self, connection: asyncpg.Connection) -> None:
-        # A SET rather than a startup parameter: connection poolers refuse parameters they do not know.
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        for callback in self._on_connect:
-            await callback(connection)
-
-    async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        **self._arguments, min_size=0, max_size=self._size, reset=_keep_as_is, init=self._opened,
-                        max_inactive_connection_lifetime=300,
-                    )
-        return self._pool
-
-    async def close(self, patience: float = 5.0) -> None:
-        """Close once every connection is back; one still held after `patience` s is cut (the
-        process is stopping, and its work was given its grace period before this)."""
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), patience)
-            except TimeoutError:
-                self._pool.terminate()
-
-
-async def _keep_as_is(connection: asyncpg.Connection) -> None:
-    """Nothing to reset: see DirectPool."""
-
-
 @dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
@@ -106,14 +52,10 @@ class Database:
         await self.direct.close()
         await self.engine.dispose()
 
-    @contextlib.asynccontextmanager
-    async def raw(self) -> AsyncIterator[asyncpg.Connection]:
+    def raw(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A pooled connection as asyncpg itself, outside any transaction: for the reply path's
-        single statements, which commit by themselves. asyncpg's pool replaces a connection that
-        broke when it is next taken."""
-        pool = await self.direct.pool()
-        async with pool.acquire() as connection:
-            yield connection
+        single statements, which commit by themselves (`storage.direct`)."""
+        return self.direct.connection()
 
 
 def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Database:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from storage.database import Database, connect
+from storage.direct import PoolClosedError
+from storage.errors import is_transient
 
 
 async def _backends(url: str) -> int:
@@ -95,3 +98,83 @@ async def test_closing_does_not_wait_forever_for_a_connection_still_held(databas
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await database.engine.dispose()
+
+
+async def test_a_connection_whose_statement_was_cut_off_is_not_used_again(database_url: str) -> None:
+    database = connect(database_url, pool_size=4)
+    try:
+        async with database.raw() as connection:
+            warm = await connection.fetchval("SELECT pg_backend_pid()")
+        async with database.raw() as connection:
+            assert await connection.fetchval("SELECT pg_backend_pid()") == warm, "the warm connection is reused"
+
+        async def slow() -> None:
+            async with database.raw() as connection:
+                await connection.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()  # a reply cancelled mid-statement, as on shutdown
+        await asyncio.gather(task, return_exceptions=True)
+        async with database.raw() as connection:
+            after = await connection.fetchval("SELECT pg_backend_pid()")
+            assert await connection.fetchval("SELECT 41 + 1") == 42
+        assert after != warm
+        await asyncio.sleep(0.3)
+        assert await _backends(database_url) == 1, "the cut-off connection was closed, not left open"
+    finally:
+        await database.close()
+
+
+async def test_many_blocks_share_few_connections_in_turn(database_url: str) -> None:
+    database = connect(database_url, pool_size=4)  # three for the reply path
+    seen: set[int] = set()
+
+    async def statement(n: int) -> int:
+        async with database.raw() as connection:
+            seen.add(await connection.fetchval("SELECT pg_backend_pid()"))
+            return int(await connection.fetchval("SELECT $1::int * 2", n))
+
+    try:
+        results = await asyncio.gather(*(statement(n) for n in range(50)))
+    finally:
+        await database.close()
+    assert results == [n * 2 for n in range(50)]
+    assert 1 <= len(seen) <= 3
+
+
+async def test_spare_connections_are_closed_once_a_burst_is_over(database_url: str) -> None:
+    database = connect(database_url, pool_size=8)
+    database.direct._idle_lifetime = 0.2
+    release = asyncio.Event()
+
+    async def held() -> None:
+        async with database.raw() as connection:
+            await connection.fetchval("SELECT 1")
+            await release.wait()
+
+    try:
+        tasks = [asyncio.create_task(held()) for _ in range(5)]
+        await asyncio.sleep(0.5)
+        assert await _backends(database_url) == 5
+        release.set()
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(0.3)
+        async with database.raw() as connection:  # the next statement after the burst
+            await connection.fetchval("SELECT 1")
+        await asyncio.sleep(0.3)
+        assert await _backends(database_url) == 1
+    finally:
+        await database.close()
+
+
+async def test_after_close_the_reply_path_refuses_new_statements(database_url: str) -> None:
+    database = connect(database_url, pool_size=4)
+    async with database.raw() as connection:
+        await connection.fetchval("SELECT 1")
+    await database.close()
+    with pytest.raises(PoolClosedError):
+        async with database.raw() as connection:
+            await connection.fetchval("SELECT 1")
+    assert is_transient(PoolClosedError("stopping")), "an update then waits, as for any outage"
+    assert await _backends(database_url) == 0

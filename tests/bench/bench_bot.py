@@ -47,6 +47,7 @@ class Result:
     name: str
     p50: float = 0.0
     p99: float = 0.0
+    steady_cpu_ms: float = 0.0  # the bot's CPU per message at the steady rate (caches cold between messages)
     throughput: float = 0.0
     cpu_ms: float = 0.0
     pg_cpu_ms: float = 0.0
@@ -61,7 +62,8 @@ class Result:
         return f"; {self.statements:4.2f} transactions" if self.statements else ""
 
     def line(self) -> str:
-        return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms  sustained {self.throughput:6.0f} msg/s"
+        return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
+                f"  sustained {self.throughput:6.0f} msg/s"
                 f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f}{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
@@ -114,23 +116,26 @@ async def wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, pati
         raise TimeoutError(f"{missing} replies missing") from None
 
 
-async def steady(telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int) -> list[float]:
+async def steady(
+    telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int, pid: int
+) -> tuple[list[float], float]:
     """One message per chat at `rate` per second, from chats that wrote before (a first contact
     happens once per user; the reply path is what every later message takes); latency from
-    update to reply, in ms."""
+    update to reply, in ms, and the bot's CPU per message meanwhile."""
     count = int(rate * seconds)
     chats = range(first_chat, first_chat + count)
     for chat in chats:
         telegram.user_sends(chat, "hi, it's me")
     await wait_all(telegram, chats, 1, 120)
     await asyncio.sleep(1.0)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), cpu_seconds(pid)
     updates = {}
     for n, chat in enumerate(chats):
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
     await wait_all(telegram, chats, 2, 120)
-    return [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats]
+    cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / count
+    return [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats], cpu_ms
 
 
 async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> float:
@@ -180,14 +185,17 @@ async def measure(
     telegram.user_sends(base, "warm up")
     await telegram.wait_for(base, 1, 120)
     result = Result(name)
-    latencies = await steady(telegram, options.rate, options.seconds, base + 1)
+    async with contextlib.AsyncExitStack() as stack:
+        if profile is not None and options.profile == "steady":
+            await stack.enter_async_context(sampling(pid, profile))
+        latencies, result.steady_cpu_ms = await steady(telegram, options.rate, options.seconds, base + 1, pid)
     result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     chats = range(base + 100_000, base + 100_000 + options.chats)
     transactions_before = await transactions(url) if options.count_statements else 0
     cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
     waited_before = runqueue_seconds(pid)
     async with contextlib.AsyncExitStack() as stack:
-        if profile is not None:
+        if profile is not None and options.profile == "sustained":
             await stack.enter_async_context(sampling(pid, profile))
         result.throughput = await burst(telegram, chats, options.per_chat)
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
@@ -291,7 +299,7 @@ async def main(options: argparse.Namespace) -> None:
     for result in results:
         print("  " + result.line())
     if profile_report:
-        print("aifriend, sustained phase, " + profile_report)
+        print(f"aifriend, {options.profile} phase, " + profile_report)
     floor = next((r for r in results if r.name == "refbot store"), None)
     ours = next(r for r in results if r.name == "aifriend")
     if floor is not None:
@@ -312,8 +320,8 @@ if __name__ == "__main__":
                         help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")
     parser.add_argument("--without-recall", action="store_true",
                         help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)")
-    parser.add_argument("--profile", action="store_true",
-                        help="sample aifriend with py-spy in the sustained phase and print CPU by package")
+    parser.add_argument("--profile", nargs="?", const="sustained", choices=["sustained", "steady"],
+                        help="sample aifriend with py-spy in that phase (sustained if not given) and print CPU by package")
     parser.add_argument("--count-statements", action="store_true",
                         help="also the database's transactions per message in the sustained phase (on the reply "
                              "path, statements: each commits by itself); waits 11 s around it for the counts")

@@ -164,17 +164,22 @@ class DeliveryQueue:
 
     async def _drain(self, chat_id: int, context: dict[str, object], expect: int | None = None) -> None:
         """Send the chat's queue head after head. With `expect`, stop after that many sends unless
-        someone queued more meanwhile (they kick, which sets `_again`): no empty look at the end."""
+        someone queued more meanwhile (they kick, which sets `_again`): no empty look at the end.
+
+        `_again` is taken before each look, so a kick during a look (the claim that finds the queue
+        empty may have been sent before a reply was queued) always brings another; and a reply
+        handed over claimed (`_claimed`) is never left behind: its claim would hold it for 20 s."""
         structlog.contextvars.bind_contextvars(**{**context, "chat_id": chat_id})
         while not self._closing:
-            if expect is not None and expect <= 0 and chat_id not in self._again:
+            asked = chat_id in self._again or chat_id in self._claimed
+            self._again.discard(chat_id)
+            if expect is not None and expect <= 0 and not asked:
                 return
             delay = await self._send_head(chat_id)
             if expect is not None and delay is None:
                 expect -= 1
             if delay is _EMPTY:
-                if chat_id in self._again:
-                    self._again.discard(chat_id)
+                if chat_id in self._again or chat_id in self._claimed:
                     continue
                 return
             if delay is None:

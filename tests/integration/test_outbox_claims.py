@@ -126,3 +126,45 @@ async def test_a_claim_that_may_have_run_out_is_not_sent_on(service: Conversatio
     assert outbox.sent == [], "the other worker sends it; sending it here too would be twice"
     held = await rows(database_url, "SELECT claimed_by FROM outbox")
     assert [r["claimed_by"] for r in held] == ["other-worker"]
+
+
+async def test_a_claimed_send_queued_while_its_sender_looks_for_more_goes_out_at_once(
+    service: ConversationService, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load: a sender, asked to look once more, finds the chat's queue empty; meanwhile the
+    next reply is queued claimed for it. Both asks used to fold into one, the sender stopped, and the
+    reply waited for its claim to run out: 20 s (seen in bench_bot: 2 of 900 replies)."""
+    outbox = _Gate(service.database)
+    empty_claim, go_on = asyncio.Event(), asyncio.Event()
+    claim_head = SenderRepo.claim_head
+
+    async def paused_when_empty(self: SenderRepo, chat_id: int, *args: object) -> QueuedSend | None:
+        found = await claim_head(self, chat_id, *args)  # type: ignore[arg-type]
+        if found is None and not empty_claim.is_set():
+            empty_claim.set()  # the claim found nothing; its answer is on its way back
+            await go_on.wait()
+        return found
+
+    monkeypatch.setattr(SenderRepo, "claim_head", paused_when_empty)
+    async with service.database.sessions() as session, session.begin():
+        await OutboxRepo(session).enqueue(601, [Outgoing("sendMessage", {"chat_id": 601, "text": "held"})])
+    first = asyncio.create_task(outbox.flush(601, expect=1))
+    await asyncio.wait_for(outbox.held.wait(), 5)
+    outbox.kick(601)  # something else of the chat: look once more after this send
+    outbox.release.set()
+    await asyncio.wait_for(empty_claim.wait(), 5)
+    async with service.database.raw() as connection:
+        row = await connection.fetchrow(
+            "INSERT INTO outbox (chat_id, method, payload, claimed_by, claimed_until, attempts)"
+            " VALUES (601, 'sendMessage', $1::jsonb, $2, now() + interval '20 seconds', 1)"
+            " RETURNING id, created_at",
+            '{"chat_id": 601, "text": "claimed"}', outbox.worker,
+        )
+    claimed = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "claimed"}, 1,
+                         row["created_at"])
+    second = asyncio.create_task(outbox.flush(601, expect=1, claimed=claimed))
+    await asyncio.sleep(0.05)
+    go_on.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 3)
+    assert [text for _, text in outbox.sent] == ["held", "claimed"]
+    assert (await rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0

@@ -49,6 +49,7 @@ class Result:
     p99: float = 0.0
     steady_cpu_ms: float = 0.0  # the bot's CPU per message at the steady rate (caches cold between messages)
     throughput: float = 0.0
+    slowest: float = 0.0  # the longest wait for a reply in the sustained phase, s
     cpu_ms: float = 0.0
     pg_cpu_ms: float = 0.0
     harness_cpu_ms: float = 0.0
@@ -63,7 +64,7 @@ class Result:
 
     def line(self) -> str:
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
-                f"  sustained {self.throughput:6.0f} msg/s"
+                f"  sustained {self.throughput:6.0f} msg/s (slowest reply {self.slowest:4.1f} s)"
                 f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f}{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
                 f"{self.duplicated}")
 
@@ -138,18 +139,24 @@ async def steady(
     return [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats], cpu_ms
 
 
-async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> float:
-    """Every chat's user sends `per_chat` messages, each after the previous reply; messages per second."""
+async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> tuple[float, float]:
+    """Every chat's user sends `per_chat` messages, each after the previous reply; messages per
+    second, and the longest any of them waited for its reply (s): a reply stuck behind something
+    (a claim left to run out, a lock) shows there, not in the throughput."""
     start = time.monotonic()
+    sent: dict[int, list[int]] = {chat: [] for chat in chats}
 
     async def user(chat: int) -> None:
         for n in range(per_chat):
-            telegram.user_sends(chat, f"message {n} from {chat}")
+            sent[chat].append(telegram.user_sends(chat, f"message {n} from {chat}"))
             with contextlib.suppress(TimeoutError):  # counted as lost below
                 await telegram.wait_for(chat, n + 1, 120)
 
     await asyncio.gather(*(user(chat) for chat in chats))
-    return len(chats) * per_chat / (time.monotonic() - start)
+    throughput = len(chats) * per_chat / (time.monotonic() - start)
+    waits = [reply["received_at"] - telegram.pushed_at[update_id]
+             for chat in chats for update_id, reply in zip(sent[chat], telegram.sent[chat], strict=False)]
+    return throughput, max(waits, default=0.0)
 
 
 @contextlib.asynccontextmanager
@@ -197,7 +204,7 @@ async def measure(
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None and options.profile == "sustained":
             await stack.enter_async_context(sampling(pid, profile))
-        result.throughput = await burst(telegram, chats, options.per_chat)
+        result.throughput, result.slowest = await burst(telegram, chats, options.per_chat)
     result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
     result.pg_cpu_ms = (postgres_cpu_seconds() - pg_before) * 1000 / (len(chats) * options.per_chat)
     result.harness_cpu_ms = (cpu_seconds(os.getpid()) - harness_before) * 1000 / (len(chats) * options.per_chat)

@@ -1,13 +1,18 @@
 """The reply path against its floor: `aifriend run` beside a plain aiogram bot, same load, same run.
 
 Run on demand (not part of the suite):  python -m tests.bench.bench_bot
-Contestants, one after the other against the same Bot API emulator, database server and load:
+Contestants, all running at once, each against a Bot API emulator of its own, the same database
+server and the same load:
   refbot echo    ../shared/bench/refbot.py, VARIANT=echo (aiogram, answers at once)
   refbot store   the same after one INSERT per message (the floor for a bot that stores)
   aifriend       the real `aifriend run` (instant emulated model, REPLY_DEBOUNCE=0s, STREAM_REPLIES=false:
                  a draft is worth it for a model that takes seconds, not for one that answers at once)
-Each: latency from update to reply at a steady rate (p50/p99), sustained throughput with many
-chats writing at once, CPU per message, RSS, lost or duplicated replies; then the ratios.
+They take turns, in `--rounds` rounds (in a different order each round): a slice of the steady
+load, then a slice of the sustained one. These shared machines change speed by a third within
+minutes; measured one after the other, a contestant's numbers said as much about the minute it
+ran in as about itself. Each: latency from update to reply at a steady rate (p50/p99) and the
+CPU per message meanwhile, sustained throughput with many chats writing at once, CPU per
+message, RSS, lost or duplicated replies; then the ratios, over all rounds and round by round.
 Uses DATABASE_URL when set, else an embedded PostgreSQL in a temporary folder.
 """
 
@@ -23,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage import migrate
@@ -44,29 +49,54 @@ TGI_KEY = "bench-tgi-key"
 
 @dataclass
 class Result:
+    """One contestant's numbers, summed over the slices it ran."""
+
     name: str
-    p50: float = 0.0
-    p99: float = 0.0
-    steady_cpu_ms: float = 0.0  # the bot's CPU per message at the steady rate (caches cold between messages)
-    throughput: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # steady phase, ms
+    steady_cpu_s: float = 0.0
+    steady_messages: int = 0
+    burst_messages: int = 0
+    burst_seconds: float = 0.0
     slowest: float = 0.0  # the longest wait for a reply in the sustained phase, s
-    cpu_ms: float = 0.0
-    pg_cpu_ms: float = 0.0
-    harness_cpu_ms: float = 0.0
-    waited_ms: float = 0.0
-    statements: float = 0.0
+    cpu_s: float = 0.0
+    pg_cpu_s: float = 0.0
+    harness_cpu_s: float = 0.0
+    waited_s: float = 0.0
+    transactions: int = 0
     rss_mb: float = 0.0
     lost: int = 0
     duplicated: int = 0
+    rounds: list[tuple[float, float]] = field(default_factory=list)  # each slice's (p50 ms, msg/s)
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies, 0.50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies, 0.99)
+
+    @property
+    def steady_cpu_ms(self) -> float:  # the bot's CPU per message at the steady rate (caches cold between messages)
+        return self.steady_cpu_s * 1000 / max(1, self.steady_messages)
+
+    @property
+    def throughput(self) -> float:
+        return self.burst_messages / self.burst_seconds if self.burst_seconds else 0.0
+
+    def per_message(self, seconds: float) -> float:
+        return seconds * 1000 / max(1, self.burst_messages)
 
     def counted(self) -> str:
-        return f"; {self.statements:4.2f} transactions" if self.statements else ""
+        return f"; {self.transactions / max(1, self.burst_messages):4.2f} transactions" if self.transactions else ""
 
     def line(self) -> str:
+        cpu = self.per_message(self.cpu_s)
         return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
                 f"  sustained {self.throughput:6.0f} msg/s (slowest reply {self.slowest:4.1f} s)"
-                f"  CPU {self.cpu_ms:5.2f} ms/msg (PostgreSQL {self.pg_cpu_ms:4.2f}, emulators {self.harness_cpu_ms:4.2f}; waited for a CPU {self.waited_ms:4.2f}{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated "
-                f"{self.duplicated}")
+                f"  CPU {cpu:5.2f} ms/msg (PostgreSQL {self.per_message(self.pg_cpu_s):4.2f}, emulators "
+                f"{self.per_message(self.harness_cpu_s):4.2f}; waited for a CPU {self.per_message(self.waited_s):4.2f}"
+                f"{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated {self.duplicated}")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -122,7 +152,7 @@ async def steady(
 ) -> tuple[list[float], float]:
     """One message per chat at `rate` per second, from chats that wrote before (a first contact
     happens once per user; the reply path is what every later message takes); latency from
-    update to reply, in ms, and the bot's CPU per message meanwhile."""
+    update to reply, in ms, and the bot's CPU seconds meanwhile."""
     count = int(rate * seconds)
     chats = range(first_chat, first_chat + count)
     for chat in chats:
@@ -135,8 +165,8 @@ async def steady(
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
     await wait_all(telegram, chats, 2, 120)
-    cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / count
-    return [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats], cpu_ms
+    return ([(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats],
+            cpu_seconds(pid) - cpu)
 
 
 async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> tuple[float, float]:
@@ -185,43 +215,45 @@ async def transactions(url: str) -> int:
 
 
 async def measure(
-    name: str, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
-    profile: Path | None = None,
-) -> Result:
-    """Steady-rate latency, then sustained throughput (sampled with py-spy into `profile` if given)."""
-    telegram.user_sends(base, "warm up")
-    await telegram.wait_for(base, 1, 120)
-    result = Result(name)
+    result: Result, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
+    *, seconds: float, chats: int, profile: Path | None = None,
+) -> None:
+    """One slice: steady-rate latency for `seconds`, then sustained throughput with `chats` new
+    chats (sampled with py-spy into `profile` if given), added to `result`."""
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None and options.profile == "steady":
             await stack.enter_async_context(sampling(pid, profile))
-        latencies, result.steady_cpu_ms = await steady(telegram, options.rate, options.seconds, base + 1, pid)
-    result.p50, result.p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    chats = range(base + 100_000, base + 100_000 + options.chats)
+        latencies, steady_cpu = await steady(telegram, options.rate, seconds, base + 1, pid)
+    result.latencies += latencies
+    result.steady_cpu_s += steady_cpu
+    result.steady_messages += len(latencies)
+    wave = range(base + 100_000, base + 100_000 + chats)
     transactions_before = await transactions(url) if options.count_statements else 0
     cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
-    waited_before = runqueue_seconds(pid)
+    waited_before, started = runqueue_seconds(pid), time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None and options.profile == "sustained":
             await stack.enter_async_context(sampling(pid, profile))
-        result.throughput, result.slowest = await burst(telegram, chats, options.per_chat)
-    result.cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / (len(chats) * options.per_chat)
-    result.pg_cpu_ms = (postgres_cpu_seconds() - pg_before) * 1000 / (len(chats) * options.per_chat)
-    result.harness_cpu_ms = (cpu_seconds(os.getpid()) - harness_before) * 1000 / (len(chats) * options.per_chat)
-    result.waited_ms = (runqueue_seconds(pid) - waited_before) * 1000 / (len(chats) * options.per_chat)
+        throughput, slowest = await burst(telegram, wave, options.per_chat)
+    result.burst_seconds += time.monotonic() - started
+    result.burst_messages += len(wave) * options.per_chat
+    result.cpu_s += cpu_seconds(pid) - cpu_before
+    result.pg_cpu_s += postgres_cpu_seconds() - pg_before
+    result.harness_cpu_s += cpu_seconds(os.getpid()) - harness_before
+    result.waited_s += runqueue_seconds(pid) - waited_before
+    result.slowest = max(result.slowest, slowest)
+    result.rounds.append((percentile(latencies, 0.5), throughput))
     result.rss_mb = rss_mb(pid)
     if options.count_statements:  # our own first read of the count is a transaction too
-        result.statements = (await transactions(url) - transactions_before - 1) / (len(chats) * options.per_chat)
+        result.transactions += await transactions(url) - transactions_before - 1
     else:
         await asyncio.sleep(0.5)
-    result.lost = sum(max(0, options.per_chat - len(telegram.sent[c])) for c in chats)
-    result.duplicated = sum(max(0, len(telegram.sent[c]) - options.per_chat) for c in chats)
-    return result
+    result.lost += sum(max(0, options.per_chat - len(telegram.sent[c])) for c in wave)
+    result.duplicated += sum(max(0, len(telegram.sent[c]) - options.per_chat) for c in wave)
 
 
 async def webhook_replicas(
-    processes: int, telegram: TelegramEmulator, tgi: TGIEmulator, url: str, folder: Path,
-    options: argparse.Namespace, chat_base: int,
+    processes: int, tgi: TGIEmulator, url: str, folder: Path, options: argparse.Namespace, chat_base: int,
 ) -> Result:
     """`processes` webhook replicas behind a round-robin proxy (in this process, beside the emulator).
 
@@ -241,13 +273,16 @@ async def webhook_replicas(
                 WEBHOOK_LISTEN=f"127.0.0.1:{port}",
             ))
             pids.append(bot.process.pid)
+        result = Result(f"webhook x{processes}")
         try:
-            result = await measure(f"webhook x{processes}", pids[0], telegram, options, chat_base, url)
+            await warm_up(telegram, chat_base)
+            await measure(result, pids[0], telegram, options, chat_base, url, seconds=options.seconds,
+                          chats=options.chats)
         except TimeoutError:
             print("webhook deliveries:", dict(telegram.webhook_statuses), "served:", dict(balancer.served),
                   "webhook:", telegram.webhook_url, "sets:", telegram.webhook_sets)
             raise
-        result.cpu_ms = 0.0  # per process only; see throughput
+        result.cpu_s = 0.0  # one process's only; see throughput
     await balancer.stop()
     await telegram.stop()
     return result
@@ -259,8 +294,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def warm_up(telegram: TelegramEmulator, chat: int) -> None:
+    telegram.user_sends(chat, "warm up")
+    await telegram.wait_for(chat, 1, 120)
+
+
+@dataclass
+class Contestant:
+    result: Result
+    pid: int
+    telegram: TelegramEmulator
+    base: int  # its chats are base + ..., ten million apart from the others' (a million per round)
+    profile: Path | None = None
+
+
 async def main(options: argparse.Namespace) -> None:
-    results: list[Result] = []
+    contestants: list[Contestant] = []
+    webhooks: list[Result] = []
     profile_report = ""
     with contextlib.ExitStack() as keep:
         tmp = tempfile.mkdtemp() if options.keep_logs else keep.enter_context(tempfile.TemporaryDirectory())
@@ -268,41 +318,60 @@ async def main(options: argparse.Namespace) -> None:
         if options.keep_logs:
             print(f"logs in {folder}")
         base = server_url(folder)
-        async with fresh_database(base) as url:
+        async with fresh_database(base) as url, contextlib.AsyncExitStack() as stack:
             await asyncio.to_thread(migrate.upgrade, url)
-            telegram, tgi = TelegramEmulator(), TGIEmulator(api_key=TGI_KEY)
-            await telegram.start()
+            tgi = TGIEmulator(api_key=TGI_KEY)
             await tgi.start()
-            chat_base = 1_000_000
-            for variant in options.refbot:
-                async with refbot(variant, telegram, url, folder / f"refbot-{variant}.log") as pid:
-                    results.append(await measure(f"refbot {variant}", pid, telegram, options, chat_base, url))
-                chat_base += 1_000_000
-            async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
-                                   TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false") as bot:
-                profile = folder / "aifriend.pyspy" if options.profile else None
-                results.append(await measure("aifriend", bot.process.pid, telegram, options, chat_base, url, profile))
-                if profile is not None:
-                    profile_report = report(profile)
+            stack.push_async_callback(tgi.stop)
+            aifriends = [("aifriend", {})]
             if options.without_recall:
-                chat_base += 1_000_000
-                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
-                                       TGI_API_KEY=TGI_KEY, STREAM_REPLIES="false", MEMORY_RECALL="false") as bot:
-                    results.append(await measure("- recall", bot.process.pid, telegram, options, chat_base, url))
+                aifriends.append(("- recall", {"MEMORY_RECALL": "false"}))
             if options.streaming:
-                chat_base += 1_000_000
-                async with running_bot(telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level,
-                                       TGI_API_KEY=TGI_KEY) as bot:
-                    results.append(await measure("+ streaming", bot.process.pid, telegram, options, chat_base, url))
-            for processes in options.webhook:
-                chat_base += 1_000_000
-                results.append(await webhook_replicas(processes, telegram, tgi, url, folder, options, chat_base))
-            await telegram.stop()
-            await tgi.stop()
-    if tgi.unauthorized:
-        print(f"the model server refused {tgi.unauthorized} requests: those replies were fallbacks")
+                aifriends.append(("+ streaming", {"STREAM_REPLIES": "true"}))
+            for n, name in enumerate([*(f"refbot {v}" for v in options.refbot), *(a for a, _ in aifriends)]):
+                telegram = TelegramEmulator()  # each bot a Bot API of its own: none waits behind another's updates
+                await telegram.start()
+                stack.push_async_callback(telegram.stop)
+                if name.startswith("refbot "):
+                    variant = name.removeprefix("refbot ")
+                    pid = await stack.enter_async_context(refbot(variant, telegram, url, folder / f"refbot-{variant}.log"))
+                else:
+                    bot = await stack.enter_async_context(running_bot(
+                        telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, TGI_API_KEY=TGI_KEY,
+                        **{"STREAM_REPLIES": "false", **dict(aifriends)[name]},
+                    ))
+                    pid = bot.process.pid
+                profile = folder / f"aifriend-{n}.pyspy" if options.profile and name == "aifriend" else None
+                contestants.append(Contestant(Result(name), pid, telegram, (n + 1) * 10_000_000, profile))
+            await asyncio.gather(*(warm_up(c.telegram, c.base) for c in contestants))
+            await asyncio.sleep(1.0)
+            for round_ in range(options.rounds):
+                # A different order each round: no contestant always runs just after the same other.
+                turn = round_ % len(contestants)
+                for contestant in contestants[turn:] + contestants[:turn]:
+                    profile = None
+                    if contestant.profile is not None:
+                        profile = contestant.profile.with_suffix(f".{round_}.pyspy")
+                    await measure(contestant.result, contestant.pid, contestant.telegram, options,
+                                  contestant.base + round_ * 1_000_000, url, seconds=options.seconds / options.rounds,
+                                  chats=options.chats // options.rounds, profile=profile)
+            if tgi.unauthorized:
+                print(f"the model server refused {tgi.unauthorized} requests: those replies were fallbacks")
+            for contestant in contestants:
+                if contestant.profile is not None:
+                    slices = sorted(folder.glob(f"{contestant.profile.stem}.*.pyspy"))
+                    contestant.profile.write_text("".join(p.read_text() for p in slices))
+                    profile_report = report(contestant.profile)
+        for processes in options.webhook:  # after the others: several processes, one machine
+            async with fresh_database(base) as url:
+                await asyncio.to_thread(migrate.upgrade, url)
+                tgi = TGIEmulator(api_key=TGI_KEY)
+                await tgi.start()
+                webhooks.append(await webhook_replicas(processes, tgi, url, folder, options, 1_000_000))
+                await tgi.stop()
+    results = [c.result for c in contestants] + webhooks
     print(f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
-          f"{options.per_chat} messages, each after the previous reply")
+          f"{options.per_chat} messages, each after the previous reply; in {options.rounds} rounds, taking turns")
     for result in results:
         print("  " + result.line())
     if profile_report:
@@ -312,7 +381,9 @@ async def main(options: argparse.Namespace) -> None:
     if floor is not None:
         print(f"aifriend / refbot store: throughput {ours.throughput / floor.throughput:.2f}x (target >= 0.6), "
               f"p50 {ours.p50 / floor.p50:.2f}x (<= 2), p99 {ours.p99 / floor.p99:.2f}x (<= 3), "
-              f"CPU {ours.cpu_ms / floor.cpu_ms:.2f}x")
+              f"CPU {ours.cpu_s / floor.cpu_s * floor.burst_messages / ours.burst_messages:.2f}x")
+        by_round = [f"{a[0] / b[0]:.2f}x / {a[1] / b[1]:.2f}x" for a, b in zip(ours.rounds, floor.rounds, strict=True)]
+        print("  round by round, p50 / throughput: " + ", ".join(by_round))
 
 
 if __name__ == "__main__":
@@ -321,7 +392,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--per-chat", type=int, default=3)
-    parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants to run first")
+    parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants beside aifriend")
+    parser.add_argument("--rounds", type=int, default=3, choices=range(1, 10), metavar="1-9",
+                        help="turns each contestant takes, in a rotating order")
     parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
     parser.add_argument("--streaming", action="store_true",
                         help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")

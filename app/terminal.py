@@ -74,12 +74,12 @@ async def chat(conversation: ConversationService, *, chat_id: int = TERMINAL_CHA
                 stage = await commands.reset(unit)
             print(f"[stage: {stage.value}, history cleared]", flush=True)
             continue
-        received = await conversation.receive(chat_id, user, text)
+        received = await conversation.receive(chat_id, user, text, outbox=outbox)
         if received.stage is not None and received.stage != stage:
             causes = ", ".join(f"{t.trigger.value} at message {t.messages}" for t in received.transitions)
             print(f"[stage: {received.stage.value}{f' ({causes})' if causes else ''}]", flush=True)
             stage = received.stage
         if received.responder:
-            await conversation.respond(chat_id, outbox, received.context)
+            await conversation.respond(chat_id, outbox, received.context, received.ahead)
     await conversation.drain()
     return 0

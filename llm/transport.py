@@ -24,6 +24,8 @@ from huggingface_hub import set_async_client_factory
 from huggingface_hub.utils import _http as hf_http
 from multidict import CIMultiDict
 
+from llm.gate import released
+
 MAX_CONNECTIONS = 100  # httpx2's default limit
 KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx2's default)
 
@@ -99,6 +101,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return timeout
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        await released()  # a request prepared while its message was being stored leaves once it is stored
         body = await request.aread()
         headers = CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw)
         with _mapped(httpx2.ReadTimeout, httpx2.ConnectError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,9 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics import Metrics
 from app.persona import Persona
-from app.prompt import Memory, Recalled, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
+from app.prompt import Memory, Recalled, Turn, build_prompt, system_message
 from app.services.batching import NaturalBatch
-from app.services.drafts import DraftPreview
 from app.services.memory import MemoryKeeper
 from app.services.outbox import Outbox
 from app.services.records import (
@@ -40,12 +38,13 @@ from app.services.records import (
     transition_records,
     utcnow,
 )
-from app.services.text import clean_text, storable, text_sends
+from app.services.replies import PROMPT_KINDS, ReplyWriter, Written
+from app.services.text import clean_text, text_sends
 from app.services.when_slow import WhenSlow
 from fsm import MessageEvent, RelationshipMachine, SilenceEvent, Stage, Transition
-from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
+from llm.errors import GenerationFailedError
 from llm.sentiment import SentimentScorer, detect_crisis
-from llm.types import ChatMessage, ChatModel
+from llm.types import ChatModel
 from scheduler.timing import CheckinPolicy, next_checkin
 from storage.conversations import ConversationRepo, UserInfo
 from storage.database import Database
@@ -56,11 +55,19 @@ from storage.reply_path import ChatState, MessageWrite, ReadWanted, ReplyPathRep
 
 log = structlog.get_logger()
 
-PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 HISTORY_WINDOW = 200  # messages read for a prompt; the token budget decides how many are used
 OPTIMISTIC_ATTEMPTS = 5  # reads and guarded writes of one message before taking the row lock instead
 RECALL_CANDIDATES = 8  # older lines a reply's read fetches by full-text rank; the budget decides how many are used
 HEAL_CONCURRENCY = 32  # chats answered at once after a crash; the model server queues the rest
+
+
+_NOT_YET_STORED = 2**62  # the id a message has in a reply written ahead of its store (never a real id)
+
+
+def _call_off(ahead: asyncio.Task[Any] | None) -> None:
+    """A reply written ahead for a message that was not stored: its requests never left."""
+    if ahead is not None:
+        ahead.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,7 @@ class ConversationService:
         self.checkins = checkins or CheckinPolicy(default_tz=default_tz)
         self.metrics = metrics or Metrics()
         self.memory = MemoryKeeper(database=database, model=model, persona=persona)
+        self.writer = ReplyWriter(model=model, persona=persona, metrics=self.metrics)
         self.worker = worker
         self.stream_replies = stream_replies  # show replies as they are written, where the outbox can
         self.recall = RECALL_CANDIDATES if recall else 0  # older lines fetched for each reply's prompt
@@ -137,14 +145,18 @@ class ConversationService:
         telegram_message_id: int | None = None,
         update_id: int | None = None,
         prefetched: Prefetched | None = None,
+        outbox: Outbox | None = None,
     ) -> Received:
-        """Store and score one user message and move the FSM; decide who replies."""
+        """Store and score one user message and move the FSM; decide who replies.
+
+        With `outbox` (where the reply will go), a reply due at once is written ahead while the
+        message is stored (`Received.ahead`); nothing of it leaves before the store commits."""
         text = clean_text(text) or "…"
         sentiment = await self.scorer.score(text)
         crisis = detect_crisis(text)
         received = await self._receive_known(
             chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id,
-            prefetched=prefetched,
+            prefetched=prefetched, outbox=outbox,
         )
         if received is None:  # a new chat, a changed name, or a chat too busy to store optimistically
             received = await self._receive_locked(
@@ -164,6 +176,7 @@ class ConversationService:
     async def _receive_known(
         self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
         telegram_message_id: int | None, update_id: int | None, prefetched: Prefetched | None = None,
+        outbox: Outbox | None = None,
     ) -> Received | None:
         """The hot path: read everything in one statement, write everything in another.
 
@@ -193,6 +206,20 @@ class ConversationService:
                 responder = row.reply_lease_until is None or row.reply_lease_until < now
                 lease_until = now + self.reply_lease if responder else row.reply_lease_until
                 lease_owner = self.worker if responder else row.reply_lease_owner
+                moved = replace(row, **fsm_columns(outcome.snapshot), user_messages=row.user_messages + 1,
+                                last_user_message_at=now, reply_lease_until=lease_until,
+                                reply_lease_owner=lease_owner)
+
+                answering: asyncio.Future[int] | None = None
+                ahead: asyncio.Task[Written] | None = None
+                if responder and outbox is not None and self.reply_debounce <= timedelta(0):
+                    # The reply is due at once: its prompt and request are made while the message is
+                    # stored (the store's round trip is otherwise idle time), and leave when it commits.
+                    answering = asyncio.get_running_loop().create_future()
+                    drafts = outbox.drafts if self.stream_replies else None
+                    unstored = MessageRow(_NOT_YET_STORED, chat_id, "user", "text", text, now, telegram_message_id,
+                                          None, None, sentiment.negative, sentiment.positive)
+                    ahead = self.writer.write_ahead(self._context_after(moved, state, unstored), drafts, answering)
                 try:
                     stored = await repo.store_message(row, MessageWrite(
                         text, telegram_message_id, update_id, sentiment.negative, sentiment.positive,
@@ -200,25 +227,25 @@ class ConversationService:
                         lease_until, lease_owner,
                     ), transition_records(outcome.transitions))
                 except asyncpg.UniqueViolationError:  # the same message, stored by a concurrent delivery
+                    _call_off(ahead)
                     continue
-                if stored.duplicate:
-                    return Received(None, duplicate=True)
-                if stored.message_id is None or stored.created_at is None:
+                except BaseException:
+                    _call_off(ahead)
+                    raise
+                if stored.duplicate or stored.message_id is None or stored.created_at is None:
+                    _call_off(ahead)
+                    if stored.duplicate:
+                        return Received(None, duplicate=True)
                     continue
+                if answering is not None and not answering.done():
+                    answering.set_result(stored.message_id)
+                    await asyncio.sleep(0)  # the model request goes out now; the bookkeeping below can wait
+                self._after_receive(chat_id, row, outcome.transitions, now)
                 message = MessageRow(stored.message_id, chat_id, "user", "text", text, stored.created_at,
                                      telegram_message_id, None, None, sentiment.negative, sentiment.positive)
-                moved = replace(row, **fsm_columns(outcome.snapshot), user_messages=row.user_messages + 1,
-                                last_user_message_at=now, reply_lease_until=lease_until,
-                                reply_lease_owner=lease_owner)
-                context = None
-                if responder:
-                    context = self._reply_context(
-                        moved, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:], state.days,
-                        state.recalled,
-                    )
-                self._after_receive(chat_id, row, outcome.transitions, now)
                 return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder,
-                                context=context)
+                                context=self._context_after(moved, state, message) if responder else None,
+                                ahead=ahead)
         return None
 
     async def _receive_first(
@@ -297,6 +324,11 @@ class ConversationService:
             if previous_day != now.astimezone(zone).date():
                 self.spawn(self.memory.summarize_day(chat_id, previous_day, zone))
 
+    def _context_after(self, row: ConversationRow, state: ChatState, message: MessageRow) -> ReplyContext:
+        """The reply context once `message` is stored, from what was read before it."""
+        return self._reply_context(row, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:],
+                                   state.days, state.recalled)
+
     def _reply_context(
         self, row: ConversationRow, pending: list[MessageRow], recent: list[MessageRow], days: list[Any],
         recalled: list[RecalledRow],
@@ -333,18 +365,22 @@ class ConversationService:
     ) -> list[Reply]:
         """The whole path for one message; replies only if this call became the responder."""
         received = await self.receive(
-            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id
+            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id, outbox=outbox,
         )
         if not received.responder:
             return []
-        return await self.respond(chat_id, outbox, received.context)
+        return await self.respond(chat_id, outbox, received.context, received.ahead)
 
     # ---- replying ------------------------------------------------------------------
 
-    async def respond(self, chat_id: int, outbox: Outbox, context: ReplyContext | None = None) -> list[Reply]:
+    async def respond(
+        self, chat_id: int, outbox: Outbox, context: ReplyContext | None = None,
+        ahead: asyncio.Task[Written] | None = None,
+    ) -> list[Reply]:
         """Answer everything the chat is owed, round after round, then give up the lease.
 
-        `context`, when the caller read it already (storing the message), saves the first read."""
+        `context`, when the caller read it already (storing the message), saves the first read;
+        `ahead`, the first reply already being written for it."""
         replies: list[Reply] = []
         period = self.reply_lease.total_seconds() / 3
         lease = WhenSlow(period, lambda: self._keep_lease(chat_id, period))
@@ -365,7 +401,8 @@ class ConversationService:
                     context = None
                     continue
                 async with outbox.typing(chat_id):
-                    written = await self._write_reply(context, outbox)
+                    written = await self._write_reply(context, outbox, ahead)
+                ahead = None
                 if written is None:  # another worker took the chat over; it answers
                     return replies
                 reply, stored, pieces = written
@@ -411,56 +448,22 @@ class ConversationService:
             await ConversationRepo(session).update(chat_id, reply_lease_until=None, reply_lease_owner=None)
         return True
 
-    async def _write_reply(self, context: ReplyContext, outbox: Outbox) -> tuple[Reply, StoredReply, int] | None:
+    async def _write_reply(
+        self, context: ReplyContext, outbox: Outbox, ahead: asyncio.Task[Written] | None = None
+    ) -> tuple[Reply, StoredReply, int] | None:
+        """Write (or take the reply written ahead), store it with its outbox rows, count it."""
         row = context.conversation
-        stage = Stage(row.state)
-        crisis = any(detect_crisis(m.text) for m in context.pending)
-        style = self.persona.style(Stage.REPAIR if crisis else stage)
-        system = system_message(
-            self.persona.prompts.safety if crisis else style.system,
-            context.memory,
-            self.persona.prompts.memory_heading,
-        )
-        # Messages that arrived while the previous reply was written have older ids than
-        # that reply; they are what this reply answers, so they go last.
-        # A message stored after `pending` was read (the history is read by a later statement) is
-        # unanswered but not owed in this round: it belongs to the next one, not to this prompt.
-        owed = {m.id for m in context.pending}
-        turns = [
-            Turn(m.role, with_note(m.text, m.recall_note), m.id) for m in context.recent
-            if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
-        ]
-        turns += [Turn(m.role, m.text, m.id) for m in context.pending]
-        prompt: list[ChatMessage] = []
-        note: str | None = None
-        kind = "reply"
-        try:
-            limits = await self.model.limits()
-            budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
-            prompt, note = build_prompt_with_recall(system, turns, budget_tokens=budget, recalled=context.recalled,
-                                                    recall_heading=self.persona.prompts.recall_heading)
-            asked = time.monotonic()
-            drafts = outbox.drafts if self.stream_replies else None
-            if drafts is not None and drafts.enabled:
-                draft_id = context.pending[-1].id % 2**31 or 1
-                text = await self._stream(prompt, style.params, drafts, row.chat_id, draft_id)
-            else:
-                text = await self._complete(prompt, style.params)
-            self.metrics.observe("aifriend_model_seconds", time.monotonic() - asked)
-            self.metrics.set("aifriend_model_up", 1)
-        except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
-            log.warning("reply_fallback", error=str(exc), error_type=exc.__class__.__name__)
-            self.metrics.set("aifriend_model_up", 0 if isinstance(exc, ModelUnavailableError) else 1)
-            text, kind = self.persona.fallback, "fallback"
-        text = storable(text)
-        if not text:
-            text, kind = self.persona.fallback, "fallback"
+        if ahead is not None:
+            written = await ahead
+        else:
+            written = await self.writer.write(context, outbox.drafts if self.stream_replies else None)
+        text, kind, stage, crisis = written.text, written.kind, written.stage, written.crisis
         sends = text_sends(text)
         async with self.database.raw() as connection:
             stored = await ReplyPathRepo(connection).store_reply(
                 row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
                 seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
-                recall_note=note if kind == "reply" else None, claim=outbox.claim_as,
+                recall_note=written.note, claim=outbox.claim_as,
             )
         message_id = stored.message_id
         if message_id is None:
@@ -469,38 +472,7 @@ class ConversationService:
         self.metrics.inc("aifriend_replies_total", kind=kind)
         self.metrics.observe("aifriend_reply_seconds", (utcnow() - context.pending[-1].created_at).total_seconds())
         log.info("reply_written", kind=kind, stage=stage.value, crisis=crisis, chars=len(text))
-        return Reply(message_id, text, kind, stage, crisis, tuple(prompt)), stored, len(sends)
-
-    async def _stream(
-        self, prompt: list[ChatMessage], params: Any, drafts: DraftPreview, chat_id: int, draft_id: int
-    ) -> str:
-        """Generate with the model's stream, showing the text as drafts; the final text is what counts.
-
-        A stream that fails (or breaks off) is retried the usual way, without drafts: no half reply
-        is ever kept. The final message waits for a draft still in flight, so it lands last."""
-        parts: list[str] = []
-        try:
-            async for piece in self.model.stream(prompt, params):
-                parts.append(piece)
-                drafts.show(chat_id, draft_id, "".join(parts).strip())
-            text = "".join(parts).strip()
-        except (ModelUnavailableError, GenerationFailedError, PromptTooLongError) as exc:
-            log.warning("reply_stream_failed", error=str(exc), chars_so_far=sum(map(len, parts)))
-            text = await self._complete(prompt, params)
-        finally:
-            await drafts.finish(chat_id)
-        return text
-
-    async def _complete(self, prompt: list[ChatMessage], params: Any) -> str:
-        """One model call; if the exact count is over the limit, drop the oldest turns and retry."""
-        while True:
-            try:
-                return (await self.model.complete(prompt, params)).text
-            except PromptTooLongError:
-                if len(prompt) <= 2:
-                    raise
-                prompt = [prompt[0], *prompt[3:]] if len(prompt) > 3 else [prompt[0], prompt[-1]]
-                log.info("prompt_trimmed", messages=len(prompt))
+        return Reply(message_id, text, kind, stage, crisis, written.prompt), stored, len(sends)
 
     async def write_checkin(self, chat_id: int) -> str:
         """A check-in in the voice of the current stage, knowing the memory and the recent turns."""
@@ -521,7 +493,7 @@ class ConversationService:
         turns.append(Turn("user", self.persona.prompts.checkin))
         limits = await self.model.limits()
         budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
-        text = await self._complete(build_prompt(system, turns, budget_tokens=budget), style.params)
+        text = await self.writer.complete(build_prompt(system, turns, budget_tokens=budget), style.params)
         if not text.strip():
             raise GenerationFailedError("the model wrote an empty check-in")
         return text.strip()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.prompt import Memory, Recalled
 from fsm import Snapshot, Stage, Transition
 from llm.types import ChatMessage
 from storage.conversations import TransitionRecord
 from storage.dto import ConversationRow, MessageRow
+
+if TYPE_CHECKING:
+    from app.services.replies import Written
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,7 @@ class Received:
     responder: bool = False
     duplicate: bool = False
     context: ReplyContext | None = None  # for the responder: what its first reply needs, read already
+    ahead: asyncio.Task[Written] | None = None  # for the responder: that reply, already being written
 
 
 @dataclass(frozen=True, slots=True)

@@ -394,3 +394,64 @@ async def test_a_context_read_before_the_history_moved_is_read_again(
     await _answer_prefetched(service, outbox, prefetched, "and now?")
     prompt = tgi.chat_requests()[-1]["messages"]
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
+
+
+async def _holding_the_chat(database_url: str, chat: int, then: str | None = None) -> tuple[asyncpg.Connection, object]:
+    """Another session holding the conversation's row (as a command's transaction does); `then`,
+    what it changes before it lets go."""
+    connection = await asyncpg.connect(plain_dsn(database_url))
+    transaction = connection.transaction()
+    await transaction.start()
+    await connection.execute("SELECT 1 FROM conversations WHERE chat_id = $1 FOR UPDATE", chat)
+    if then:
+        await connection.execute(then, chat)
+    return connection, transaction
+
+
+async def test_a_reply_written_ahead_asks_the_model_only_once_its_message_is_stored(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """The reply's prompt and request are made while its message is stored; nothing reaches the
+    model server before the message is in the database."""
+    outbox = RecordingOutbox(service.database)
+    await _say(service, outbox, "hello")
+    asked_before = len(tgi.chat_requests())
+    connection, transaction = await _holding_the_chat(database_url, 501)
+    try:
+        replying = asyncio.create_task(_say(service, outbox, "are you writing already?"))
+        await asyncio.sleep(0.5)  # the store waits for the row; the reply is prepared meanwhile
+        assert len(tgi.chat_requests()) == asked_before, "the model was asked before the message was stored"
+        stored = await connection.fetchval("SELECT count(*) FROM messages WHERE text = 'are you writing already?'")
+        assert stored == 0
+    finally:
+        await transaction.rollback()  # type: ignore[attr-defined]
+        await connection.close()
+    assert await asyncio.wait_for(replying, 10) == ["[emulated model] are you writing already?"]
+    assert len(tgi.chat_requests()) == asked_before + 1
+
+
+async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sent(
+    service: ConversationService, tgi: TGIEmulator, database_url: str
+) -> None:
+    """The chat changed while the message was being stored (here its history was cut, as /clear
+    does), so the store wrote nothing and was read again: the reply prepared from the old state is
+    dropped, and the model is asked once, with the new one."""
+    outbox = RecordingOutbox(service.database)
+    await _say(service, outbox, "Remember the blue kite")
+    asked_before = len(tgi.chat_requests())
+    connection, transaction = await _holding_the_chat(
+        database_url, 501, then="UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) "
+                                "WHERE chat_id = $1")
+    try:
+        replying = asyncio.create_task(_say(service, outbox, "what did I say?"))
+        await asyncio.sleep(0.5)
+    finally:
+        await transaction.commit()  # type: ignore[attr-defined]
+        await connection.close()
+    assert await asyncio.wait_for(replying, 10) == ["[emulated model] what did I say?"]
+    asked = tgi.chat_requests()[asked_before:]
+    assert len(asked) == 1, "one reply, one request: the one prepared from the old state never left"
+    assert "blue kite" not in " ".join(m["content"] for m in asked[0]["messages"][1:])
+    await asyncio.sleep(0)
+    waiting = [t for t in asyncio.all_tasks() if "write_ahead" in t.get_coro().__qualname__ and not t.done()]
+    assert waiting == [], "the dropped reply was called off, not left waiting"

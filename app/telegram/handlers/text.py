@@ -28,6 +28,7 @@ async def on_text(
     received = await conversation.receive(
         message.chat.id, user_info(message.from_user, message.chat.id), message.text or "",
         telegram_message_id=message.message_id, update_id=event_update.update_id, prefetched=prefetched,
+        outbox=outbox,
     )
     if received.responder:
-        conversation.spawn(conversation.respond(message.chat.id, outbox, received.context))
+        conversation.spawn(conversation.respond(message.chat.id, outbox, received.context, received.ahead))

@@ -25,16 +25,12 @@ class NaturalBatch(Generic[Item, Result]):
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
-        return await asyncio.shield(self.start(item))  # one caller cancelled does not cancel the others' statement
-
-    def start(self, item: Item) -> asyncio.Future[Result]:
-        """`item` joins the next statement, which is sent at the loop's next turn; its result, to await later."""
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieved)
         self._waiting.append((item, done))
         if self._worker is None:
             self._worker = asyncio.create_task(self._drain())
-        return done
+        return await asyncio.shield(done)  # one caller cancelled does not cancel the others' statement
 
     async def _drain(self) -> None:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,16 +68,6 @@ def _call_off(ahead: asyncio.Task[Any] | None) -> None:
     """A reply written ahead for a message that was not stored: its requests never left."""
     if ahead is not None:
         ahead.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class Prefetched:
-    """A chat's context read, started as its update arrived (before the update was even parsed), so
-    the read's round trip overlaps the parsing. `receive` uses it if it wants the same read; the
-    store is guarded by what was read, so a read gone stale meanwhile is only read again."""
-
-    wanted: ReadWanted
-    state: asyncio.Future[ChatState | None]
 
 
 class ConversationService:
@@ -144,7 +134,6 @@ class ConversationService:
         *,
         telegram_message_id: int | None = None,
         update_id: int | None = None,
-        prefetched: Prefetched | None = None,
         outbox: Outbox | None = None,
     ) -> Received:
         """Store and score one user message and move the FSM; decide who replies.
@@ -156,7 +145,7 @@ class ConversationService:
         crisis = detect_crisis(text)
         received = await self._receive_known(
             chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id,
-            prefetched=prefetched, outbox=outbox,
+            outbox=outbox,
         )
         if received is None:  # a new chat, a changed name, or a chat too busy to store optimistically
             received = await self._receive_locked(
@@ -164,31 +153,18 @@ class ConversationService:
             )
         return received
 
-    def prefetch(self, chat_id: int, text: str) -> Prefetched:
-        """Start the read `receive` will want for this message; nothing is written."""
-        wanted = self._wanted(chat_id, clean_text(text) or "…")
-        return Prefetched(wanted, self._reads.start(wanted))
-
-    def _wanted(self, chat_id: int, text: str) -> ReadWanted:
-        # With a debounce the reply re-reads its context once the burst is over: recall then.
-        return ReadWanted(chat_id, text, 0 if self.reply_debounce > timedelta(0) else self.recall)
-
     async def _receive_known(
         self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
-        telegram_message_id: int | None, update_id: int | None, prefetched: Prefetched | None = None,
-        outbox: Outbox | None = None,
+        telegram_message_id: int | None, update_id: int | None, outbox: Outbox | None = None,
     ) -> Received | None:
         """The hot path: read everything in one statement, write everything in another.
 
         The write is guarded by what was read; if the conversation changed in between, it writes
         nothing and the read is repeated. None sends the caller to the locking path."""
-        wanted = self._wanted(chat_id, text)
+        # With a debounce the reply re-reads its context once the burst is over: recall then.
+        wanted = ReadWanted(chat_id, text, 0 if self.reply_debounce > timedelta(0) else self.recall)
         for _ in range(OPTIMISTIC_ATTEMPTS):
-            if prefetched is not None and prefetched.wanted == wanted:
-                state = await asyncio.shield(prefetched.state)
-            else:
-                state = await self._reads.submit(wanted)
-            prefetched = None
+            state = await self._reads.submit(wanted)
             async with self.database.raw() as connection:
                 repo = ReplyPathRepo(connection)
                 if state is None:

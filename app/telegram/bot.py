@@ -269,10 +269,7 @@ def webhook_app(intake: UpdateIntake, path: str, secret: str | None) -> web.Appl
         except ValueError as exc:
             done = await intake.set_aside_unreadable(body, f"not JSON: {exc}", patience=WEBHOOK_PATIENCE)
         else:
-            prefetched = intake.prefetch([raw]).get(0)
-            if prefetched is not None:
-                await asyncio.sleep(0)  # its context read goes out first, then the update is parsed
-            done = await intake.handle(intake.read(raw, prefetched), patience=WEBHOOK_PATIENCE)
+            done = await intake.handle(intake.read(raw), patience=WEBHOOK_PATIENCE)
         return web.Response(status=200 if done else 503)
 
     app = web.Application()

@@ -15,7 +15,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,6 @@ from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 
 from app.services.commands import CommandService
-from app.services.conversation import Prefetched
 from app.services.outbox import Outbox
 from app.telegram import texts
 from storage.errors import is_transient
@@ -49,7 +47,6 @@ class Incoming:
     private: bool
     update: Update | None = None
     problem: str | None = None  # it cannot be handled: set aside at once
-    prefetched: Prefetched | None = None  # plain text: its chat's context read, already on its way
 
 
 class _Refused(ValueError):
@@ -93,20 +90,6 @@ def _chat_in(raw: Any) -> tuple[int | None, bool]:
     return None, False
 
 
-def _plain_text(raw: Any) -> tuple[int, str] | None:
-    """The chat and text of a private chat's plain text message (what the hot path stores), from raw JSON."""
-    message = raw.get("message") if isinstance(raw, dict) else None
-    if not isinstance(message, dict):
-        return None
-    chat, text = message.get("chat"), message.get("text")
-    if not isinstance(chat, dict) or chat.get("type") != "private" or not isinstance(text, str):
-        return None
-    chat_id = chat.get("id")
-    if not text or text.startswith("/") or not isinstance(chat_id, int) or isinstance(chat_id, bool):
-        return None
-    return (chat_id, text) if INT64_MIN <= chat_id <= INT64_MAX else None
-
-
 def escaped(raw: Any) -> str:
     """The update as received, in ASCII (NUL and lone surrogates escaped), for the dead-letter row."""
     if isinstance(raw, bytes | bytearray):
@@ -133,24 +116,7 @@ class UpdateIntake:
         self.attempts = attempts
         self.retry_pause = retry_pause
 
-    def prefetch(self, batch: Sequence[Any]) -> dict[int, Prefetched]:
-        """Start the context reads of plain text messages, by position in `batch`, before it is parsed.
-
-        Only a chat's first update in the batch: a later one may follow a command of the same chat
-        (a /clear), which is handled first and would make its read stale."""
-        started: dict[int, Prefetched] = {}
-        chats: set[int | None] = set()
-        for index, raw in enumerate(batch):
-            chat_id, _ = _chat_in(raw)
-            if chat_id in chats:
-                continue
-            chats.add(chat_id)
-            plain = _plain_text(raw)
-            if plain is not None:
-                started[index] = self.commands.conversation.prefetch(*plain)
-        return started
-
-    def read(self, raw: Any, prefetched: Prefetched | None = None) -> Incoming:
+    def read(self, raw: Any) -> Incoming:
         update_id = raw.get("update_id") if isinstance(raw, dict) else None
         if not isinstance(update_id, int) or isinstance(update_id, bool) or not INT64_MIN <= update_id <= INT64_MAX:
             update_id = None
@@ -166,7 +132,7 @@ class UpdateIntake:
         except UpdateTypeLookupError:
             log.info("update_type_unknown_ignored", update_id=update_id, keys=sorted(raw)[:5])
             return Incoming(raw, update_id, chat_id, private)
-        return Incoming(raw, update_id, chat_id, private, update=update, prefetched=prefetched)
+        return Incoming(raw, update_id, chat_id, private, update=update)
 
     async def handle(self, item: Incoming, *, patience: float | None = None) -> bool:
         """True once the update is handled, ignored or set aside; False if an outage outlasted `patience`."""
@@ -175,13 +141,11 @@ class UpdateIntake:
         if item.update is None:
             return True
         started, failures, outage = time.monotonic(), 0, 0
-        prefetched = item.prefetched  # for the first try only: a failed try's read says nothing of the next
         while True:
             try:
-                await self.dispatcher.feed_update(self.bot, item.update, prefetched=prefetched)
+                await self.dispatcher.feed_update(self.bot, item.update)
                 return True
             except Exception as exc:
-                prefetched = None
                 if is_transient(exc):
                     outage += 1
                     if patience is not None and time.monotonic() - started > patience:

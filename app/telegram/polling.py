@@ -96,10 +96,7 @@ async def poll(bot: Bot, intake: UpdateIntake, allowed: list[str], stop: asyncio
             failures = 0
             if not raw_updates:
                 continue
-            prefetched = intake.prefetch(raw_updates)
-            if prefetched:
-                await asyncio.sleep(0)  # the context reads go out first, then the updates are parsed
-            items = [intake.read(raw, prefetched.get(index)) for index, raw in enumerate(raw_updates)]
+            items = [intake.read(raw) for raw in raw_updates]
             if await handle_batch(intake, items):
                 offset = next_offset(items, offset)
     finally:

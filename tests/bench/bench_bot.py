@@ -305,6 +305,7 @@ class Contestant:
     pid: int
     telegram: TelegramEmulator
     base: int  # its chats are base + ..., ten million apart from the others' (a million per round)
+    url: str  # its database
     profile: Path | None = None
 
 
@@ -318,8 +319,7 @@ async def main(options: argparse.Namespace) -> None:
         if options.keep_logs:
             print(f"logs in {folder}")
         base = server_url(folder)
-        async with fresh_database(base) as url, contextlib.AsyncExitStack() as stack:
-            await asyncio.to_thread(migrate.upgrade, url)
+        async with contextlib.AsyncExitStack() as stack:
             tgi = TGIEmulator(api_key=TGI_KEY)
             await tgi.start()
             stack.push_async_callback(tgi.stop)
@@ -329,8 +329,12 @@ async def main(options: argparse.Namespace) -> None:
             if options.streaming:
                 aifriends.append(("+ streaming", {"STREAM_REPLIES": "true"}))
             for n, name in enumerate([*(f"refbot {v}" for v in options.refbot), *(a for a, _ in aifriends)]):
-                telegram = TelegramEmulator()  # each bot a Bot API of its own: none waits behind another's updates
+                # Each bot its own Bot API (none waits behind another's updates) and its own database
+                # on the same server: two aifriends on one would heal and send each other's replies.
+                telegram = TelegramEmulator()
                 await telegram.start()
+                url = await stack.enter_async_context(fresh_database(base))
+                await asyncio.to_thread(migrate.upgrade, url)
                 stack.push_async_callback(telegram.stop)
                 if name.startswith("refbot "):
                     variant = name.removeprefix("refbot ")
@@ -342,7 +346,7 @@ async def main(options: argparse.Namespace) -> None:
                     ))
                     pid = bot.process.pid
                 profile = folder / f"aifriend-{n}.pyspy" if options.profile and name == "aifriend" else None
-                contestants.append(Contestant(Result(name), pid, telegram, (n + 1) * 10_000_000, profile))
+                contestants.append(Contestant(Result(name), pid, telegram, (n + 1) * 10_000_000, url, profile))
             await asyncio.gather(*(warm_up(c.telegram, c.base) for c in contestants))
             await asyncio.sleep(1.0)
             for round_ in range(options.rounds):
@@ -353,7 +357,8 @@ async def main(options: argparse.Namespace) -> None:
                     if contestant.profile is not None:
                         profile = contestant.profile.with_suffix(f".{round_}.pyspy")
                     await measure(contestant.result, contestant.pid, contestant.telegram, options,
-                                  contestant.base + round_ * 1_000_000, url, seconds=options.seconds / options.rounds,
+                                  contestant.base + round_ * 1_000_000, contestant.url,
+                                  seconds=options.seconds / options.rounds,
                                   chats=options.chats // options.rounds, profile=profile)
             if tgi.unauthorized:
                 print(f"the model server refused {tgi.unauthorized} requests: those replies were fallbacks")

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
+import pytest
 
 from app.prompt import Memory
 from app.services.commands import CommandService
-from app.services.conversation import ConversationService, Prefetched
+from app.services.conversation import ConversationService
 from app.services.delivery import DeliveryQueue, SendOutcome
 from app.services.records import ReplyContext
 from storage.conversations import UserInfo
 from storage.messages import MessageRepo
 from storage.outbox import QueuedSend
+from storage.reply_path import ReplyPathRepo
 from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox, RecordingTransport
 from tests.postgres import fetch as _rows
@@ -348,26 +352,39 @@ async def test_a_first_message_stores_the_user_the_chat_and_both_moves_in_order(
 SAID_BY = UserInfo(user_id=501, username="ann")  # the user as `_say` writes (a changed name takes the locked path)
 
 
-async def _answer_prefetched(service: ConversationService, outbox: RecordingOutbox, prefetched: Prefetched, text: str) -> None:
-    received = await service.receive(501, SAID_BY, text, prefetched=prefetched)
-    assert received.responder
-    await service.respond(501, outbox, received.context)
+@pytest.fixture
+def between_read_and_store(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], Awaitable[None]]]:
+    """What happens once between a message's read and its store (another replica's command, say);
+    the real store runs after it."""
+    pending: list[Callable[[], Awaitable[None]]] = []
+    store_message = ReplyPathRepo.store_message
+
+    async def store_after(self: ReplyPathRepo, *args: Any) -> Any:
+        while pending:
+            await pending.pop(0)()
+        return await store_message(self, *args)
+
+    monkeypatch.setattr(ReplyPathRepo, "store_message", store_after)
+    return pending
 
 
 async def test_a_context_read_before_a_clear_is_read_again(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: ConversationService, tgi: TGIEmulator, database_url: str,
+    between_read_and_store: list[Callable[[], Awaitable[None]]],
 ) -> None:
-    """The bot starts a message's context read before it parses the update; a /clear that lands in
-    between must not leave the old history in the reply."""
+    """A /clear that lands between a message's read and its store must not leave the old history
+    in the reply: the store sees the chat changed, writes nothing, and the message is read again."""
     outbox = RecordingOutbox(service.database)
     for number in range(12):
         await _say(service, outbox, f"Remember the blue kite {number}")
-    prefetched = service.prefetch(501, "what did I tell you?")
-    assert (await prefetched.state) is not None
-    async with CommandService(service).handling(501, SAID_BY) as unit:
-        assert unit is not None
-        await CommandService(service).reset(unit)
-    await _answer_prefetched(service, outbox, prefetched, "what did I tell you?")
+
+    async def clear() -> None:
+        async with CommandService(service).handling(501, SAID_BY) as unit:
+            assert unit is not None
+            await CommandService(service).reset(unit)
+
+    between_read_and_store.append(clear)
+    await _say(service, outbox, "what did I tell you?")
     prompt = tgi.chat_requests()[-1]["messages"]
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
     assert prompt[0]["content"].startswith(service.persona.stages.icebreaker.system)
@@ -376,22 +393,25 @@ async def test_a_context_read_before_a_clear_is_read_again(
 
 
 async def test_a_context_read_before_the_history_moved_is_read_again(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: ConversationService, tgi: TGIEmulator, database_url: str,
+    between_read_and_store: list[Callable[[], Awaitable[None]]],
 ) -> None:
     """Even when the stage and counts stay the same, a read from before the short-term history
     was cut (what /clear does to it) is not the one the reply is written from."""
     outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "Remember the blue kite")
-    prefetched = service.prefetch(501, "and now?")
-    assert (await prefetched.state) is not None
-    connection = await asyncpg.connect(plain_dsn(database_url))
-    try:
-        await connection.execute(
-            "UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) WHERE chat_id = 501"
-        )
-    finally:
-        await connection.close()
-    await _answer_prefetched(service, outbox, prefetched, "and now?")
+
+    async def cut_history() -> None:
+        connection = await asyncpg.connect(plain_dsn(database_url))
+        try:
+            await connection.execute(
+                "UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) WHERE chat_id = 501"
+            )
+        finally:
+            await connection.close()
+
+    between_read_and_store.append(cut_history)
+    await _say(service, outbox, "and now?")
     prompt = tgi.chat_requests()[-1]["messages"]
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
 

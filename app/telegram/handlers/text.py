@@ -6,7 +6,7 @@ from aiogram import Router
 from aiogram.types import Message, Update
 
 from app.services.commands import CommandService, UpdateUnit
-from app.services.conversation import ConversationService, Prefetched
+from app.services.conversation import ConversationService
 from app.services.outbox import Outbox
 from app.telegram import texts
 from app.telegram.filters import has_text, private_chat
@@ -19,7 +19,7 @@ router.message.filter(private_chat)
 @router.message(has_text)
 async def on_text(
     message: Message, event_update: Update, conversation: ConversationService, commands: CommandService,
-    outbox: Outbox, unit: UpdateUnit | None = None, prefetched: Prefetched | None = None,
+    outbox: Outbox, unit: UpdateUnit | None = None,
 ) -> None:
     """Returns once the message is stored, so the update is confirmed only then."""
     if unit is not None:  # text that is nothing once cleaned (control characters only): not plain text
@@ -27,8 +27,7 @@ async def on_text(
         return
     received = await conversation.receive(
         message.chat.id, user_info(message.from_user, message.chat.id), message.text or "",
-        telegram_message_id=message.message_id, update_id=event_update.update_id, prefetched=prefetched,
-        outbox=outbox,
+        telegram_message_id=message.message_id, update_id=event_update.update_id, outbox=outbox,
     )
     if received.responder:
         conversation.spawn(conversation.respond(message.chat.id, outbox, received.context, received.ahead))

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.e2e.bot import running_bot
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
+from tests.faults.tally import sends_in_doubt
 from tests.postgres import fetch as _fetch
 
 FAST = {"CHECKIN_AFTER": "2s", "CHECKIN_SWEEP_EVERY": "1s", "QUIET_HOURS": "00-00"}
@@ -103,6 +104,9 @@ async def test_three_processes_send_each_checkin_once_even_when_one_is_killed(
             while sum(len(telegram.sent[c]) for c in chats) < len(chats) + 10:
                 await asyncio.sleep(0.02)
             workers[0].send_signal(signal.SIGKILL)
+            await workers[0].wait()
+            await asyncio.sleep(0.3)  # a request whose bytes were out when the worker died still lands
+            in_doubt = await sends_in_doubt(telegram, database_url)
             deadline = time.monotonic() + 90
             while any(len(telegram.sent[c]) < 2 for c in chats) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -113,7 +117,9 @@ async def test_three_processes_send_each_checkin_once_even_when_one_is_killed(
                 worker.kill()
             await worker.wait()
     counts = {chat: len(telegram.sent[chat]) for chat in chats}
-    assert set(counts.values()) == {2}, {c: n for c, n in counts.items() if n != 2}
+    # A check-in the killed worker had sent but not yet recorded is in doubt: it may come twice.
+    doubtful = {chat for chat, _ in in_doubt}
+    assert not {c: n for c, n in counts.items() if n != 2 and not (n == 3 and c in doubtful)}, (counts, in_doubt)
     rows = await _fetch(database_url, "SELECT claimed_by, status, count(*) FROM checkins GROUP BY 1, 2")
     sent = {r[0]: r[2] for r in rows if r[1] == "sent"}
     assert sum(sent.values()) == len(chats)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from tests.emulators.telegram import TelegramEmulator
+from tests.postgres import fetch
 
 _NUMBERED = re.compile(r"\bm(\d+) c(-?\d+)\b")
 
@@ -72,3 +73,15 @@ def tally(telegram: TelegramEmulator, sent: dict[int, int]) -> Tally:
         if missing:
             result.unanswered[chat] = missing
     return result
+
+
+async def sends_in_doubt(telegram: TelegramEmulator, database_url: str) -> list[tuple[int, str]]:
+    """Sends a dead process leaves unknowable: Telegram shows them, the outbox still owes them.
+
+    Read right after a kill, these are what the next process sends again (at least once is the
+    promise where the Bot API gives no idempotency key); any other duplicate is a bug.
+    """
+    rows = await fetch(database_url, "SELECT chat_id, payload->>'text' FROM outbox "
+                                     "WHERE status = 'pending' AND method = 'sendMessage'")
+    return [(chat, text) for chat, text in rows
+            if any(message.get("text") == text for message in telegram.sent.get(chat, []))]

@@ -92,7 +92,7 @@ class Result:
 
     def line(self) -> str:
         cpu = self.per_message(self.cpu_s)
-        return (f"{self.name:<14} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
+        return (f"{self.name:<16} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
                 f"  sustained {self.throughput:6.0f} msg/s (slowest reply {self.slowest:4.1f} s)"
                 f"  CPU {cpu:5.2f} ms/msg (PostgreSQL {self.per_message(self.pg_cpu_s):4.2f}, emulators "
                 f"{self.per_message(self.harness_cpu_s):4.2f}; waited for a CPU {self.per_message(self.waited_s):4.2f}"
@@ -104,15 +104,18 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def runqueue_seconds(pid: int) -> float:
-    """Time the process's threads were ready to run but waited for a CPU (the kernel's schedstat)."""
+def cpu_seconds(*pids: int) -> float:
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def runqueue_seconds(*pids: int) -> float:
+    """Time the processes' threads were ready to run but waited for a CPU (the kernel's schedstat)."""
+    total = 0
+    for task in (task for pid in pids for task in Path(f"/proc/{pid}/task").iterdir()):
         with contextlib.suppress(OSError):  # a thread gone meanwhile
             total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
@@ -148,25 +151,25 @@ async def wait_all(telegram: TelegramEmulator, chats: range, per_chat: int, pati
 
 
 async def steady(
-    telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int, pid: int
+    telegram: TelegramEmulator, rate: float, seconds: float, first_chat: int, pids: list[int]
 ) -> tuple[list[float], float]:
     """One message per chat at `rate` per second, from chats that wrote before (a first contact
     happens once per user; the reply path is what every later message takes); latency from
-    update to reply, in ms, and the bot's CPU seconds meanwhile."""
+    update to reply, in ms, and the bot processes' CPU seconds meanwhile."""
     count = int(rate * seconds)
     chats = range(first_chat, first_chat + count)
     for chat in chats:
         telegram.user_sends(chat, "hi, it's me")
     await wait_all(telegram, chats, 1, 120)
     await asyncio.sleep(1.0)
-    start, cpu = time.monotonic(), cpu_seconds(pid)
+    start, cpu = time.monotonic(), cpu_seconds(*pids)
     updates = {}
     for n, chat in enumerate(chats):
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
     await wait_all(telegram, chats, 2, 120)
     return ([(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats],
-            cpu_seconds(pid) - cpu)
+            cpu_seconds(*pids) - cpu)
 
 
 async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> tuple[float, float]:
@@ -215,35 +218,37 @@ async def transactions(url: str) -> int:
 
 
 async def measure(
-    result: Result, pid: int, telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
+    result: Result, pids: list[int], telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
     *, seconds: float, chats: int, profile: Path | None = None,
 ) -> None:
     """One slice: steady-rate latency for `seconds`, then sustained throughput with `chats` new
-    chats (sampled with py-spy into `profile` if given), added to `result`."""
+    chats (the first process sampled with py-spy into `profile` if given), added to `result`.
+    CPU is the bot processes' together; RSS the largest one's."""
+    pid = pids[0]
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None and options.profile == "steady":
             await stack.enter_async_context(sampling(pid, profile))
-        latencies, steady_cpu = await steady(telegram, options.rate, seconds, base + 1, pid)
+        latencies, steady_cpu = await steady(telegram, options.rate, seconds, base + 1, pids)
     result.latencies += latencies
     result.steady_cpu_s += steady_cpu
     result.steady_messages += len(latencies)
     wave = range(base + 100_000, base + 100_000 + chats)
     transactions_before = await transactions(url) if options.count_statements else 0
-    cpu_before, pg_before, harness_before = cpu_seconds(pid), postgres_cpu_seconds(), cpu_seconds(os.getpid())
-    waited_before, started = runqueue_seconds(pid), time.monotonic()
+    cpu_before, pg_before, harness_before = cpu_seconds(*pids), postgres_cpu_seconds(), cpu_seconds(os.getpid())
+    waited_before, started = runqueue_seconds(*pids), time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         if profile is not None and options.profile == "sustained":
             await stack.enter_async_context(sampling(pid, profile))
         throughput, slowest = await burst(telegram, wave, options.per_chat)
     result.burst_seconds += time.monotonic() - started
     result.burst_messages += len(wave) * options.per_chat
-    result.cpu_s += cpu_seconds(pid) - cpu_before
+    result.cpu_s += cpu_seconds(*pids) - cpu_before
     result.pg_cpu_s += postgres_cpu_seconds() - pg_before
     result.harness_cpu_s += cpu_seconds(os.getpid()) - harness_before
-    result.waited_s += runqueue_seconds(pid) - waited_before
+    result.waited_s += runqueue_seconds(*pids) - waited_before
     result.slowest = max(result.slowest, slowest)
     result.rounds.append((percentile(latencies, 0.5), throughput))
-    result.rss_mb = rss_mb(pid)
+    result.rss_mb = max(rss_mb(p) for p in pids)
     if options.count_statements:  # our own first read of the count is a transaction too
         result.transactions += await transactions(url) - transactions_before - 1
     else:
@@ -276,13 +281,12 @@ async def webhook_replicas(
         result = Result(f"webhook x{processes}")
         try:
             await warm_up(telegram, chat_base)
-            await measure(result, pids[0], telegram, options, chat_base, url, seconds=options.seconds,
+            await measure(result, pids, telegram, options, chat_base, url, seconds=options.seconds,
                           chats=options.chats)
         except TimeoutError:
             print("webhook deliveries:", dict(telegram.webhook_statuses), "served:", dict(balancer.served),
                   "webhook:", telegram.webhook_url, "sets:", telegram.webhook_sets)
             raise
-        result.cpu_s = 0.0  # one process's only; see throughput
     await balancer.stop()
     await telegram.stop()
     return result
@@ -323,11 +327,13 @@ async def main(options: argparse.Namespace) -> None:
             tgi = TGIEmulator(api_key=TGI_KEY)
             await tgi.start()
             stack.push_async_callback(tgi.stop)
-            aifriends = [("aifriend", {})]
+            aifriends: list[tuple[str, dict[str, str]]] = [("aifriend", {})]
             if options.without_recall:
                 aifriends.append(("- recall", {"MEMORY_RECALL": "false"}))
             if options.streaming:
                 aifriends.append(("+ streaming", {"STREAM_REPLIES": "true"}))
+            for tree in options.also_from:  # a before/after in one run: an earlier commit's tree first on the path
+                aifriends.append((f"aifriend@{Path(tree).name}", {"PYTHONPATH": str(Path(tree).resolve())}))
             for n, name in enumerate([*(f"refbot {v}" for v in options.refbot), *(a for a, _ in aifriends)]):
                 # Each bot its own Bot API (none waits behind another's updates) and its own database
                 # on the same server: two aifriends on one would heal and send each other's replies.
@@ -356,7 +362,7 @@ async def main(options: argparse.Namespace) -> None:
                     profile = None
                     if contestant.profile is not None:
                         profile = contestant.profile.with_suffix(f".{round_}.pyspy")
-                    await measure(contestant.result, contestant.pid, contestant.telegram, options,
+                    await measure(contestant.result, [contestant.pid], contestant.telegram, options,
                                   contestant.base + round_ * 1_000_000, contestant.url,
                                   seconds=options.seconds / options.rounds,
                                   chats=options.chats // options.rounds, profile=profile)
@@ -389,6 +395,10 @@ async def main(options: argparse.Namespace) -> None:
               f"CPU {ours.cpu_s / floor.cpu_s * floor.burst_messages / ours.burst_messages:.2f}x")
         by_round = [f"{a[0] / b[0]:.2f}x / {a[1] / b[1]:.2f}x" for a, b in zip(ours.rounds, floor.rounds, strict=True)]
         print("  round by round, p50 / throughput: " + ", ".join(by_round))
+    for before in (r for r in results if r.name.startswith("aifriend@")):
+        print(f"aifriend / {before.name}: throughput {ours.throughput / before.throughput:.2f}x, "
+              f"p50 {ours.p50 / before.p50:.2f}x, p99 {ours.p99 / before.p99:.2f}x, "
+              f"CPU {ours.per_message(ours.cpu_s) / before.per_message(before.cpu_s):.2f}x")
 
 
 if __name__ == "__main__":
@@ -410,6 +420,9 @@ if __name__ == "__main__":
     parser.add_argument("--count-statements", action="store_true",
                         help="also the database's transactions per message in the sustained phase (on the reply "
                              "path, statements: each commits by itself); waits 11 s around it for the counts")
+    parser.add_argument("--also-from", nargs="*", default=[], metavar="TREE",
+                        help="also aifriend run from these source trees (e.g. `git worktree add /tmp/before <commit>`):"
+                             " a change's before and after, side by side in one run")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
     parser.add_argument("--webhook", type=int, nargs="*", default=[],
                         help="then aifriend in webhook mode with this many processes behind a round-robin proxy")

@@ -8,6 +8,12 @@ is a free list (the most recently used connection first: its caches are warm), b
 waiters served in order. It needs no reset: nothing here sets anything on a connection or leaves
 a transaction open.
 
+When the server refuses a connection because it is full (`max_connections`, or a role's or a
+database's connection limit: more replicas than it was sized for), a checkout waits for one of
+the process's own connections to come back instead of failing the reply it was for, and for a
+second no more are tried: the pool shrinks to what the server grants. Only a process with no
+connection at all gets the error.
+
 A connection is given back only after a block that ended normally. After any exception the
 statement's state is unknown (cancelled half-way, a broken socket), so the connection is closed
 and the next checkout opens another: that is also how a connection the server dropped is replaced.
@@ -29,6 +35,7 @@ from typing import Any
 import asyncpg
 
 IDLE_LIFETIME = 300.0  # seconds a spare connection is kept once a burst is over
+SERVER_FULL_PAUSE = 1.0  # seconds no connection is opened beside those held, once the server said it is full
 CLOSED = "the reply path's connections are closed: the process is stopping"
 
 
@@ -50,6 +57,7 @@ class DirectPool:
         self._all_back = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._full_until = 0.0  # loop time until which the server is taken to be full
         self._on_connect: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
 
     def on_connect(self, callback: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
@@ -70,8 +78,13 @@ class DirectPool:
                     self._in_use.add(connection)
                     return connection
                 self._opened -= 1
-            if self._opened < self._size:
-                return await self._open()
+            if self._opened < self._size and not self._server_full():
+                try:
+                    return await self._open()
+                except asyncpg.TooManyConnectionsError:
+                    if not self._opened:
+                        raise  # none of ours is open or opening: nothing to wait for
+                    self._full_until = asyncio.get_running_loop().time() + SERVER_FULL_PAUSE
             waiter: asyncio.Future[asyncpg.Connection | None] = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
             try:
@@ -83,6 +96,10 @@ class DirectPool:
             if handed is not None:
                 return handed
             # None: a connection was closed, so there is room to open one: try again
+
+    def _server_full(self) -> bool:
+        """The server refused a connection a moment ago, and this process has some to share."""
+        return self._opened > 0 and asyncio.get_running_loop().time() < self._full_until
 
     async def _open(self) -> asyncpg.Connection:
         self._opened += 1

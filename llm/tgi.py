@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 
 from llm.budget import room_for_reply
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
+from llm.gate import deadline_after_release
 from llm.transport import AiohttpTransport, use_aiohttp_transport
 from llm.types import (
     ChatMessage,
@@ -207,15 +208,16 @@ class TGIChatModel:
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         try:
-            async with asyncio.timeout(self._deadline):
-                prompt_tokens, max_new = await self._prepare(messages, params)
-                request = self._request(messages, params, max_new)
+            async with asyncio.timeout(self._deadline) as limit:
+                with deadline_after_release(limit, self._deadline):
+                    prompt_tokens, max_new = await self._prepare(messages, params)
+                    request = self._request(messages, params, max_new)
 
-                async def call() -> str:
-                    output = await self._client.chat_completion(**request)
-                    return output.choices[0].message.content or ""
+                    async def call() -> str:
+                        output = await self._client.chat_completion(**request)
+                        return output.choices[0].message.content or ""
 
-                text = await self._with_retries(call)
+                    text = await self._with_retries(call)
         except TimeoutError:
             raise ModelUnavailableError(
                 f"the model server at {self._base_url} gave no answer within {self._deadline:g} s"
@@ -224,24 +226,24 @@ class TGIChatModel:
 
     async def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
         """The reply as the server writes it; the same deadline as `complete` bounds the whole stream."""
-        deadline = time.monotonic() + self._deadline
-
-        def left() -> float:
-            return max(0.05, deadline - time.monotonic())
-
         try:
-            _, max_new = await asyncio.wait_for(self._prepare(messages, params), left())
-            request = self._request(messages, params, max_new)
             # The responses of this stream's attempts are closed when it ends, however it ends.
             async with contextlib.AsyncExitStack() as responses:
-                opened = self._with_retries(
-                    lambda: _scoped(responses, self._client.chat_completion(stream=True, **request))
-                )
-                chunks = await asyncio.wait_for(opened, left())
+                # Until the stream is open nothing is yielded, so one timeout can bound that part;
+                # the pieces after it get what is left of the same deadline.
+                async with asyncio.timeout(self._deadline) as opening:
+                    with deadline_after_release(opening, self._deadline):
+                        _, max_new = await self._prepare(messages, params)
+                        request = self._request(messages, params, max_new)
+                        chunks = await self._with_retries(
+                            lambda: _scoped(responses, self._client.chat_completion(stream=True, **request))
+                        )
+                deadline = opening.when() or 0.0
+                loop = asyncio.get_running_loop()
                 iterator = chunks.__aiter__()
                 while True:
                     try:
-                        chunk = await asyncio.wait_for(iterator.__anext__(), left())
+                        chunk = await asyncio.wait_for(iterator.__anext__(), max(0.05, deadline - loop.time()))
                     except StopAsyncIteration:
                         return
                     if chunk.choices and chunk.choices[0].delta.content:

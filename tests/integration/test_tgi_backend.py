@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx2
 import pytest
 
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
+from llm.gate import held_until
 from llm.tgi import TGIChatModel
 from llm.types import ChatMessage, GenerationParams
 from tests.emulators.tgi import TGIEmulator, template, tokenize
@@ -189,3 +191,29 @@ async def test_limits_are_read_again_after_a_while(
     assert (await model.limits()).max_total_tokens == 4096
     monkeypatch.setattr("llm.tgi.INFO_TTL", 0.0)
     assert (await model.limits()).max_total_tokens == 2048
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_request_held_for_its_messages_store_has_its_whole_deadline_after_it(
+    tgi: TGIEmulator, streamed: bool
+) -> None:
+    """A reply written ahead waits for its message's store; a store slow past LLM_TIMEOUT (a lock
+    wait, a busy server) must not turn a model that answers into the fallback line."""
+    backend = TGIChatModel(tgi.url, timeout=0.5, backoff=0.01)
+    stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    params = GenerationParams(max_new_tokens=20)
+
+    async def ahead() -> str:
+        with held_until(stored):
+            if streamed:
+                return "".join([piece async for piece in backend.stream(PROMPT, params)])
+            return (await backend.complete(PROMPT, params)).text
+
+    try:
+        reply = asyncio.create_task(ahead())
+        await asyncio.sleep(0.8)  # the store takes longer than the whole deadline
+        assert not reply.done() and not tgi.chat_requests(), "nothing leaves before the store"
+        stored.set_result(1)
+        assert (await reply).startswith("[emulated model]")
+    finally:
+        await backend.close()

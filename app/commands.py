@@ -146,8 +146,12 @@ ALL: tuple[CommandSpec, ...] = (
         _chat_options,
     ),
     CommandSpec("scheduler", "a check-in worker only; any number may run beside any number of bots", cmd_scheduler),
-    CommandSpec("inspect", "one conversation: state, counts, memory, recent transitions and messages",
-                cmd_inspect, _inspect_options),
+    CommandSpec(
+        "inspect",
+        "one conversation: state, counts, memory, recent transitions and messages",
+        cmd_inspect,
+        _inspect_options,
+    ),
     CommandSpec("stats", "all conversations: how many in each state, messages and check-ins per day", cmd_stats),
     CommandSpec(
         "fsm-diagram",

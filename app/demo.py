@@ -31,18 +31,36 @@ if TYPE_CHECKING:
 DEMO_DATABASE = "aifriend_demo"
 CHAT = 100
 SMALL_TALK = [
-    "Hi Robin! I'm Sam.", "I just got home from work.", "My dog is called Biscuit, he is a beagle.",
-    "I work as a nurse at the city hospital.", "Night shifts are long but I like my colleagues.",
-    "Biscuit chewed my slipper again today.", "Do you like music? I play the guitar a bit.",
-    "I am learning a song by Fleetwood Mac.", "Tomorrow I'm off, finally.", "I might take Biscuit to the beach.",
-    "The weather is supposed to be sunny.", "I also want to bake bread this weekend.",
-    "My sister is visiting next month.", "She lives in Lisbon.", "We haven't seen each other for a year.",
-    "I'm thinking of cooking her favourite dish.", "It's a fish stew our grandmother made.",
-    "I still have the recipe written by hand.", "Anyway, how are you today?", "I like talking to you.",
-    "Biscuit is snoring next to me right now.", "I watched a documentary about octopuses.",
-    "They are so clever, they can open jars!", "Maybe I should get a fish tank.", "Biscuit would stare at it all day.",
-    "I finished reading a novel yesterday.", "It was about a lighthouse keeper.", "The ending was quiet and beautiful.",
-    "I'm glad I have someone to tell these things.", "You always listen so well.",
+    "Hi Robin! I'm Sam.",
+    "I just got home from work.",
+    "My dog is called Biscuit, he is a beagle.",
+    "I work as a nurse at the city hospital.",
+    "Night shifts are long but I like my colleagues.",
+    "Biscuit chewed my slipper again today.",
+    "Do you like music? I play the guitar a bit.",
+    "I am learning a song by Fleetwood Mac.",
+    "Tomorrow I'm off, finally.",
+    "I might take Biscuit to the beach.",
+    "The weather is supposed to be sunny.",
+    "I also want to bake bread this weekend.",
+    "My sister is visiting next month.",
+    "She lives in Lisbon.",
+    "We haven't seen each other for a year.",
+    "I'm thinking of cooking her favourite dish.",
+    "It's a fish stew our grandmother made.",
+    "I still have the recipe written by hand.",
+    "Anyway, how are you today?",
+    "I like talking to you.",
+    "Biscuit is snoring next to me right now.",
+    "I watched a documentary about octopuses.",
+    "They are so clever, they can open jars!",
+    "Maybe I should get a fish tank.",
+    "Biscuit would stare at it all day.",
+    "I finished reading a novel yesterday.",
+    "It was about a lighthouse keeper.",
+    "The ending was quiet and beautiful.",
+    "I'm glad I have someone to tell these things.",
+    "You always listen so well.",
 ]
 BAD_DAY = "I had an awful, terrible day. A patient yelled at me and I feel miserable and exhausted."
 BETTER = "Thank you, that really helps. You're wonderful, I feel so much better now!"
@@ -75,10 +93,17 @@ async def run_demo(settings: Settings) -> int:
     await tgi.start()
     await telegram.start()
     demo = load_settings(
-        bot_token=SecretStr(telegram.token), telegram_api_url=telegram.url, tgi_url=tgi.url,
-        database_url=SecretStr(url), llm_backend="tgi", webhook_url=None, sentiment_model=None,
-        reply_debounce=timedelta(seconds=0.2), checkin_after=timedelta(seconds=3),
-        checkin_sweep_every=timedelta(seconds=1), quiet_hours=QuietHours(0, 0),
+        bot_token=SecretStr(telegram.token),
+        telegram_api_url=telegram.url,
+        tgi_url=tgi.url,
+        database_url=SecretStr(url),
+        llm_backend="tgi",
+        webhook_url=None,
+        sentiment_model=None,
+        reply_debounce=timedelta(seconds=0.2),
+        checkin_after=timedelta(seconds=3),
+        checkin_sweep_every=timedelta(seconds=1),
+        quiet_hours=QuietHours(0, 0),
         persona_file=settings.persona_file,
     )
     _say(f"Bot API emulator: {telegram.url}   TGI emulator: {tgi.url} (max_total_tokens=1024)\n")
@@ -132,15 +157,19 @@ async def _account(reports: OperatorReports) -> None:
     assert report is not None
     overview = report.overview
     _say("\nWhat the database says now (aifriend inspect, from the operator views):")
-    _say(f"  state: {overview['state']}; {overview['user_messages']} user messages, "
-         f"{overview['bot_messages']} bot messages")
+    _say(
+        f"  state: {overview['state']}; {overview['user_messages']} user messages, "
+        f"{overview['bot_messages']} bot messages"
+    )
     _say("  stage changes (state_transition_log):")
-    for t in (await reports.transitions(CHAT)):
+    for t in await reports.transitions(CHAT):
         scores = ""
         if t["sentiment_negative"] is not None:
             scores = f", negative {t['sentiment_negative']:.2f} / positive {t['sentiment_positive']:.2f}"
-        _say(f"    {t['from_state'] or '(new)':>10} -> {t['to_state']:<10} trigger {t['trigger']:<9} "
-             f"at message {t['user_messages']}{scores}")
+        _say(
+            f"    {t['from_state'] or '(new)':>10} -> {t['to_state']:<10} trigger {t['trigger']:<9} "
+            f"at message {t['user_messages']}{scores}"
+        )
     _say(f"  memory summary: {overview['memory_summary'] or '(none yet)'}")
     _say(f"  check-ins: last at {overview['last_checkin_at']:%H:%M:%S}, {overview['checkins_unanswered']} unanswered")
     _say("\n" + format_conversation(report).split("transitions:")[0].strip().replace("\n", "\n  "))

@@ -18,4 +18,3 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"{value!r} is not a duration; write a number with s, m, h or d, e.g. 90s or 24h")
     amount, unit = match.groups()
     return timedelta(seconds=float(amount) * _UNITS[unit])
-

@@ -22,5 +22,6 @@ def settle_heap() -> None:
     started = time.perf_counter()
     gc.collect()
     gc.freeze()
-    log.info("heap_settled", frozen_objects=gc.get_freeze_count(),
-             took_ms=round((time.perf_counter() - started) * 1000, 1))
+    log.info(
+        "heap_settled", frozen_objects=gc.get_freeze_count(), took_ms=round((time.perf_counter() - started) * 1000, 1)
+    )

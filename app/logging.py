@@ -26,9 +26,7 @@ class SecretMasker:
                 text = text.replace(secret, _MASK)
         return text
 
-    def __call__(
-        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if not self._secrets:
             return event
         for key, value in event.items():
@@ -71,9 +69,7 @@ def _named_write_logger_factory(file: TextIO) -> Callable[..., _NamedWriteLogger
     return factory
 
 
-def configure_logging(
-    *, level: str = "INFO", fmt: str | None = None, secrets: Iterable[str | None] = ()
-) -> None:
+def configure_logging(*, level: str = "INFO", fmt: str | None = None, secrets: Iterable[str | None] = ()) -> None:
     """One processor chain for our lines and for stdlib logging's (aiogram, SQLAlchemy, alembic).
 
     Our lines take structlog's own path (structlog's performance notes): a level below LOG_LEVEL

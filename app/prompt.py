@@ -106,8 +106,9 @@ def build_prompt_with_recall(
     lines = _recall_lines(recalled, chosen, min(room, int(budget_tokens * RECALL_SHARE)))
     if not lines or messages[-1].role != "user":
         return messages, None
-    note = "\n".join(["<recalled>", recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines),
-                      "</recalled>"])
+    note = "\n".join(
+        ["<recalled>", recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines), "</recalled>"]
+    )
     messages[-1] = ChatMessage("user", with_note(messages[-1].content, note))
     return messages, note
 

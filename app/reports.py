@@ -27,8 +27,10 @@ def format_conversation(report: ConversationReport) -> str:
         scores = ""
         if t["sentiment_negative"] is not None:
             scores = f", negative {t['sentiment_negative']:.2f}, positive {t['sentiment_positive']:.2f}"
-        lines.append(f"  {_when(t['created_at'])}  {t['from_state'] or '-'} -> {t['to_state']}  "
-                     f"[{t['trigger']}] at message {t['user_messages']}{scores}")
+        lines.append(
+            f"  {_when(t['created_at'])}  {t['from_state'] or '-'} -> {t['to_state']}  "
+            f"[{t['trigger']}] at message {t['user_messages']}{scores}"
+        )
     lines.append("messages:")
     for m in report.messages:
         text = m["text"] if len(m["text"]) <= 160 else m["text"][:157] + "..."

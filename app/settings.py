@@ -37,9 +37,7 @@ HostPort = Annotated[str, BeforeValidator(_host_port)]
 class Settings(BaseSettings):
     """Every knob of the service; read once in the composition root and passed down."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"

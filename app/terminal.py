@@ -29,7 +29,7 @@ class TerminalTransport:
         if not text.startswith(shown):  # the writer started over: a new line
             print(flush=True)
             shown = ""
-        print(("friend> " if not shown else "") + text[len(shown):], end="", flush=True)
+        print(("friend> " if not shown else "") + text[len(shown) :], end="", flush=True)
         self._shown[chat_id] = text
         return DraftOutcome("shown")
 
@@ -37,7 +37,7 @@ class TerminalTransport:
         text = str(send.payload.get("text", ""))
         shown = self._shown.pop(send.chat_id, "")
         if shown and text.startswith(shown):
-            print(text[len(shown):], flush=True)
+            print(text[len(shown) :], flush=True)
         else:
             if shown:
                 print(flush=True)

@@ -101,12 +101,18 @@ async def services(
         )
         try:
             conversation = ConversationService(
-                database=database, model=model, scorer=scorer, persona=persona,
-                default_tz=settings.default_tz, stream_replies=settings.stream_replies,
+                database=database,
+                model=model,
+                scorer=scorer,
+                persona=persona,
+                default_tz=settings.default_tz,
+                stream_replies=settings.stream_replies,
                 recall=settings.memory_recall,
                 checkins=CheckinPolicy(
-                    after=settings.checkin_after, max_unanswered=settings.checkin_max_unanswered,
-                    quiet_hours=settings.quiet_hours, default_tz=settings.default_tz,
+                    after=settings.checkin_after,
+                    max_unanswered=settings.checkin_max_unanswered,
+                    quiet_hours=settings.quiet_hours,
+                    default_tz=settings.default_tz,
                 ),
                 reply_debounce=settings.reply_debounce if reply_debounce else type(settings.reply_debounce)(0),
                 worker=worker_name(role),

@@ -31,8 +31,11 @@ class TransformersChatModel:
         self._lock = threading.Lock()  # one generate() at a time: the model is not re-entrant
         config = model.config
         window = next(
-            (getattr(config, name) for name in ("max_position_embeddings", "n_positions", "n_ctx")
-             if isinstance(getattr(config, name, None), int)),
+            (
+                getattr(config, name)
+                for name in ("max_position_embeddings", "n_positions", "n_ctx")
+                if isinstance(getattr(config, name, None), int)
+            ),
             2048,
         )
         self._limits = TokenLimits(max_input_tokens=window - 1, max_total_tokens=window)
@@ -92,7 +95,7 @@ class TransformersChatModel:
                 pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
                 streamer=streamer,
             )
-        return str(self._tokenizer.decode(output[0][len(ids):], skip_special_tokens=True))
+        return str(self._tokenizer.decode(output[0][len(ids) :], skip_special_tokens=True))
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         ids = self._encode(messages)

@@ -36,12 +36,39 @@ class VaderScorer:
 
 
 NEGATIVE_LABELS = frozenset(
-    {"negative", "neg", "anger", "angry", "annoyance", "disgust", "fear", "sadness", "sad",
-     "grief", "remorse", "disappointment", "nervousness", "embarrassment"}
+    {
+        "negative",
+        "neg",
+        "anger",
+        "angry",
+        "annoyance",
+        "disgust",
+        "fear",
+        "sadness",
+        "sad",
+        "grief",
+        "remorse",
+        "disappointment",
+        "nervousness",
+        "embarrassment",
+    }
 )
 POSITIVE_LABELS = frozenset(
-    {"positive", "pos", "joy", "love", "optimism", "admiration", "amusement", "approval",
-     "gratitude", "excitement", "relief", "caring", "pride"}
+    {
+        "positive",
+        "pos",
+        "joy",
+        "love",
+        "optimism",
+        "admiration",
+        "amusement",
+        "approval",
+        "gratitude",
+        "excitement",
+        "relief",
+        "caring",
+        "pride",
+    }
 )
 
 

@@ -120,12 +120,12 @@ class TGIChatModel:
         # file `hf auth login` writes) to this server instead: a None header is left out of the request.
         keyless: dict[str, Any] = {} if api_key else {"authorization": None}
         use_aiohttp_transport()
-        self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key,
-                                            headers=keyless)
+        self._client = AsyncInferenceClient(base_url=self._base_url, timeout=timeout, api_key=api_key, headers=keyless)
         self._client.exit_stack = _PerStreamExitStack()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx2.AsyncClient(base_url=self._base_url, timeout=timeout, headers=headers,
-                                        transport=AiohttpTransport())
+        self._http = httpx2.AsyncClient(
+            base_url=self._base_url, timeout=timeout, headers=headers, transport=AiohttpTransport()
+        )
         self._attempts = attempts
         self._backoff = backoff
         self._limits: TokenLimits | None = None
@@ -140,8 +140,12 @@ class TGIChatModel:
             info = await self._with_retries(self._get_info)
             self._limits = TokenLimits(int(info["max_input_tokens"]), int(info["max_total_tokens"]))
             self._limits_read_at = time.monotonic()
-            log.info("tgi_limits", max_input_tokens=self._limits.max_input_tokens,
-                     max_total_tokens=self._limits.max_total_tokens, model_id=info.get("model_id"))
+            log.info(
+                "tgi_limits",
+                max_input_tokens=self._limits.max_input_tokens,
+                max_total_tokens=self._limits.max_total_tokens,
+                model_id=info.get("model_id"),
+            )
         return self._limits
 
     async def health(self) -> tuple[bool, str]:

@@ -106,7 +106,11 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         headers = CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw)
         with _mapped(httpx2.ReadTimeout, httpx2.ConnectError):
             response = await self._opened().request(
-                request.method, str(request.url), headers=headers, data=body or None, allow_redirects=False,
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
                 timeout=self._timeout(request),
             )
         return httpx2.Response(
@@ -125,8 +129,10 @@ def aiohttp_client() -> httpx2.AsyncClient:
     """huggingface_hub's default async client (its request and response hooks), on `AiohttpTransport`."""
     return httpx2.AsyncClient(
         transport=AiohttpTransport(),
-        event_hooks={"request": [hf_http.async_hf_request_event_hook],
-                     "response": [hf_http.async_hf_response_event_hook]},
+        event_hooks={
+            "request": [hf_http.async_hf_request_event_hook],
+            "response": [hf_http.async_hf_response_event_hook],
+        },
         follow_redirects=True,
         timeout=None,
     )

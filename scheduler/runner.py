@@ -46,8 +46,14 @@ async def sweeping(
 
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(
-        sweep, "interval", seconds=every.total_seconds(), next_run_time=datetime.now(UTC),
-        max_instances=1, coalesce=True, misfire_grace_time=None, id="checkin_sweep",
+        sweep,
+        "interval",
+        seconds=every.total_seconds(),
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        id="checkin_sweep",
     )
     scheduler.start()
     log.info("scheduler_started", worker=checkins.worker, every_seconds=every.total_seconds())

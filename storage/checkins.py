@@ -69,9 +69,7 @@ class CheckinRepo:
             return None
         return int(row.checkins_unanswered)
 
-    async def record_sent(
-        self, chat_id: int, *, claim_id: int, message_id: int, next_at: datetime | None
-    ) -> None:
+    async def record_sent(self, chat_id: int, *, claim_id: int, message_id: int, next_at: datetime | None) -> None:
         await self.session.execute(
             update(Conversation)
             .where(Conversation.chat_id == chat_id)
@@ -136,4 +134,3 @@ class CheckinRepo:
         )
         assert isinstance(slot, datetime)
         return slot
-

@@ -44,15 +44,20 @@ _ADD_TRANSITIONS = insert(table_of(StateTransition))
 _COUNT_BOT_MESSAGE = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
-    .values(bot_messages=_CONVERSATIONS.c.bot_messages + 1, last_bot_message_at=func.now(),
-            reply_lease_until=bindparam("b_lease_until", type_=_CONVERSATIONS.c.reply_lease_until.type),
-            updated_at=func.now())
+    .values(
+        bot_messages=_CONVERSATIONS.c.bot_messages + 1,
+        last_bot_message_at=func.now(),
+        reply_lease_until=bindparam("b_lease_until", type_=_CONVERSATIONS.c.reply_lease_until.type),
+        updated_at=func.now(),
+    )
 )
 _HOLDS_LEASE = (
     select(_CONVERSATIONS.c.reply_lease_owner)
     .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
     .with_for_update()
 )
+
+
 @cache
 def _update_of(columns: frozenset[str]) -> Any:
     """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
@@ -94,14 +99,20 @@ class ConversationRepo:
         """Create the user and the conversation if new; True when the conversation is new."""
         await self.session.execute(
             insert(User)
-            .values(id=user.user_id, username=user.username, first_name=user.first_name,
-                    language_code=user.language_code)
+            .values(
+                id=user.user_id, username=user.username, first_name=user.first_name, language_code=user.language_code
+            )
             .on_conflict_do_update(
                 index_elements=[User.id],
-                set_={"username": user.username, "first_name": user.first_name,
-                      "language_code": user.language_code, "updated_at": func.now()},
-                where=or_(User.username.is_distinct_from(user.username),
-                          User.first_name.is_distinct_from(user.first_name)),
+                set_={
+                    "username": user.username,
+                    "first_name": user.first_name,
+                    "language_code": user.language_code,
+                    "updated_at": func.now(),
+                },
+                where=or_(
+                    User.username.is_distinct_from(user.username), User.first_name.is_distinct_from(user.first_name)
+                ),
             )
         )
         created = await self.session.scalar(
@@ -170,8 +181,10 @@ class ConversationRepo:
         """Become the chat's responder unless a live one exists."""
         taken = await self.session.scalar(
             update(Conversation)
-            .where(Conversation.chat_id == chat_id,
-                   or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now))
+            .where(
+                Conversation.chat_id == chat_id,
+                or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
+            )
             .values(reply_lease_until=until, reply_lease_owner=worker)
             .returning(Conversation.chat_id)
         )

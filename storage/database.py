@@ -69,7 +69,11 @@ def connect(url: str, *, pool_size: int = 20, embedded: bool = False) -> Databas
     # attempt, a startup and an authentication each time).
     others = max(1, pool_size // 4)
     engine = create_async_engine(
-        url, pool_size=others, max_overflow=0, pool_recycle=1800, pool_timeout=10,
+        url,
+        pool_size=others,
+        max_overflow=0,
+        pool_recycle=1800,
+        pool_timeout=10,
         hide_parameters=True,
     )
     return Database(
@@ -90,9 +94,7 @@ def _asyncpg_arguments(engine: AsyncEngine) -> dict[str, Any]:
     return dict(arguments)
 
 
-async def open_database(
-    database_url: SecretStr | None, data_dir: Path, *, pool_size: int = 20
-) -> Database:
+async def open_database(database_url: SecretStr | None, data_dir: Path, *, pool_size: int = 20) -> Database:
     """Connect; an embedded database is migrated to head, an external one must already be."""
     embedded = database_url is None
     url = await asyncio.to_thread(resolve_database_url, database_url, data_dir)

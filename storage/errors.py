@@ -74,7 +74,8 @@ def is_transient(exc: BaseException) -> bool:
         # connection counts here.
         if e.__class__.__module__.startswith("asyncpg") and (
             e.__class__.__name__ in ("ConnectionDoesNotExistError", "PostgresConnectionError")
-            or "connection is closed" in str(e) or "connection was closed" in str(e)
+            or "connection is closed" in str(e)
+            or "connection was closed" in str(e)
         ):
             return True
     return False
@@ -84,7 +85,7 @@ def is_transient(exc: BaseException) -> bool:
 # are hidden by the engine (hide_parameters), but these echoes would still carry what a user wrote.
 _ECHOED_VALUES = (
     re.compile(r"""(query argument \$\d+: )(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)"""),
-    re.compile(r'''(for (?:type|encoding) [\w"]+: )(?:"(?:[^"\\]|\\.)*"|\S+)'''),
+    re.compile(r"""(for (?:type|encoding) [\w"]+: )(?:"(?:[^"\\]|\\.)*"|\S+)"""),
     re.compile(r"(Key \([^)]*\)=\()(?:[^()]|\([^()]*\))*(\))"),
 )
 
@@ -92,6 +93,7 @@ _ECHOED_VALUES = (
 def redact_values(message: str) -> str:
     """An error message without the data values PostgreSQL or asyncpg echo in it."""
     for pattern in _ECHOED_VALUES:
-        message = pattern.sub(lambda m: m.group(1) + "<value hidden>" + (m.group(2) if m.lastindex == 2 else ""),
-                              message)
+        message = pattern.sub(
+            lambda m: m.group(1) + "<value hidden>" + (m.group(2) if m.lastindex == 2 else ""), message
+        )
     return message

@@ -32,12 +32,22 @@ async def export_user(session: AsyncSession, user_id: int) -> dict[str, Any] | N
         "conversations": _rows(
             await session.execute(select(Conversation.__table__).where(Conversation.user_id == user_id))
         ),
-        "messages": _rows(await session.execute(
-            select(*_MESSAGE_COLUMNS).where(Message.chat_id.in_(chats)).order_by(Message.id))),
-        "state_transitions": _rows(await session.execute(
-            select(StateTransition.__table__).where(StateTransition.chat_id.in_(chats)).order_by(StateTransition.id))),
-        "daily_summaries": _rows(await session.execute(
-            select(DailySummary.__table__).where(DailySummary.chat_id.in_(chats)).order_by(DailySummary.day))),
-        "memory_forgets": _rows(await session.execute(
-            select(MemoryForget.__table__).where(MemoryForget.chat_id.in_(chats)).order_by(MemoryForget.id))),
+        "messages": _rows(
+            await session.execute(select(*_MESSAGE_COLUMNS).where(Message.chat_id.in_(chats)).order_by(Message.id))
+        ),
+        "state_transitions": _rows(
+            await session.execute(
+                select(StateTransition.__table__).where(StateTransition.chat_id.in_(chats)).order_by(StateTransition.id)
+            )
+        ),
+        "daily_summaries": _rows(
+            await session.execute(
+                select(DailySummary.__table__).where(DailySummary.chat_id.in_(chats)).order_by(DailySummary.day)
+            )
+        ),
+        "memory_forgets": _rows(
+            await session.execute(
+                select(MemoryForget.__table__).where(MemoryForget.chat_id.in_(chats)).order_by(MemoryForget.id)
+            )
+        ),
     }

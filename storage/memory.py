@@ -105,15 +105,18 @@ class MemoryRepo:
 
     async def remembered(self, chat_id: int, days: int) -> Remembered:
         """What the friend keeps about a chat, for /memory."""
-        notebook = await self.session.scalar(
-            select(Conversation.memory_summary).where(Conversation.chat_id == chat_id)
-        )
-        rows = (await self.session.execute(
-            select(DailySummary.day, DailySummary.text).where(DailySummary.chat_id == chat_id)
-            .order_by(DailySummary.day.desc()).limit(days)
-        )).all()
+        notebook = await self.session.scalar(select(Conversation.memory_summary).where(Conversation.chat_id == chat_id))
+        rows = (
+            await self.session.execute(
+                select(DailySummary.day, DailySummary.text)
+                .where(DailySummary.chat_id == chat_id)
+                .order_by(DailySummary.day.desc())
+                .limit(days)
+            )
+        ).all()
         recallable = await self.session.scalar(
-            select(func.count()).select_from(Message)
+            select(func.count())
+            .select_from(Message)
             .where(Message.chat_id == chat_id, Message.search.is_not(None), Message.recallable)
         )
         return Remembered(notebook, [DailySummaryRow(day, text) for day, text in reversed(rows)], int(recallable or 0))
@@ -132,10 +135,13 @@ class MemoryRepo:
         and messages from recall and prompts (kept for operators). Recorded in memory_forgets.
         None when the words are too common to search by."""
         query = await self.forget_query(chat_id, words)
-        row = (await self.session.execute(
-            select(Conversation.memory_summary, Conversation.user_id).where(Conversation.chat_id == chat_id)
-            .with_for_update()
-        )).first()
+        row = (
+            await self.session.execute(
+                select(Conversation.memory_summary, Conversation.user_id)
+                .where(Conversation.chat_id == chat_id)
+                .with_for_update()
+            )
+        ).first()
         if query is None or row is None:
             return None
         notebook, user_id = row
@@ -150,21 +156,31 @@ class MemoryRepo:
                 update(Conversation).where(Conversation.chat_id == chat_id).values(memory_summary=kept or None)
             )
         day_lines = 0
-        days = (await self.session.execute(
-            select(DailySummary.day, DailySummary.text).where(DailySummary.chat_id == chat_id)
-        )).all()
+        days = (
+            await self.session.execute(
+                select(DailySummary.day, DailySummary.text).where(DailySummary.chat_id == chat_id)
+            )
+        ).all()
         for day, text in days:
             kept, removed = await self._without(text, language, query)
             if removed:
                 day_lines += removed
                 that_day = (DailySummary.chat_id == chat_id, DailySummary.day == day)
                 await self.session.execute(
-                    update(DailySummary).where(*that_day).values(text=kept, updated_at=func.now()) if kept
+                    update(DailySummary).where(*that_day).values(text=kept, updated_at=func.now())
+                    if kept
                     else delete(DailySummary).where(*that_day)
                 )
         forgotten = Forgotten(int(messages.rowcount or 0), notebook_lines, day_lines)  # type: ignore[attr-defined]
-        self.session.add(MemoryForget(chat_id=chat_id, words=words, messages=forgotten.messages,
-                                      notebook_lines=notebook_lines, day_lines=day_lines))
+        self.session.add(
+            MemoryForget(
+                chat_id=chat_id,
+                words=words,
+                messages=forgotten.messages,
+                notebook_lines=notebook_lines,
+                day_lines=day_lines,
+            )
+        )
         await self.session.flush()
         return forgotten
 
@@ -173,9 +189,9 @@ class MemoryRepo:
         lines = sentences(text)
         if not lines:
             return text, 0
-        matching = set(await self.session.scalars(
-            _MATCHING_LINES, {"lines": lines, "language": language, "query": query}
-        ))
+        matching = set(
+            await self.session.scalars(_MATCHING_LINES, {"lines": lines, "language": language, "query": query})
+        )
         if not matching:
             return text, 0
         return " ".join(line for n, line in enumerate(lines, 1) if n not in matching), len(matching)

@@ -18,8 +18,15 @@ _MESSAGES = table_of(Message)
 _COLUMN = _MESSAGES.c
 _ROW_COLUMNS = [_COLUMN[name] for name in MessageRow.__slots__]  # in MessageRow order
 _ADDED_FIELDS = (
-    "chat_id", "role", "kind", "text", "telegram_message_id", "update_id",
-    "sentiment_negative", "sentiment_positive", "delivered_at",
+    "chat_id",
+    "role",
+    "kind",
+    "text",
+    "telegram_message_id",
+    "update_id",
+    "sentiment_negative",
+    "sentiment_positive",
+    "delivered_at",
 )
 
 
@@ -27,8 +34,10 @@ def _insert(*, answered: bool) -> Any:
     # A user's Telegram message is stored at most once.
     return (
         insert(_MESSAGES)
-        .values(answered_at=func.now() if answered else None,
-                **{name: bindparam(f"b_{name}", type_=_COLUMN[name].type) for name in _ADDED_FIELDS})
+        .values(
+            answered_at=func.now() if answered else None,
+            **{name: bindparam(f"b_{name}", type_=_COLUMN[name].type) for name in _ADDED_FIELDS},
+        )
         .on_conflict_do_nothing(
             index_elements=[_COLUMN.chat_id, _COLUMN.telegram_message_id],
             index_where=sql("role = 'user' AND telegram_message_id IS NOT NULL"),
@@ -51,15 +60,21 @@ _RECENT = (
 )
 _MARK_ANSWERED = (
     update(_MESSAGES)
-    .where(_COLUMN.chat_id == bindparam("b_chat_id"), _COLUMN.role == "user", _COLUMN.answered_at.is_(None),
-           _COLUMN.id <= bindparam("b_through_id"))
+    .where(
+        _COLUMN.chat_id == bindparam("b_chat_id"),
+        _COLUMN.role == "user",
+        _COLUMN.answered_at.is_(None),
+        _COLUMN.id <= bindparam("b_through_id"),
+    )
     .values(answered_at=func.now())
 )
 _MARK_DELIVERED = (
     update(_MESSAGES)
     .where(_COLUMN.id == bindparam("b_message_id"))
-    .values(delivered_at=func.now(),
-            telegram_message_id=bindparam("b_telegram_message_id", type_=_COLUMN["telegram_message_id"].type))
+    .values(
+        delivered_at=func.now(),
+        telegram_message_id=bindparam("b_telegram_message_id", type_=_COLUMN["telegram_message_id"].type),
+    )
 )
 
 
@@ -87,9 +102,14 @@ class MessageRepo:
     ) -> int | None:
         """Store a message; None when this Telegram message of the user is already stored."""
         params = {
-            "b_chat_id": chat_id, "b_role": role, "b_kind": kind, "b_text": text,
-            "b_telegram_message_id": telegram_message_id, "b_update_id": update_id,
-            "b_sentiment_negative": sentiment_negative, "b_sentiment_positive": sentiment_positive,
+            "b_chat_id": chat_id,
+            "b_role": role,
+            "b_kind": kind,
+            "b_text": text,
+            "b_telegram_message_id": telegram_message_id,
+            "b_update_id": update_id,
+            "b_sentiment_negative": sentiment_negative,
+            "b_sentiment_positive": sentiment_positive,
             "b_delivered_at": delivered_at,
         }
         added: int | None = await self.session.scalar(_ADD[answered], params)
@@ -108,8 +128,12 @@ class MessageRepo:
         rows = _rows(
             await self.session.execute(
                 select(*_ROW_COLUMNS)
-                .where(Message.chat_id == chat_id, Message.created_at >= start, Message.created_at < end,
-                       Message.recallable)
+                .where(
+                    Message.chat_id == chat_id,
+                    Message.created_at >= start,
+                    Message.created_at < end,
+                    Message.recallable,
+                )
                 .order_by(Message.id.desc())
                 .limit(limit)
             )
@@ -129,8 +153,11 @@ class MessageRepo:
             await self.session.execute(
                 select(*_ROW_COLUMNS)
                 .where(
-                    Message.chat_id == chat_id, Message.role == "assistant", Message.delivered_at.is_(None),
-                    Message.created_at < stored_before, Message.created_at > stored_before - timedelta(days=1),
+                    Message.chat_id == chat_id,
+                    Message.role == "assistant",
+                    Message.delivered_at.is_(None),
+                    Message.created_at < stored_before,
+                    Message.created_at > stored_before - timedelta(days=1),
                 )
                 .order_by(Message.id)
             )
@@ -138,8 +165,9 @@ class MessageRepo:
 
     async def command_text(self, chat_id: int, message_id: int) -> str | None:
         text: str | None = await self.session.scalar(
-            select(Message.text).where(Message.id == message_id, Message.chat_id == chat_id,
-                                       Message.role == "user", Message.kind == "command")
+            select(Message.text).where(
+                Message.id == message_id, Message.chat_id == chat_id, Message.role == "user", Message.kind == "command"
+            )
         )
         return text
 

@@ -109,9 +109,7 @@ class Conversation(Base):
     bot_messages: Mapped[int] = mapped_column(Integer, server_default="0")
     last_user_message_at: Mapped[datetime | None]
     last_bot_message_at: Mapped[datetime | None]
-    active: Mapped[bool] = mapped_column(
-        Boolean, server_default="true", comment="false once the user blocked the bot"
-    )
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true", comment="false once the user blocked the bot")
     checkins_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
     checkins_unanswered: Mapped[int] = mapped_column(Integer, server_default="0")
     last_checkin_at: Mapped[datetime | None]
@@ -155,8 +153,14 @@ class Message(Base):
         ),
         # fastupdate off: a search never scans a pending list of recent entries (each insert
         # updates the index itself, a few more microseconds per stored message).
-        Index("ix_messages_chat_id_search", "chat_id", "search", postgresql_using="gin",
-              postgresql_where=text("search IS NOT NULL"), postgresql_with={"fastupdate": "off"}),
+        Index(
+            "ix_messages_chat_id_search",
+            "chat_id",
+            "search",
+            postgresql_using="gin",
+            postgresql_where=text("search IS NOT NULL"),
+            postgresql_with={"fastupdate": "off"},
+        ),
         {"comment": "Every message in and out, with sentiment scores and Telegram ids."},
     )
 
@@ -180,12 +184,13 @@ class Message(Base):
     )
     recall_note: Mapped[str | None] = mapped_column(
         comment="user messages: the older lines recall put before this message in the prompt that answered it, "
-                "kept so later prompts show the turn the same way"
+        "kept so later prompts show the turn the same way"
     )
     recallable: Mapped[bool] = mapped_column(
-        Boolean, server_default="true",
+        Boolean,
+        server_default="true",
         comment="false once /memory forget removed it from what the friend recalls and shows the model; "
-                "operators still see it until /forget",
+        "operators still see it until /forget",
     )
     created_at: Mapped[datetime] = _created()
 
@@ -232,9 +237,7 @@ class DailySummary(Base):
     __tablename__ = "daily_summaries"
     __table_args__ = {"comment": "What happened in a chat on one calendar day, for memory across days."}
 
-    chat_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.chat_id", ondelete="CASCADE"), primary_key=True
-    )
+    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     text: Mapped[str]
     through_message_id: Mapped[int]
@@ -257,8 +260,10 @@ class ProcessedUpdate(Base):
 class RecallCommonWord(Base):
     __tablename__ = "recall_common_words"
     __table_args__ = (
-        {"comment": "Words too common across all messages to say what to recall (in more than 0.2 % of them, "
-                    "from PostgreSQL's column statistics), refreshed hourly by aifriend_refresh_common_words()."},
+        {
+            "comment": "Words too common across all messages to say what to recall (in more than 0.2 % of them, "
+            "from PostgreSQL's column statistics), refreshed hourly by aifriend_refresh_common_words()."
+        },
     )
 
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -286,9 +291,7 @@ class Checkin(Base):
 
 class SendSlot(Base):
     __tablename__ = "send_slots"
-    __table_args__ = {
-        "comment": "Pacing shared by every worker: the next moment a proactive message may go out."
-    }
+    __table_args__ = {"comment": "Pacing shared by every worker: the next moment a proactive message may go out."}
 
     name: Mapped[str] = mapped_column(primary_key=True)
     next_slot_at: Mapped[datetime] = _created()
@@ -300,8 +303,10 @@ class Outbox(Base):
         CheckConstraint(_one_of("method", OUTBOX_METHODS), name="method"),
         CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="status"),
         Index("ix_outbox_pending", "chat_id", "id", postgresql_where=text("status = 'pending'")),
-        {"comment": "Everything on its way to Telegram, in order per chat: pending sends with their attempts and "
-                    "claims (a sent row is deleted; its message row records the delivery), and sends given up."},
+        {
+            "comment": "Everything on its way to Telegram, in order per chat: pending sends with their attempts and "
+            "claims (a sent row is deleted; its message row records the delivery), and sends given up."
+        },
     )
 
     id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
@@ -328,8 +333,10 @@ class DeadLetter(Base):
     __tablename__ = "dead_letters"
     __table_args__ = (
         Index("uq_dead_letters_update_id", "update_id", unique=True, postgresql_where=text("update_id IS NOT NULL")),
-        {"comment": "Telegram updates that could not be handled after retries (or not even read), set aside "
-                    "so they never block the others; raw holds the update as received, escaped."},
+        {
+            "comment": "Telegram updates that could not be handled after retries (or not even read), set aside "
+            "so they never block the others; raw holds the update as received, escaped."
+        },
     )
 
     id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
@@ -344,8 +351,10 @@ class DeadLetter(Base):
 class WebhookRegistration(Base):
     __tablename__ = "webhook_registrations"
     __table_args__ = (
-        {"comment": "The webhook configuration last registered with Telegram, per bot: replicas call "
-                    "setWebhook only when theirs differs (url, secret, update types), never at every start."},
+        {
+            "comment": "The webhook configuration last registered with Telegram, per bot: replicas call "
+            "setWebhook only when theirs differs (url, secret, update types), never at every start."
+        },
     )
 
     bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

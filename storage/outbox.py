@@ -58,11 +58,18 @@ class QueuedSend:
 
 
 _ROW_TYPES: dict[str, Any] = {
-    "id": BigInteger, "chat_id": BigInteger, "message_id": BigInteger, "last_piece": Boolean, "method": Text,
-    "payload": JSONB, "attempts": Integer, "created_at": DateTime(timezone=True),
+    "id": BigInteger,
+    "chat_id": BigInteger,
+    "message_id": BigInteger,
+    "last_piece": Boolean,
+    "method": Text,
+    "payload": JSONB,
+    "attempts": Integer,
+    "created_at": DateTime(timezone=True),
 }
 _ENQUEUE = insert(_OUTBOX)
-_CLAIM = sql("""
+_CLAIM = (
+    sql("""
     UPDATE outbox AS o
        SET claimed_by = :worker, claimed_until = now() + :lease, attempts = o.attempts + 1
       FROM (SELECT id FROM outbox WHERE chat_id = :chat_id AND status = 'pending'
@@ -71,7 +78,10 @@ _CLAIM = sql("""
        AND o.next_attempt_at <= now()
        AND (o.claimed_until IS NULL OR o.claimed_until < now())
     RETURNING o.id, o.chat_id, o.message_id, o.last_piece, o.method, o.payload, o.attempts, o.created_at
-""").bindparams(bindparam("lease", type_=Interval)).columns(**_ROW_TYPES)
+""")
+    .bindparams(bindparam("lease", type_=Interval))
+    .columns(**_ROW_TYPES)
+)
 _SENT = sql("""
     WITH sent AS (DELETE FROM outbox WHERE id = :id RETURNING message_id, last_piece)
     UPDATE messages SET delivered_at = now(), telegram_message_id = :telegram_message_id
@@ -140,9 +150,16 @@ class SenderRepo:
         if row is None:
             return None
         payload = row["payload"]
-        return QueuedSend(row["id"], row["chat_id"], row["message_id"], row["last_piece"], row["method"],
-                          json.loads(payload) if isinstance(payload, str) else payload, row["attempts"],
-                          row["created_at"])
+        return QueuedSend(
+            row["id"],
+            row["chat_id"],
+            row["message_id"],
+            row["last_piece"],
+            row["method"],
+            json.loads(payload) if isinstance(payload, str) else payload,
+            row["attempts"],
+            row["created_at"],
+        )
 
     async def sent(self, deliveries: Sequence[tuple[int, int | None]]) -> None:
         """Telegram accepted these (send id, its message id): drop the rows, record each delivery."""
@@ -155,15 +172,18 @@ class OutboxRepo:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.session = session
 
-    async def enqueue(
-        self, chat_id: int, sends: Sequence[Outgoing], *, message_id: int | None = None
-    ) -> None:
+    async def enqueue(self, chat_id: int, sends: Sequence[Outgoing], *, message_id: int | None = None) -> None:
         """Queue `sends` for a chat, in order; the last one completes `message_id`."""
         if not sends:
             return
         rows = [
-            {"chat_id": chat_id, "message_id": message_id, "last_piece": index == len(sends) - 1,
-             "method": send.method, "payload": send.payload}
+            {
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "last_piece": index == len(sends) - 1,
+                "method": send.method,
+                "payload": send.payload,
+            }
             for index, send in enumerate(sends)
         ]
         await self.session.execute(_ENQUEUE, rows)

@@ -36,8 +36,9 @@ _MESSAGE_JSON = (
     "json_build_array(m.id, m.chat_id, m.role, m.kind, m.text, m.created_at, m.telegram_message_id, "
     "m.answered_at, m.delivered_at, m.sentiment_negative, m.sentiment_positive, m.recall_note)"
 )
-_CONVERSATION_COLUMNS = [name for name in ConversationRow.__slots__ if name not in ("timezone", "username",
-                                                                                   "first_name")]
+_CONVERSATION_COLUMNS = [
+    name for name in ConversationRow.__slots__ if name not in ("timezone", "username", "first_name")
+]
 # Many chats at once ($1 chat ids, $5 what recall looks for, $6 how many lines it may find; one
 # each, in the same order): each chat's row is the single-chat statement, kept per chat by the
 # LATERAL with OFFSET 0 (never flattened into a join that would scan every conversation).
@@ -241,9 +242,20 @@ class MessageWrite:
     def params(self, chat_id: int, transitions: list[dict[str, Any]]) -> tuple[Any, ...]:
         """$1 to $15, `transitions` as $11."""
         return (
-            chat_id, self.text, self.telegram_message_id, self.update_id, self.negative, self.positive, self.now,
-            self.next_checkin_at, self.lease_until, self.lease_owner, json.dumps(transitions),
-            self.moved_to["state"], self.moved_to["stage_before_repair"], self.moved_to["stage_messages"],
+            chat_id,
+            self.text,
+            self.telegram_message_id,
+            self.update_id,
+            self.negative,
+            self.positive,
+            self.now,
+            self.next_checkin_at,
+            self.lease_until,
+            self.lease_owner,
+            json.dumps(transitions),
+            self.moved_to["state"],
+            self.moved_to["stage_before_repair"],
+            self.moved_to["stage_messages"],
             self.moved_to["calm_streak"],
         )
 
@@ -276,9 +288,20 @@ def _decoded(value: Any) -> Any:
 
 def _messages(raw: Any) -> list[MessageRow]:
     return [
-        MessageRow(m[0], m[1], m[2], m[3], m[4], datetime.fromisoformat(m[5]), m[6],
-                   datetime.fromisoformat(m[7]) if m[7] else None, datetime.fromisoformat(m[8]) if m[8] else None,
-                   m[9], m[10], m[11])
+        MessageRow(
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            datetime.fromisoformat(m[5]),
+            m[6],
+            datetime.fromisoformat(m[7]) if m[7] else None,
+            datetime.fromisoformat(m[8]) if m[8] else None,
+            m[9],
+            m[10],
+            m[11],
+        )
         for m in _decoded(raw)
     ]
 
@@ -301,18 +324,31 @@ class ReplyPathRepo:
         self.connection = connection
 
     async def read(
-        self, chat_id: int, *, default_tz: str, window: int, days: int = 3, query: str | None = None, recall: int = 8,
+        self,
+        chat_id: int,
+        *,
+        default_tz: str,
+        window: int,
+        days: int = 3,
+        query: str | None = None,
+        recall: int = 8,
     ) -> ChatState | None:
         """`query`: what recall looks for (the new message); None: the messages still owed a reply."""
-        return (await self.read_many([ReadWanted(chat_id, query, recall)], default_tz=default_tz, window=window,
-                                     days=days))[0]
+        return (
+            await self.read_many([ReadWanted(chat_id, query, recall)], default_tz=default_tz, window=window, days=days)
+        )[0]
 
     async def read_many(
         self, wanted: Sequence[ReadWanted], *, default_tz: str, window: int, days: int = 3
     ) -> list[ChatState | None]:
         """`read` for several chats in one statement: one state per entry, in order (None: no such chat)."""
         rows = await self.connection.fetch(
-            _READ, [w.chat_id for w in wanted], default_tz, window, days, [w.query for w in wanted],
+            _READ,
+            [w.chat_id for w in wanted],
+            default_tz,
+            window,
+            days,
+            [w.query for w in wanted],
             [w.recall for w in wanted],
         )
         found = {row["n"]: _state(row) for row in rows}
@@ -324,8 +360,15 @@ class ReplyPathRepo:
         row = await self.connection.fetchrow(
             _STORE_MESSAGE,
             *write.params(seen.chat_id, [vars_of(t) for t in transitions]),
-            seen.state, seen.stage_before_repair, seen.stage_messages, seen.calm_streak, seen.user_messages,
-            seen.checkins_enabled, seen.reply_lease_until, seen.reply_lease_owner, seen.history_since_id,
+            seen.state,
+            seen.stage_before_repair,
+            seen.stage_messages,
+            seen.calm_streak,
+            seen.user_messages,
+            seen.checkins_enabled,
+            seen.reply_lease_until,
+            seen.reply_lease_owner,
+            seen.history_since_id,
         )
         assert row is not None
         return _stored(row, seen_before=bool(row["update_seen"] or row["message_seen"]))
@@ -346,28 +389,60 @@ class ReplyPathRepo:
         records += [{**vars_of(t), "by_message": True} for t in transitions]
         row = await self.connection.fetchrow(
             _STORE_FIRST_MESSAGE,
-            *write.params(chat_id, records), user.user_id, user.username, user.first_name, user.language_code,
+            *write.params(chat_id, records),
+            user.user_id,
+            user.username,
+            user.first_name,
+            user.language_code,
         )
         assert row is not None
         return _stored(row, seen_before=bool(row["update_seen"]))
 
     async def store_reply(
-        self, chat_id: int, *, worker: str, kind: str, text: str, through_id: int, seen_user_messages: int,
-        lease_until: datetime, sends: Sequence[Outgoing], recall_note: str | None = None,
+        self,
+        chat_id: int,
+        *,
+        worker: str,
+        kind: str,
+        text: str,
+        through_id: int,
+        seen_user_messages: int,
+        lease_until: datetime,
+        sends: Sequence[Outgoing],
+        recall_note: str | None = None,
         claim: ClaimAs | None = None,
     ) -> StoredReply:
         """`claim`: the sender that will send the reply; with nothing of the chat queued ahead, the
         first piece is queued claimed by it (`StoredReply.claimed`)."""
         pieces = [{"piece": n, "method": s.method, "payload": s.payload} for n, s in enumerate(sends, 1)]
         row = await self.connection.fetchrow(
-            _STORE_REPLY, chat_id, worker, kind, text, through_id, seen_user_messages, lease_until, len(sends),
-            json.dumps(pieces), recall_note, claim.worker if claim else None, claim.lease if claim else None,
+            _STORE_REPLY,
+            chat_id,
+            worker,
+            kind,
+            text,
+            through_id,
+            seen_user_messages,
+            lease_until,
+            len(sends),
+            json.dumps(pieces),
+            recall_note,
+            claim.worker if claim else None,
+            claim.lease if claim else None,
         )
         assert row is not None
         claimed = None
         if row["claimed_id"] is not None:
-            claimed = QueuedSend(row["claimed_id"], chat_id, row["message_id"], len(sends) == 1, sends[0].method,
-                                 sends[0].payload, 1, row["claimed_at"])
+            claimed = QueuedSend(
+                row["claimed_id"],
+                chat_id,
+                row["message_id"],
+                len(sends) == 1,
+                sends[0].method,
+                sends[0].payload,
+                1,
+                row["claimed_at"],
+            )
         return StoredReply(row["message_id"], bool(row["released"]), int(row["queued_before"] or 0), claimed)
 
     async def renew_lease(self, chat_id: int, worker: str, until: datetime) -> None:

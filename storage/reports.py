@@ -28,23 +28,35 @@ class StatsReport:
 
 async def conversation_report(session: AsyncSession, chat_id: int, *, last: int = 10) -> ConversationReport | None:
     overview = (
-        await session.execute(text("SELECT * FROM conversation_overview WHERE chat_id = :c"), {"c": chat_id})
-    ).mappings().first()
+        (await session.execute(text("SELECT * FROM conversation_overview WHERE chat_id = :c"), {"c": chat_id}))
+        .mappings()
+        .first()
+    )
     if overview is None:
         return None
     transitions = (
-        await session.execute(
-            text("SELECT * FROM state_transition_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"),
-            {"c": chat_id, "n": last},
+        (
+            await session.execute(
+                text("SELECT * FROM state_transition_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"),
+                {"c": chat_id, "n": last},
+            )
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     messages = (
-        await session.execute(
-            text("SELECT * FROM message_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"), {"c": chat_id, "n": last}
+        (
+            await session.execute(
+                text("SELECT * FROM message_log WHERE chat_id = :c ORDER BY id DESC LIMIT :n"),
+                {"c": chat_id, "n": last},
+            )
         )
-    ).mappings().all()
-    return ConversationReport(dict(overview), [dict(t) for t in reversed(transitions)],
-                              [dict(m) for m in reversed(messages)])
+        .mappings()
+        .all()
+    )
+    return ConversationReport(
+        dict(overview), [dict(t) for t in reversed(transitions)], [dict(m) for m in reversed(messages)]
+    )
 
 
 async def stats_report(session: AsyncSession, *, days: int = 14) -> StatsReport:

@@ -29,6 +29,7 @@ class WebhookRepo:
         await self.session.execute(
             insert(WebhookRegistration)
             .values(bot_id=bot_id, **values)
-            .on_conflict_do_update(index_elements=[WebhookRegistration.bot_id],
-                                   set_={**values, "registered_at": func.now()})
+            .on_conflict_do_update(
+                index_elements=[WebhookRegistration.bot_id], set_={**values, "registered_at": func.now()}
+            )
         )

@@ -61,7 +61,6 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-
 @pytest.fixture
 async def tgi() -> AsyncIterator[TGIEmulator]:
     from tests.emulators.tgi import TGIEmulator
@@ -82,9 +81,7 @@ async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationS
     from llm.tgi import TGIChatModel
 
     model = TGIChatModel(tgi.url, backoff=0.01)
-    conversation = ConversationService(
-        database=db, model=model, scorer=VaderScorer(), persona=load_persona()
-    )
+    conversation = ConversationService(database=db, model=model, scorer=VaderScorer(), persona=load_persona())
     try:
         yield conversation
     finally:

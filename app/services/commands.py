@@ -94,9 +94,12 @@ class CommandService:
         row = await self._open(unit)
         await self.answer(unit, self.persona.greeting, command=command, kind="greeting")
         await ConversationRepo(unit.session).update(
-            unit.chat_id, bot_messages=row.bot_messages + 1, last_bot_message_at=utcnow(), active=True,
-            next_checkin_at=row.next_checkin_at or self.conversation.plan_checkin(
-                utcnow(), enabled=row.checkins_enabled),
+            unit.chat_id,
+            bot_messages=row.bot_messages + 1,
+            last_bot_message_at=utcnow(),
+            active=True,
+            next_checkin_at=row.next_checkin_at
+            or self.conversation.plan_checkin(utcnow(), enabled=row.checkins_enabled),
         )
 
     async def reset(self, unit: UpdateUnit, command: str = "/clear") -> Stage:
@@ -106,7 +109,8 @@ class CommandService:
         await self._store(unit, role="user", kind="command", text=command)
         outcome = self.conversation.machine.advance(snapshot_of(row), ResetEvent())
         await conversations.update(
-            unit.chat_id, **fsm_columns(outcome.snapshot),
+            unit.chat_id,
+            **fsm_columns(outcome.snapshot),
             history_since_id=await MessageRepo(unit.session).last_id(unit.chat_id),
         )
         await conversations.add_transitions(unit.chat_id, transition_records(outcome.transitions))
@@ -128,7 +132,8 @@ class CommandService:
         row = await self._open(unit)
         last = max(filter(None, (row.last_user_message_at, row.last_checkin_at)), default=utcnow())
         await ConversationRepo(unit.session).update(
-            unit.chat_id, checkins_enabled=enabled,
+            unit.chat_id,
+            checkins_enabled=enabled,
             next_checkin_at=self.conversation.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
         )
 
@@ -150,9 +155,7 @@ class CommandService:
         await self._open(unit)
         return await MemoryRepo(unit.session).forget_query(unit.chat_id, words) is not None
 
-    async def ask_to_forget(
-        self, unit: UpdateUnit, command: str, text: str, buttons: Any
-    ) -> None:
+    async def ask_to_forget(self, unit: UpdateUnit, command: str, text: str, buttons: Any) -> None:
         """Store `/memory forget WORDS` and ask for confirmation; the buttons name the stored command
         (`buttons(message_id)`), so the answer finds the words again, however long they are."""
         await self._open(unit)
@@ -167,8 +170,12 @@ class CommandService:
     async def forget_memory(self, unit: UpdateUnit, words: str) -> Forgotten | None:
         forgotten = await MemoryRepo(unit.session).forget(unit.chat_id, words)
         if forgotten is not None:
-            log.info("memory_forgotten", messages=forgotten.messages, notebook_lines=forgotten.notebook_lines,
-                     day_lines=forgotten.day_lines)
+            log.info(
+                "memory_forgotten",
+                messages=forgotten.messages,
+                notebook_lines=forgotten.notebook_lines,
+                day_lines=forgotten.day_lines,
+            )
         return forgotten
 
     async def edit(self, unit: UpdateUnit, message_id: int, text: str) -> None:
@@ -178,9 +185,7 @@ class CommandService:
     async def export(self, unit: UpdateUnit) -> dict[str, Any] | None:
         return await export_user(unit.session, unit.user.user_id)
 
-    async def send_document(
-        self, unit: UpdateUnit, *, filename: str, content: str, caption: str, command: str
-    ) -> None:
+    async def send_document(self, unit: UpdateUnit, *, filename: str, content: str, caption: str, command: str) -> None:
         await self._open(unit)
         await self._store(unit, role="user", kind="command", text=command)
         message_id = await self._store(unit, role="assistant", kind="command", text=caption)

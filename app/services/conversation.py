@@ -114,11 +114,14 @@ class ConversationService:
         async with self.database.sessions() as session, session.begin():
             yield session
 
-
     def plan_checkin(self, last_activity: datetime, *, enabled: bool, unanswered: int = 0) -> datetime | None:
         return next_checkin(
-            last_activity=last_activity, policy=self.checkins, unanswered=unanswered,
-            enabled=enabled, active=True, spread=random.random(),
+            last_activity=last_activity,
+            policy=self.checkins,
+            unanswered=unanswered,
+            enabled=enabled,
+            active=True,
+            spread=random.random(),
         )
 
     def zone(self, row: ConversationRow) -> ZoneInfo:
@@ -144,7 +147,13 @@ class ConversationService:
         sentiment = await self.scorer.score(text)
         crisis = detect_crisis(text)
         received = await self._receive_known(
-            chat_id, user, text, sentiment, crisis, telegram_message_id=telegram_message_id, update_id=update_id,
+            chat_id,
+            user,
+            text,
+            sentiment,
+            crisis,
+            telegram_message_id=telegram_message_id,
+            update_id=update_id,
             outbox=outbox,
         )
         if received is None:  # a new chat, a changed name, or a chat too busy to store optimistically
@@ -154,8 +163,16 @@ class ConversationService:
         return received
 
     async def _receive_known(
-        self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
-        telegram_message_id: int | None, update_id: int | None, outbox: Outbox | None = None,
+        self,
+        chat_id: int,
+        user: UserInfo,
+        text: str,
+        sentiment: Any,
+        crisis: bool,
+        *,
+        telegram_message_id: int | None,
+        update_id: int | None,
+        outbox: Outbox | None = None,
     ) -> Received | None:
         """The hot path: read everything in one statement, write everything in another.
 
@@ -169,8 +186,14 @@ class ConversationService:
                 repo = ReplyPathRepo(connection)
                 if state is None:
                     return await self._receive_first(
-                        repo, chat_id, user, text, sentiment, crisis,
-                        telegram_message_id=telegram_message_id, update_id=update_id,
+                        repo,
+                        chat_id,
+                        user,
+                        text,
+                        sentiment,
+                        crisis,
+                        telegram_message_id=telegram_message_id,
+                        update_id=update_id,
                     )
                 row = state.conversation
                 if user.username != row.username or user.first_name != row.first_name:
@@ -182,9 +205,14 @@ class ConversationService:
                 responder = row.reply_lease_until is None or row.reply_lease_until < now
                 lease_until = now + self.reply_lease if responder else row.reply_lease_until
                 lease_owner = self.worker if responder else row.reply_lease_owner
-                moved = replace(row, **fsm_columns(outcome.snapshot), user_messages=row.user_messages + 1,
-                                last_user_message_at=now, reply_lease_until=lease_until,
-                                reply_lease_owner=lease_owner)
+                moved = replace(
+                    row,
+                    **fsm_columns(outcome.snapshot),
+                    user_messages=row.user_messages + 1,
+                    last_user_message_at=now,
+                    reply_lease_until=lease_until,
+                    reply_lease_owner=lease_owner,
+                )
 
                 answering: asyncio.Future[int] | None = None
                 ahead: asyncio.Task[Written] | None = None
@@ -193,15 +221,37 @@ class ConversationService:
                     # stored (the store's round trip is otherwise idle time), and leave when it commits.
                     answering = asyncio.get_running_loop().create_future()
                     drafts = outbox.drafts if self.stream_replies else None
-                    unstored = MessageRow(_NOT_YET_STORED, chat_id, "user", "text", text, now, telegram_message_id,
-                                          None, None, sentiment.negative, sentiment.positive)
+                    unstored = MessageRow(
+                        _NOT_YET_STORED,
+                        chat_id,
+                        "user",
+                        "text",
+                        text,
+                        now,
+                        telegram_message_id,
+                        None,
+                        None,
+                        sentiment.negative,
+                        sentiment.positive,
+                    )
                     ahead = self.writer.write_ahead(self._context_after(moved, state, unstored), drafts, answering)
                 try:
-                    stored = await repo.store_message(row, MessageWrite(
-                        text, telegram_message_id, update_id, sentiment.negative, sentiment.positive,
-                        fsm_columns(outcome.snapshot), now, self.plan_checkin(now, enabled=row.checkins_enabled),
-                        lease_until, lease_owner,
-                    ), transition_records(outcome.transitions))
+                    stored = await repo.store_message(
+                        row,
+                        MessageWrite(
+                            text,
+                            telegram_message_id,
+                            update_id,
+                            sentiment.negative,
+                            sentiment.positive,
+                            fsm_columns(outcome.snapshot),
+                            now,
+                            self.plan_checkin(now, enabled=row.checkins_enabled),
+                            lease_until,
+                            lease_owner,
+                        ),
+                        transition_records(outcome.transitions),
+                    )
                 except asyncpg.UniqueViolationError:  # the same message, stored by a concurrent delivery
                     _call_off(ahead)
                     continue
@@ -217,27 +267,64 @@ class ConversationService:
                     answering.set_result(stored.message_id)
                     await asyncio.sleep(0)  # the model request goes out now; the bookkeeping below can wait
                 self._after_receive(chat_id, row, outcome.transitions, now)
-                message = MessageRow(stored.message_id, chat_id, "user", "text", text, stored.created_at,
-                                     telegram_message_id, None, None, sentiment.negative, sentiment.positive)
-                return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder,
-                                context=self._context_after(moved, state, message) if responder else None,
-                                ahead=ahead)
+                message = MessageRow(
+                    stored.message_id,
+                    chat_id,
+                    "user",
+                    "text",
+                    text,
+                    stored.created_at,
+                    telegram_message_id,
+                    None,
+                    None,
+                    sentiment.negative,
+                    sentiment.positive,
+                )
+                return Received(
+                    stored.message_id,
+                    outcome.snapshot.stage,
+                    outcome.transitions,
+                    responder,
+                    context=self._context_after(moved, state, message) if responder else None,
+                    ahead=ahead,
+                )
         return None
 
     async def _receive_first(
-        self, repo: ReplyPathRepo, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
-        telegram_message_id: int | None, update_id: int | None,
+        self,
+        repo: ReplyPathRepo,
+        chat_id: int,
+        user: UserInfo,
+        text: str,
+        sentiment: Any,
+        crisis: bool,
+        *,
+        telegram_message_id: int | None,
+        update_id: int | None,
     ) -> Received | None:
         """A new chat, in one statement; None if it was created meanwhile (the locking path then)."""
         begin = RelationshipMachine.begin()
         outcome = self.machine.advance(begin.snapshot, MessageEvent(sentiment.negative, sentiment.positive, crisis))
         now = utcnow()
         try:
-            stored = await repo.store_first_message(chat_id, user, MessageWrite(
-                text, telegram_message_id, update_id, sentiment.negative, sentiment.positive,
-                fsm_columns(outcome.snapshot), now, self.plan_checkin(now, enabled=True),  # check-ins start enabled
-                now + self.reply_lease, self.worker,
-            ), started=transition_records(begin.transitions), transitions=transition_records(outcome.transitions))
+            stored = await repo.store_first_message(
+                chat_id,
+                user,
+                MessageWrite(
+                    text,
+                    telegram_message_id,
+                    update_id,
+                    sentiment.negative,
+                    sentiment.positive,
+                    fsm_columns(outcome.snapshot),
+                    now,
+                    self.plan_checkin(now, enabled=True),  # check-ins start enabled
+                    now + self.reply_lease,
+                    self.worker,
+                ),
+                started=transition_records(begin.transitions),
+                transitions=transition_records(outcome.transitions),
+            )
         except asyncpg.UniqueViolationError:  # a concurrent first delivery won
             return None
         if stored.duplicate:
@@ -249,8 +336,15 @@ class ConversationService:
         return Received(stored.message_id, outcome.snapshot.stage, outcome.transitions, responder=True)
 
     async def _receive_locked(
-        self, chat_id: int, user: UserInfo, text: str, sentiment: Any, crisis: bool, *,
-        telegram_message_id: int | None, update_id: int | None,
+        self,
+        chat_id: int,
+        user: UserInfo,
+        text: str,
+        sentiment: Any,
+        crisis: bool,
+        *,
+        telegram_message_id: int | None,
+        update_id: int | None,
     ) -> Received:
         """First contact or a changed name: under the conversation's row lock, in one transaction."""
         async with self._unit() as session:
@@ -259,9 +353,14 @@ class ConversationService:
                 return Received(None, duplicate=True)
             row = await self.open_in(session, chat_id, user)
             message_id = await messages.add(
-                chat_id, role="user", kind="text", text=text,
-                telegram_message_id=telegram_message_id, update_id=update_id,
-                sentiment_negative=sentiment.negative, sentiment_positive=sentiment.positive,
+                chat_id,
+                role="user",
+                kind="text",
+                text=text,
+                telegram_message_id=telegram_message_id,
+                update_id=update_id,
+                sentiment_negative=sentiment.negative,
+                sentiment_positive=sentiment.positive,
             )
             if message_id is None:
                 return Received(None, duplicate=True)
@@ -291,9 +390,15 @@ class ConversationService:
         self.metrics.inc("aifriend_messages_received_total")
         for transition in transitions:
             self.metrics.inc("aifriend_transitions_total", trigger=transition.trigger.value)
-            log.info("fsm_transitioned", from_state=transition.from_stage, to_state=transition.to_stage,
-                     trigger=transition.trigger, user_messages=transition.messages,
-                     negative=transition.negative, positive=transition.positive)
+            log.info(
+                "fsm_transitioned",
+                from_state=transition.from_stage,
+                to_state=transition.to_stage,
+                trigger=transition.trigger,
+                user_messages=transition.messages,
+                negative=transition.negative,
+                positive=transition.positive,
+            )
         if row is not None and row.last_user_message_at is not None:
             zone = self.zone(row)
             previous_day = row.last_user_message_at.astimezone(zone).date()
@@ -302,17 +407,27 @@ class ConversationService:
 
     def _context_after(self, row: ConversationRow, state: ChatState, message: MessageRow) -> ReplyContext:
         """The reply context once `message` is stored, from what was read before it."""
-        return self._reply_context(row, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:],
-                                   state.days, state.recalled)
+        return self._reply_context(
+            row, [*state.pending, message], [*state.recent, message][-HISTORY_WINDOW:], state.days, state.recalled
+        )
 
     def _reply_context(
-        self, row: ConversationRow, pending: list[MessageRow], recent: list[MessageRow], days: list[Any],
+        self,
+        row: ConversationRow,
+        pending: list[MessageRow],
+        recent: list[MessageRow],
+        days: list[Any],
         recalled: list[RecalledRow],
     ) -> ReplyContext:
         debounce = (pending[-1].created_at + self.reply_debounce - utcnow()).total_seconds() if pending else 0.0
-        return ReplyContext(row, pending, recent, Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
-                            recalled=tuple(Recalled(r.id, r.text, r.created_at.date()) for r in recalled),
-                            debounce=debounce)
+        return ReplyContext(
+            row,
+            pending,
+            recent,
+            Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
+            recalled=tuple(Recalled(r.id, r.text, r.created_at.date()) for r in recalled),
+            debounce=debounce,
+        )
 
     async def open_in(self, session: AsyncSession, chat_id: int, user: UserInfo) -> ConversationRow:
         """The locked conversation, created (with its `start` transition) on first contact."""
@@ -341,7 +456,12 @@ class ConversationService:
     ) -> list[Reply]:
         """The whole path for one message; replies only if this call became the responder."""
         received = await self.receive(
-            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id, outbox=outbox,
+            chat_id,
+            user,
+            text,
+            telegram_message_id=telegram_message_id,
+            update_id=update_id,
+            outbox=outbox,
         )
         if not received.responder:
             return []
@@ -350,7 +470,10 @@ class ConversationService:
     # ---- replying ------------------------------------------------------------------
 
     async def respond(
-        self, chat_id: int, outbox: Outbox, context: ReplyContext | None = None,
+        self,
+        chat_id: int,
+        outbox: Outbox,
+        context: ReplyContext | None = None,
         ahead: asyncio.Task[Written] | None = None,
     ) -> list[Reply]:
         """Answer everything the chat is owed, round after round, then give up the lease.
@@ -387,8 +510,9 @@ class ConversationService:
                     self.spawn(self.memory.fold_if_needed(chat_id))
                 if stored.released:  # handed back: nothing to renew while the reply is sent
                     await lease.stop()
-                await outbox.flush(chat_id, expect=pieces if stored.queued_before == 0 else None,
-                                   claimed=stored.claimed)
+                await outbox.flush(
+                    chat_id, expect=pieces if stored.queued_before == 0 else None, claimed=stored.claimed
+                )
                 if stored.released:
                     return replies
                 context = None
@@ -437,9 +561,16 @@ class ConversationService:
         sends = text_sends(text)
         async with self.database.raw() as connection:
             stored = await ReplyPathRepo(connection).store_reply(
-                row.chat_id, worker=self.worker, kind=kind, text=text, through_id=context.pending[-1].id,
-                seen_user_messages=row.user_messages, lease_until=utcnow() + self.reply_lease, sends=sends,
-                recall_note=written.note, claim=outbox.claim_as,
+                row.chat_id,
+                worker=self.worker,
+                kind=kind,
+                text=text,
+                through_id=context.pending[-1].id,
+                seen_user_messages=row.user_messages,
+                lease_until=utcnow() + self.reply_lease,
+                sends=sends,
+                recall_note=written.note,
+                claim=outbox.claim_as,
             )
         message_id = stored.message_id
         if message_id is None:
@@ -461,7 +592,8 @@ class ConversationService:
             days = await MemoryRepo(session).days(chat_id, today, 3)
         style = self.persona.style(Stage(row.state))
         system = system_message(
-            style.system, Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
+            style.system,
+            Memory(row.memory_summary, tuple((d.day, d.text) for d in days)),
             self.persona.prompts.memory_heading,
         )
         turns = [Turn(m.role, m.text) for m in recent if m.kind in PROMPT_KINDS]

@@ -227,8 +227,14 @@ class DeliveryQueue:
         self.metrics.inc("aifriend_sends_total", outcome=outcome.status)
         if outcome.status == "retry" and datetime.now(UTC) - send.created_at < GIVE_UP_AFTER:
             delay = outcome.retry_after if outcome.retry_after is not None else backoff(send.attempts)
-            log.warning("send_retry", send_id=send.id, attempt=send.attempts, delay=round(delay, 2),
-                        error=outcome.error, fate_unknown=outcome.unknown)
+            log.warning(
+                "send_retry",
+                send_id=send.id,
+                attempt=send.attempts,
+                delay=round(delay, 2),
+                error=outcome.error,
+                fate_unknown=outcome.unknown,
+            )
             async with self._unit() as repo:
                 await repo.retry_later(send.id, timedelta(seconds=delay), outcome.error)
             return delay
@@ -241,8 +247,13 @@ class DeliveryQueue:
                 )
             else:
                 await repo.give_up(send.id, outcome.error)
-        log.warning("send_given_up", send_id=send.id, attempts=send.attempts, error=outcome.error,
-                    blocked=outcome.status == "blocked")
+        log.warning(
+            "send_given_up",
+            send_id=send.id,
+            attempts=send.attempts,
+            error=outcome.error,
+            blocked=outcome.status == "blocked",
+        )
         return None
 
     async def _record_sent(self, send: QueuedSend, telegram_message_id: int | None) -> None:

@@ -68,9 +68,13 @@ class DraftPreview:
         now = time.monotonic()
         chat = self._chats.setdefault(chat_id, _Chat())
         busy = chat.in_flight is not None and not chat.in_flight.done()
-        if (busy or now < chat.paused_until or now - chat.shown_at < self.every
-                or (chat.shown_chars and len(text) - chat.shown_chars < self.min_new_chars)
-                or not self._take_token(now)):
+        if (
+            busy
+            or now < chat.paused_until
+            or now - chat.shown_at < self.every
+            or (chat.shown_chars and len(text) - chat.shown_chars < self.min_new_chars)
+            or not self._take_token(now)
+        ):
             self.skipped += 1
             return
         chat.shown_at, chat.shown_chars = now, len(text)
@@ -108,8 +112,11 @@ class DraftPreview:
             log.info("drafts_paused", chat_id=chat_id, seconds=outcome.retry_after)
         elif outcome.status == "unsupported":
             if self.enabled:
-                log.warning("drafts_unsupported", error=outcome.error,
-                            detail="this Bot API server has no sendMessageDraft; replies show 'typing' only")
+                log.warning(
+                    "drafts_unsupported",
+                    error=outcome.error,
+                    detail="this Bot API server has no sendMessageDraft; replies show 'typing' only",
+                )
             self.enabled = False
         else:
             log.debug("draft_failed", chat_id=chat_id, error=outcome.error)
@@ -119,4 +126,4 @@ def _visible(text: str) -> str:
     """A draft holds at most 4096 characters: show the part being written."""
     if len(text) <= MAX_DRAFT:
         return text
-    return text[(len(text) - 1) // MAX_DRAFT * MAX_DRAFT:]
+    return text[(len(text) - 1) // MAX_DRAFT * MAX_DRAFT :]

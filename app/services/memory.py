@@ -64,8 +64,10 @@ class MemoryKeeper:
         limits = await self.model.limits()
         room = max(32, min(SUMMARY_PARAMS.max_new_tokens, limits.max_total_tokens // 6))
         return GenerationParams(
-            temperature=SUMMARY_PARAMS.temperature, top_p=SUMMARY_PARAMS.top_p,
-            max_new_tokens=room, repetition_penalty=SUMMARY_PARAMS.repetition_penalty,
+            temperature=SUMMARY_PARAMS.temperature,
+            top_p=SUMMARY_PARAMS.top_p,
+            max_new_tokens=room,
+            repetition_penalty=SUMMARY_PARAMS.repetition_penalty,
         )
 
     async def should_fold(self, recent: list[MessageRow]) -> bool:

@@ -84,7 +84,8 @@ class ReplyWriter:
         # unanswered but not owed in this round: it belongs to the next one, not to this prompt.
         owed = {m.id for m in context.pending}
         turns = [
-            Turn(m.role, with_note(m.text, m.recall_note), m.id) for m in context.recent
+            Turn(m.role, with_note(m.text, m.recall_note), m.id)
+            for m in context.recent
             if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
         ]
         turns += [Turn(m.role, m.text, m.id) for m in context.pending]
@@ -94,8 +95,13 @@ class ReplyWriter:
         try:
             limits = await self.model.limits()
             budget = min(limits.max_input_tokens, limits.max_total_tokens - style.max_new_tokens)
-            prompt, note = build_prompt_with_recall(system, turns, budget_tokens=budget, recalled=context.recalled,
-                                                    recall_heading=self.persona.prompts.recall_heading)
+            prompt, note = build_prompt_with_recall(
+                system,
+                turns,
+                budget_tokens=budget,
+                recalled=context.recalled,
+                recall_heading=self.persona.prompts.recall_heading,
+            )
             asked_at = [time.monotonic()]
             if answering is not None:  # the model is asked once the message is stored, not before
                 answering.add_done_callback(lambda _: asked_at.append(time.monotonic()))
@@ -115,7 +121,12 @@ class ReplyWriter:
         return Written(text, kind, stage, crisis, tuple(prompt), note if kind == "reply" else None)
 
     async def _stream(
-        self, prompt: list[ChatMessage], params: Any, drafts: DraftPreview, chat_id: int, context: ReplyContext,
+        self,
+        prompt: list[ChatMessage],
+        params: Any,
+        drafts: DraftPreview,
+        chat_id: int,
+        context: ReplyContext,
         answering: asyncio.Future[int] | None,
     ) -> str:
         """Generate with the model's stream, showing the text as drafts; the final text is what counts.

@@ -75,8 +75,12 @@ def make_dispatcher(
     # aiogram's own FSM is off: the relationship FSM lives in PostgreSQL, and aiogram's memory
     # storage would keep an entry for every chat ever seen (it reads each chat's state per update).
     dispatcher = Dispatcher(
-        conversation=conversation, commands=commands, outbox=outbox, admin_ids=settings.admin_ids,
-        reports=OperatorReports(conversation.database), disable_fsm=True,
+        conversation=conversation,
+        commands=commands,
+        outbox=outbox,
+        admin_ids=settings.admin_ids,
+        reports=OperatorReports(conversation.database),
+        disable_fsm=True,
     )
     dispatcher.update.outer_middleware(LogContextMiddleware())
     dispatcher.update.outer_middleware(UnitMiddleware(commands, outbox))
@@ -150,8 +154,12 @@ async def introduce(bot: Bot, stop: asyncio.Event) -> bool:
         except Exception as exc:
             attempt += 1
             delay = min(30.0, 2.0**attempt)
-            log.warning("telegram_unreachable", error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
-                        retry_in=delay, attempt=attempt)
+            log.warning(
+                "telegram_unreachable",
+                error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                retry_in=delay,
+                attempt=attempt,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             continue
@@ -170,8 +178,9 @@ async def serve(
     """Run until stopped (a signal, or `stop` when embedded in the demo), then hand over cleanly."""
     stop = stop or stop_on_signals()
     bot = make_bot(settings)
-    outbox = DeliveryQueue(conversation.database, TelegramTransport(bot), worker=conversation.worker,
-                           metrics=conversation.metrics)
+    outbox = DeliveryQueue(
+        conversation.database, TelegramTransport(bot), worker=conversation.worker, metrics=conversation.metrics
+    )
     commands = CommandService(conversation)
     dispatcher = make_dispatcher(conversation, commands, outbox, settings)
     intake = UpdateIntake(bot, dispatcher, commands, outbox)
@@ -189,9 +198,7 @@ async def serve(
             stack.callback(maintenance.cancel)
             if with_scheduler:
                 checkins = CheckinService(conversation, lease=claim_lease(settings.checkin_sweep_every))
-                await stack.enter_async_context(
-                    sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace)
-                )
+                await stack.enter_async_context(sweeping(checkins, outbox, settings.checkin_sweep_every, grace=grace))
             if settings.webhook_url:
                 await _serve_webhook(settings, bot, intake, dispatcher, stop, taking)
             else:
@@ -209,8 +216,9 @@ async def serve_scheduler(settings: Settings, conversation: ConversationService)
     """`aifriend scheduler`: check-in sweeps only, sending through the same outbox."""
     stop = stop_on_signals()
     bot = make_bot(settings)
-    outbox = DeliveryQueue(conversation.database, TelegramTransport(bot), worker=conversation.worker,
-                           metrics=conversation.metrics)
+    outbox = DeliveryQueue(
+        conversation.database, TelegramTransport(bot), worker=conversation.worker, metrics=conversation.metrics
+    )
     grace = settings.shutdown_grace.total_seconds()
     sweeps = Stage("scheduler", "starting")
     health = readiness(conversation, sweeps)
@@ -309,7 +317,11 @@ def webhook_fingerprint(bot_id: int, url: str, secret: str | None, allowed: list
 
 
 async def _register_webhook(
-    bot: Bot, conversation: ConversationService, url: str, secret: str | None, allowed: list[str],
+    bot: Bot,
+    conversation: ConversationService,
+    url: str,
+    secret: str | None,
+    allowed: list[str],
     stop: asyncio.Event,
 ) -> bool:
     """setWebhook only when the configuration changed or Telegram lost it; replicas take turns on a lock."""
@@ -332,8 +344,12 @@ async def _register_webhook(
         except Exception as exc:
             attempt += 1
             delay = min(30.0, 2.0**attempt)
-            log.warning("webhook_registration_failed", error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
-                        retry_in=delay, attempt=attempt)
+            log.warning(
+                "webhook_registration_failed",
+                error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                retry_in=delay,
+                attempt=attempt,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
     return False

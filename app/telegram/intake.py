@@ -106,8 +106,14 @@ def _describe(exc: BaseException) -> str:
 
 class UpdateIntake:
     def __init__(
-        self, bot: Bot, dispatcher: Dispatcher, commands: CommandService, outbox: Outbox,
-        *, attempts: int = ATTEMPTS, retry_pause: float = RETRY_PAUSE,
+        self,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        commands: CommandService,
+        outbox: Outbox,
+        *,
+        attempts: int = ATTEMPTS,
+        retry_pause: float = RETRY_PAUSE,
     ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
@@ -155,11 +161,11 @@ class UpdateIntake:
                     continue
                 failures += 1
                 if failures >= self.attempts:
-                    log.error("update_failed_set_aside", update_id=item.update_id, attempts=failures,
-                              error=_describe(exc))
+                    log.error(
+                        "update_failed_set_aside", update_id=item.update_id, attempts=failures, error=_describe(exc)
+                    )
                     return await self._set_aside(item, _describe(exc), attempts=failures, patience=patience)
-                log.warning("update_failed_retrying", update_id=item.update_id, attempt=failures,
-                            error=_describe(exc))
+                log.warning("update_failed_retrying", update_id=item.update_id, attempt=failures, error=_describe(exc))
                 await asyncio.sleep(self.retry_pause * 2 ** (failures - 1))
 
     async def set_aside_unreadable(self, body: bytes, error: str, *, patience: float | None = None) -> bool:
@@ -172,8 +178,12 @@ class UpdateIntake:
         while True:
             try:
                 queued = await self.commands.set_aside(
-                    update_id=item.update_id, chat_id=item.chat_id, error=error, raw=escaped(item.raw),
-                    attempts=attempts, apology=apology,
+                    update_id=item.update_id,
+                    chat_id=item.chat_id,
+                    error=error,
+                    raw=escaped(item.raw),
+                    attempts=attempts,
+                    apology=apology,
                 )
             except Exception as exc:
                 if patience is not None and time.monotonic() - started > patience:

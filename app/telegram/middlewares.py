@@ -28,7 +28,10 @@ def is_plain_text(update: Update) -> bool:
     """User text that the conversation stores together with its update id (the hot path)."""
     message = update.message
     return bool(
-        message and message.chat.type == "private" and message.text and not message.text.startswith("/")
+        message
+        and message.chat.type == "private"
+        and message.text
+        and not message.text.startswith("/")
         and clean_text(message.text)
     )
 

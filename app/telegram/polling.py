@@ -87,8 +87,12 @@ async def poll(bot: Bot, intake: UpdateIntake, allowed: list[str], stop: asyncio
             except Exception as exc:
                 failures += 1
                 delay = min(RETRY_CAP, 0.5 * 2**failures)
-                log.warning("get_updates_failed", error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
-                            retry_in=delay, failures=failures)
+                log.warning(
+                    "get_updates_failed",
+                    error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                    retry_in=delay,
+                    failures=failures,
+                )
                 await _pause(stop, delay)
                 continue
             if failures:

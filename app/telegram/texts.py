@@ -43,16 +43,14 @@ UPDATE_SET_ASIDE = (
     "Could you send it again, maybe in other words?"
 )
 MEMORY_EMPTY = (
-    "I haven't written anything down about you yet; we've only just started. "
-    "Tell me about yourself and I'll remember."
+    "I haven't written anything down about you yet; we've only just started. Tell me about yourself and I'll remember."
 )
 MEMORY_HEADING = "Here is what I remember about you."
 MEMORY_NOTEBOOK = "My notes:\n{notebook}"
 MEMORY_DAYS = "Our recent days:"
 MEMORY_RECALL = "And when something comes up again, I can look back at {count} things you told me."
 MEMORY_FOOTER = (
-    "To make me forget something: /memory forget WORDS (e.g. /memory forget pizza). "
-    "To delete everything: /forget."
+    "To make me forget something: /memory forget WORDS (e.g. /memory forget pizza). To delete everything: /forget."
 )
 MEMORY_USAGE = "Write /memory to see what I remember, or /memory forget WORDS to make me forget something."
 MEMORY_FORGET_USAGE = "Tell me what to forget, like this: /memory forget pizza"

@@ -76,13 +76,17 @@ class TelegramTransport:
         if send.method == "sendMessage":
             markup = payload.get("reply_markup")
             message = await self.bot.send_message(
-                send.chat_id, str(payload["text"]), request_timeout=timeout,
+                send.chat_id,
+                str(payload["text"]),
+                request_timeout=timeout,
                 reply_markup=InlineKeyboardMarkup.model_validate(markup) if markup else None,
             )
             return message.message_id
         if send.method == "editMessageText":
             await self.bot.edit_message_text(
-                str(payload["text"]), chat_id=send.chat_id, message_id=int(payload["message_id"]),
+                str(payload["text"]),
+                chat_id=send.chat_id,
+                message_id=int(payload["message_id"]),
                 request_timeout=timeout,
             )
             return None
@@ -97,8 +101,9 @@ class TelegramTransport:
     async def draft(self, chat_id: int, draft_id: int, text: str) -> DraftOutcome:
         """`sendMessageDraft`: the reply so far, as an ephemeral preview."""
         try:
-            await self.bot(SendMessageDraft(chat_id=chat_id, draft_id=draft_id, text=text),
-                           request_timeout=self.send_timeout)
+            await self.bot(
+                SendMessageDraft(chat_id=chat_id, draft_id=draft_id, text=text), request_timeout=self.send_timeout
+            )
         except TelegramRetryAfter as exc:
             return DraftOutcome("retry", retry_after=float(exc.retry_after), error=exc.message)
         except TelegramNotFound as exc:  # an older or self-hosted Bot API server

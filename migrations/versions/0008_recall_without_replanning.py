@@ -22,8 +22,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -88,11 +88,11 @@ SEARCH = """
 
 def upgrade() -> None:
     op.create_table(
-        'recall_common_words',
-        sa.Column('lexeme', sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint('lexeme', name=op.f('pk_recall_common_words')),
+        "recall_common_words",
+        sa.Column("lexeme", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("lexeme", name=op.f("pk_recall_common_words")),
         comment="Words too common across all messages to say what to recall (in more than 0.2 % of them, "
-                "from PostgreSQL's column statistics), refreshed hourly by aifriend_refresh_common_words().",
+        "from PostgreSQL's column statistics), refreshed hourly by aifriend_refresh_common_words().",
     )
     op.execute(REFRESH)
     op.execute(
@@ -111,7 +111,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(_search_of_0006())
     op.execute("DROP FUNCTION aifriend_refresh_common_words()")
-    op.drop_table('recall_common_words')
+    op.drop_table("recall_common_words")
 
 
 def _search_of_0006() -> str:

@@ -92,11 +92,13 @@ class Result:
 
     def line(self) -> str:
         cpu = self.per_message(self.cpu_s)
-        return (f"{self.name:<16} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
-                f"  sustained {self.throughput:6.0f} msg/s (slowest reply {self.slowest:4.1f} s)"
-                f"  CPU {cpu:5.2f} ms/msg (PostgreSQL {self.per_message(self.pg_cpu_s):4.2f}, emulators "
-                f"{self.per_message(self.harness_cpu_s):4.2f}; waited for a CPU {self.per_message(self.waited_s):4.2f}"
-                f"{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated {self.duplicated}")
+        return (
+            f"{self.name:<16} p50 {self.p50:6.1f} ms  p99 {self.p99:6.1f} ms (CPU {self.steady_cpu_ms:4.2f} ms/msg)"
+            f"  sustained {self.throughput:6.0f} msg/s (slowest reply {self.slowest:4.1f} s)"
+            f"  CPU {cpu:5.2f} ms/msg (PostgreSQL {self.per_message(self.pg_cpu_s):4.2f}, emulators "
+            f"{self.per_message(self.harness_cpu_s):4.2f}; waited for a CPU {self.per_message(self.waited_s):4.2f}"
+            f"{self.counted()})  RSS {self.rss_mb:5.0f} MB  lost {self.lost}  duplicated {self.duplicated}"
+        )
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -168,8 +170,10 @@ async def steady(
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         updates[chat] = telegram.user_sends(chat, f"hello number {n}, how are you?")
     await wait_all(telegram, chats, 2, 120)
-    return ([(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats],
-            cpu_seconds(*pids) - cpu)
+    return (
+        [(telegram.sent[c][1]["received_at"] - telegram.pushed_at[updates[c]]) * 1000 for c in chats],
+        cpu_seconds(*pids) - cpu,
+    )
 
 
 async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> tuple[float, float]:
@@ -187,15 +191,23 @@ async def burst(telegram: TelegramEmulator, chats: range, per_chat: int) -> tupl
 
     await asyncio.gather(*(user(chat) for chat in chats))
     throughput = len(chats) * per_chat / (time.monotonic() - start)
-    waits = [reply["received_at"] - telegram.pushed_at[update_id]
-             for chat in chats for update_id, reply in zip(sent[chat], telegram.sent[chat], strict=False)]
+    waits = [
+        reply["received_at"] - telegram.pushed_at[update_id]
+        for chat in chats
+        for update_id, reply in zip(sent[chat], telegram.sent[chat], strict=False)
+    ]
     return throughput, max(waits, default=0.0)
 
 
 @contextlib.asynccontextmanager
 async def refbot(variant: str, telegram: TelegramEmulator, url: str, log: Path) -> AsyncIterator[int]:
-    env = {**os.environ, "VARIANT": variant, "BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url,
-           "DATABASE_URL": url}
+    env = {
+        **os.environ,
+        "VARIANT": variant,
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.url,
+        "DATABASE_URL": url,
+    }
     with open(log, "wb") as out:
         process = await asyncio.create_subprocess_exec(sys.executable, str(REFBOT), env=env, stdout=out, stderr=out)
     try:
@@ -213,13 +225,23 @@ async def transactions(url: str) -> int:
     """Transactions the database has committed or rolled back: on the reply path every statement
     is one (no BEGIN/COMMIT around them), so per message this is statements per message."""
     await asyncio.sleep(11)  # an idle backend reports its counts within 10 s (PostgreSQL 15+)
-    row = (await fetch(url, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"))[0]
+    row = (
+        await fetch(url, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+    )[0]
     return int(row[0])
 
 
 async def measure(
-    result: Result, pids: list[int], telegram: TelegramEmulator, options: argparse.Namespace, base: int, url: str,
-    *, seconds: float, chats: int, profile: Path | None = None,
+    result: Result,
+    pids: list[int],
+    telegram: TelegramEmulator,
+    options: argparse.Namespace,
+    base: int,
+    url: str,
+    *,
+    seconds: float,
+    chats: int,
+    profile: Path | None = None,
 ) -> None:
     """One slice: steady-rate latency for `seconds`, then sustained throughput with `chats` new
     chats (the first process sampled with py-spy into `profile` if given), added to `result`.
@@ -258,7 +280,12 @@ async def measure(
 
 
 async def webhook_replicas(
-    processes: int, tgi: TGIEmulator, url: str, folder: Path, options: argparse.Namespace, chat_base: int,
+    processes: int,
+    tgi: TGIEmulator,
+    url: str,
+    folder: Path,
+    options: argparse.Namespace,
+    chat_base: int,
 ) -> Result:
     """`processes` webhook replicas behind a round-robin proxy (in this process, beside the emulator).
 
@@ -271,21 +298,36 @@ async def webhook_replicas(
     async with contextlib.AsyncExitStack() as stack:
         pids = []
         for port in ports:
-            bot = await stack.enter_async_context(running_bot(
-                telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, TGI_API_KEY=TGI_KEY,
-                WEBHOOK_URL=hook,
-                STREAM_REPLIES="false",
-                WEBHOOK_LISTEN=f"127.0.0.1:{port}",
-            ))
+            bot = await stack.enter_async_context(
+                running_bot(
+                    telegram,
+                    tgi,
+                    url,
+                    folder,
+                    "--no-scheduler",
+                    LOG_LEVEL=options.log_level,
+                    TGI_API_KEY=TGI_KEY,
+                    WEBHOOK_URL=hook,
+                    STREAM_REPLIES="false",
+                    WEBHOOK_LISTEN=f"127.0.0.1:{port}",
+                )
+            )
             pids.append(bot.process.pid)
         result = Result(f"webhook x{processes}")
         try:
             await warm_up(telegram, chat_base)
-            await measure(result, pids, telegram, options, chat_base, url, seconds=options.seconds,
-                          chats=options.chats)
+            await measure(result, pids, telegram, options, chat_base, url, seconds=options.seconds, chats=options.chats)
         except TimeoutError:
-            print("webhook deliveries:", dict(telegram.webhook_statuses), "served:", dict(balancer.served),
-                  "webhook:", telegram.webhook_url, "sets:", telegram.webhook_sets)
+            print(
+                "webhook deliveries:",
+                dict(telegram.webhook_statuses),
+                "served:",
+                dict(balancer.served),
+                "webhook:",
+                telegram.webhook_url,
+                "sets:",
+                telegram.webhook_sets,
+            )
             raise
     await balancer.stop()
     await telegram.stop()
@@ -344,12 +386,22 @@ async def main(options: argparse.Namespace) -> None:
                 stack.push_async_callback(telegram.stop)
                 if name.startswith("refbot "):
                     variant = name.removeprefix("refbot ")
-                    pid = await stack.enter_async_context(refbot(variant, telegram, url, folder / f"refbot-{variant}.log"))
+                    pid = await stack.enter_async_context(
+                        refbot(variant, telegram, url, folder / f"refbot-{variant}.log")
+                    )
                 else:
-                    bot = await stack.enter_async_context(running_bot(
-                        telegram, tgi, url, folder, "--no-scheduler", LOG_LEVEL=options.log_level, TGI_API_KEY=TGI_KEY,
-                        **{"STREAM_REPLIES": "false", **dict(aifriends)[name]},
-                    ))
+                    bot = await stack.enter_async_context(
+                        running_bot(
+                            telegram,
+                            tgi,
+                            url,
+                            folder,
+                            "--no-scheduler",
+                            LOG_LEVEL=options.log_level,
+                            TGI_API_KEY=TGI_KEY,
+                            **{"STREAM_REPLIES": "false", **dict(aifriends)[name]},
+                        )
+                    )
                     pid = bot.process.pid
                 profile = folder / f"aifriend-{n}.pyspy" if options.profile and name == "aifriend" else None
                 contestants.append(Contestant(Result(name), pid, telegram, (n + 1) * 10_000_000, url, profile))
@@ -362,10 +414,17 @@ async def main(options: argparse.Namespace) -> None:
                     profile = None
                     if contestant.profile is not None:
                         profile = contestant.profile.with_suffix(f".{round_}.pyspy")
-                    await measure(contestant.result, [contestant.pid], contestant.telegram, options,
-                                  contestant.base + round_ * 1_000_000, contestant.url,
-                                  seconds=options.seconds / options.rounds,
-                                  chats=options.chats // options.rounds, profile=profile)
+                    await measure(
+                        contestant.result,
+                        [contestant.pid],
+                        contestant.telegram,
+                        options,
+                        contestant.base + round_ * 1_000_000,
+                        contestant.url,
+                        seconds=options.seconds / options.rounds,
+                        chats=options.chats // options.rounds,
+                        profile=profile,
+                    )
             if tgi.unauthorized:
                 print(f"the model server refused {tgi.unauthorized} requests: those replies were fallbacks")
             for contestant in contestants:
@@ -381,8 +440,10 @@ async def main(options: argparse.Namespace) -> None:
                 webhooks.append(await webhook_replicas(processes, tgi, url, folder, options, 1_000_000))
                 await tgi.stop()
     results = [c.result for c in contestants] + webhooks
-    print(f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
-          f"{options.per_chat} messages, each after the previous reply; in {options.rounds} rounds, taking turns")
+    print(
+        f"steady {options.rate:g} msg/s for {options.seconds:g} s; sustained: {options.chats} chats x "
+        f"{options.per_chat} messages, each after the previous reply; in {options.rounds} rounds, taking turns"
+    )
     for result in results:
         print("  " + result.line())
     if profile_report:
@@ -390,15 +451,19 @@ async def main(options: argparse.Namespace) -> None:
     floor = next((r for r in results if r.name == "refbot store"), None)
     ours = next(r for r in results if r.name == "aifriend")
     if floor is not None:
-        print(f"aifriend / refbot store: throughput {ours.throughput / floor.throughput:.2f}x (target >= 0.6), "
-              f"p50 {ours.p50 / floor.p50:.2f}x (<= 2), p99 {ours.p99 / floor.p99:.2f}x (<= 3), "
-              f"CPU {ours.cpu_s / floor.cpu_s * floor.burst_messages / ours.burst_messages:.2f}x")
+        print(
+            f"aifriend / refbot store: throughput {ours.throughput / floor.throughput:.2f}x (target >= 0.6), "
+            f"p50 {ours.p50 / floor.p50:.2f}x (<= 2), p99 {ours.p99 / floor.p99:.2f}x (<= 3), "
+            f"CPU {ours.cpu_s / floor.cpu_s * floor.burst_messages / ours.burst_messages:.2f}x"
+        )
         by_round = [f"{a[0] / b[0]:.2f}x / {a[1] / b[1]:.2f}x" for a, b in zip(ours.rounds, floor.rounds, strict=True)]
         print("  round by round, p50 / throughput: " + ", ".join(by_round))
     for before in (r for r in results if r.name.startswith("aifriend@")):
-        print(f"aifriend / {before.name}: throughput {ours.throughput / before.throughput:.2f}x, "
-              f"p50 {ours.p50 / before.p50:.2f}x, p99 {ours.p99 / before.p99:.2f}x, "
-              f"CPU {ours.per_message(ours.cpu_s) / before.per_message(before.cpu_s):.2f}x")
+        print(
+            f"aifriend / {before.name}: throughput {ours.throughput / before.throughput:.2f}x, "
+            f"p50 {ours.p50 / before.p50:.2f}x, p99 {ours.p99 / before.p99:.2f}x, "
+            f"CPU {ours.per_message(ours.cpu_s) / before.per_message(before.cpu_s):.2f}x"
+        )
 
 
 if __name__ == "__main__":
@@ -408,22 +473,52 @@ if __name__ == "__main__":
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--per-chat", type=int, default=3)
     parser.add_argument("--refbot", nargs="*", default=["echo", "store"], help="refbot variants beside aifriend")
-    parser.add_argument("--rounds", type=int, default=3, choices=range(1, 10), metavar="1-9",
-                        help="turns each contestant takes, in a rotating order")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        choices=range(1, 10),
+        metavar="1-9",
+        help="turns each contestant takes, in a rotating order",
+    )
     parser.add_argument("--log-level", default="INFO", help="aifriend's LOG_LEVEL (INFO is what production runs)")
-    parser.add_argument("--streaming", action="store_true",
-                        help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)")
-    parser.add_argument("--without-recall", action="store_true",
-                        help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)")
-    parser.add_argument("--profile", nargs="?", const="sustained", choices=["sustained", "steady"],
-                        help="sample aifriend with py-spy in that phase (sustained if not given) and print CPU by package")
-    parser.add_argument("--count-statements", action="store_true",
-                        help="also the database's transactions per message in the sustained phase (on the reply "
-                             "path, statements: each commits by itself); waits 11 s around it for the counts")
-    parser.add_argument("--also-from", nargs="*", default=[], metavar="TREE",
-                        help="also aifriend run from these source trees (e.g. `git worktree add /tmp/before <commit>`):"
-                             " a change's before and after, side by side in one run")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="also aifriend with STREAM_REPLIES on (drafts to the emulator, which offers them)",
+    )
+    parser.add_argument(
+        "--without-recall",
+        action="store_true",
+        help="also aifriend with MEMORY_RECALL off (what retrieval costs the reply path)",
+    )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="sustained",
+        choices=["sustained", "steady"],
+        help="sample aifriend with py-spy in that phase (sustained if not given) and print CPU by package",
+    )
+    parser.add_argument(
+        "--count-statements",
+        action="store_true",
+        help="also the database's transactions per message in the sustained phase (on the reply "
+        "path, statements: each commits by itself); waits 11 s around it for the counts",
+    )
+    parser.add_argument(
+        "--also-from",
+        nargs="*",
+        default=[],
+        metavar="TREE",
+        help="also aifriend run from these source trees (e.g. `git worktree add /tmp/before <commit>`):"
+        " a change's before and after, side by side in one run",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (the folder is printed)")
-    parser.add_argument("--webhook", type=int, nargs="*", default=[],
-                        help="then aifriend in webhook mode with this many processes behind a round-robin proxy")
+    parser.add_argument(
+        "--webhook",
+        type=int,
+        nargs="*",
+        default=[],
+        help="then aifriend in webhook mode with this many processes behind a round-robin proxy",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -58,8 +58,11 @@ async def main(options: argparse.Namespace) -> None:
                     await asyncio.sleep(2)
                     rss = rss_mb(pid)
                     first_rss = first_rss or rss
-                    print(f"after {seen:>7,} distinct chats: RSS {rss:.0f} MB ({rss / first_rss - 1:+.1%} from the "
-                          f"first checkpoint); {time.monotonic() - started:.0f} s so far", flush=True)
+                    print(
+                        f"after {seen:>7,} distinct chats: RSS {rss:.0f} MB ({rss / first_rss - 1:+.1%} from the "
+                        f"first checkpoint); {time.monotonic() - started:.0f} s so far",
+                        flush=True,
+                    )
             await telegram.stop()
             await tgi.stop()
 

@@ -44,37 +44,156 @@ from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, plain_dsn, server_url
 
-NAMES = ["Alma", "Bruno", "Cosima", "Dario", "Elif", "Fenna", "Goran", "Hedda", "Ivo", "Juno", "Kaito", "Lupita",
-         "Mireille", "Nandor", "Oona", "Piet", "Quirin"]
-CITIES = ["Porto", "Tallinn", "Ghent", "Bergamo", "Valparaiso", "Kyoto", "Ljubljana", "Hobart", "Tromso", "Bilbao",
-          "Cusco", "Leuven", "Aarhus", "Bruges", "Salzburg", "Gdansk", "Lyon"]
-RELATIONS = ["sister", "brother", "cousin", "boss", "dentist", "neighbour", "landlord", "coach", "grandmother",
-             "godson", "nephew", "niece", "roommate", "therapist", "mentor", "uncle", "aunt"]
-EVENTS = ["wedding", "honeymoon", "reunion", "conference", "surgery", "interview", "concert", "marathon", "exam",
-          "audition", "recital", "retreat", "hackathon", "tournament", "graduation", "baptism", "festival"]
-THINGS = ["dog", "parrot", "bike", "boat", "car", "guitar", "piano", "laptop", "garden", "tattoo", "apartment",
-          "bakery", "podcast", "novel", "band", "telescope"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-SMALL_TALK = [
-    "I had a long day at work today", "The weather was grey again", "I made soup for dinner",
-    "I watched a film last night, it was fine", "I went for a walk in the afternoon", "Work is busy this week",
-    "I slept badly, too much coffee maybe", "I tidied the kitchen and did laundry", "I read a few pages before bed",
-    "The bus was late again this morning", "I met a friend for lunch, we talked about nothing much",
-    "It was sunny for once, so I sat outside", "I forgot the name of that song again", "Where did the week go?",
-    "I got some groceries on the way home", "I feel a bit tired but okay", "Nothing special happened today",
-    "I tried a new recipe, it was good", "Had a quiet evening at home", "The day went by quickly",
+NAMES = [
+    "Alma",
+    "Bruno",
+    "Cosima",
+    "Dario",
+    "Elif",
+    "Fenna",
+    "Goran",
+    "Hedda",
+    "Ivo",
+    "Juno",
+    "Kaito",
+    "Lupita",
+    "Mireille",
+    "Nandor",
+    "Oona",
+    "Piet",
+    "Quirin",
 ]
-ANSWERS = ["That sounds like a full day. How are you feeling now?", "Oh, I know that feeling. Tell me more?",
-           "That's nice to hear.", "Hmm, and what did you make of it?", "I'm glad you told me."]
+CITIES = [
+    "Porto",
+    "Tallinn",
+    "Ghent",
+    "Bergamo",
+    "Valparaiso",
+    "Kyoto",
+    "Ljubljana",
+    "Hobart",
+    "Tromso",
+    "Bilbao",
+    "Cusco",
+    "Leuven",
+    "Aarhus",
+    "Bruges",
+    "Salzburg",
+    "Gdansk",
+    "Lyon",
+]
+RELATIONS = [
+    "sister",
+    "brother",
+    "cousin",
+    "boss",
+    "dentist",
+    "neighbour",
+    "landlord",
+    "coach",
+    "grandmother",
+    "godson",
+    "nephew",
+    "niece",
+    "roommate",
+    "therapist",
+    "mentor",
+    "uncle",
+    "aunt",
+]
+EVENTS = [
+    "wedding",
+    "honeymoon",
+    "reunion",
+    "conference",
+    "surgery",
+    "interview",
+    "concert",
+    "marathon",
+    "exam",
+    "audition",
+    "recital",
+    "retreat",
+    "hackathon",
+    "tournament",
+    "graduation",
+    "baptism",
+    "festival",
+]
+THINGS = [
+    "dog",
+    "parrot",
+    "bike",
+    "boat",
+    "car",
+    "guitar",
+    "piano",
+    "laptop",
+    "garden",
+    "tattoo",
+    "apartment",
+    "bakery",
+    "podcast",
+    "novel",
+    "band",
+    "telescope",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+SMALL_TALK = [
+    "I had a long day at work today",
+    "The weather was grey again",
+    "I made soup for dinner",
+    "I watched a film last night, it was fine",
+    "I went for a walk in the afternoon",
+    "Work is busy this week",
+    "I slept badly, too much coffee maybe",
+    "I tidied the kitchen and did laundry",
+    "I read a few pages before bed",
+    "The bus was late again this morning",
+    "I met a friend for lunch, we talked about nothing much",
+    "It was sunny for once, so I sat outside",
+    "I forgot the name of that song again",
+    "Where did the week go?",
+    "I got some groceries on the way home",
+    "I feel a bit tired but okay",
+    "Nothing special happened today",
+    "I tried a new recipe, it was good",
+    "Had a quiet evening at home",
+    "The day went by quickly",
+]
+ANSWERS = [
+    "That sounds like a full day. How are you feeling now?",
+    "Oh, I know that feeling. Tell me more?",
+    "That's nice to hear.",
+    "Hmm, and what did you make of it?",
+    "I'm glad you told me.",
+]
 
 
 def facts() -> list[tuple[str, str, str]]:
     """50 (fact, question, answer) triples, each about something no other fact mentions."""
     out = [(f"My {r}'s name is {n}.", f"What's my {r}'s name again?", n) for r, n in zip(RELATIONS, NAMES, strict=True)]
-    out += [(f"The {e} will be in {c} this year.", f"Where is the {e} going to be?", c) for e, c in zip(EVENTS, CITIES, strict=True)]
-    out += [(f"I got my {t} on {3 + n} {MONTHS[n % 12]}.", f"When did I get my {t}?", f"{3 + n} {MONTHS[n % 12]}")
-            for n, t in enumerate(THINGS)]
+    out += [
+        (f"The {e} will be in {c} this year.", f"Where is the {e} going to be?", c)
+        for e, c in zip(EVENTS, CITIES, strict=True)
+    ]
+    out += [
+        (f"I got my {t} on {3 + n} {MONTHS[n % 12]}.", f"When did I get my {t}?", f"{3 + n} {MONTHS[n % 12]}")
+        for n, t in enumerate(THINGS)
+    ]
     return out
 
 
@@ -94,8 +213,11 @@ async def seed(dsn: str, chat_id: int, total: int, planted: list[tuple[str, str,
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("INSERT INTO users (id, username, language_code) VALUES ($1, 'ann', 'en')", chat_id)
-        await connection.execute("INSERT INTO conversations (chat_id, user_id, state, user_messages) "
-                                 "VALUES ($1, $1, 'close', $2)", chat_id, total // 2)
+        await connection.execute(
+            "INSERT INTO conversations (chat_id, user_id, state, user_messages) VALUES ($1, $1, 'close', $2)",
+            chat_id,
+            total // 2,
+        )
         await connection.executemany(
             "INSERT INTO messages (chat_id, role, kind, text, created_at, answered_at) VALUES ($1, $2, $3, $4, $5, $5)",
             rows,
@@ -110,7 +232,8 @@ async def seed(dsn: str, chat_id: int, total: int, planted: list[tuple[str, str,
         await connection.execute(
             "UPDATE conversations SET memory_summary = $2, "
             "summarized_through_id = (SELECT max(id) - 60 FROM messages WHERE chat_id = $1) WHERE chat_id = $1",
-            chat_id, " ".join(notebook),
+            chat_id,
+            " ".join(notebook),
         )
         days: dict[object, list[str]] = {}
         for n in sorted(fact_at):
@@ -139,8 +262,9 @@ async def large_chat(dsn: str, chat_id: int, total: int) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("INSERT INTO users (id, username, language_code) VALUES ($1, 'bo', 'en')", chat_id)
-        await connection.execute("INSERT INTO conversations (chat_id, user_id, user_messages) VALUES ($1, $1, $2)",
-                                 chat_id, total // 2)
+        await connection.execute(
+            "INSERT INTO conversations (chat_id, user_id, user_messages) VALUES ($1, $1, $2)", chat_id, total // 2
+        )
         await connection.execute(
             """
             INSERT INTO messages (chat_id, role, kind, text, created_at, answered_at)
@@ -151,10 +275,15 @@ async def large_chat(dsn: str, chat_id: int, total: int) -> None:
                    now() - interval '60 days' + g * interval '1 second', now()
               FROM generate_series(1, $2) AS g
             """,
-            chat_id, total, SMALL_TALK,
+            chat_id,
+            total,
+            SMALL_TALK,
         )
-        await connection.execute("UPDATE conversations SET summarized_through_id = "
-                                 "(SELECT max(id) - 60 FROM messages WHERE chat_id = $1) WHERE chat_id = $1", chat_id)
+        await connection.execute(
+            "UPDATE conversations SET summarized_through_id = "
+            "(SELECT max(id) - 60 FROM messages WHERE chat_id = $1) WHERE chat_id = $1",
+            chat_id,
+        )
     finally:
         await connection.close()
     await analyze(dsn)
@@ -184,7 +313,7 @@ async def read_times(url: str, chat_id: int, questions: list[str], recall: int) 
                 started = time.perf_counter()
                 await repo.read(chat_id, default_tz="UTC", window=HISTORY_WINDOW, query=question, recall=recall)
                 timings.append((time.perf_counter() - started) * 1000)
-        return statistics.median(timings[len(questions):])  # the first round warms caches and plans
+        return statistics.median(timings[len(questions) :])  # the first round warms caches and plans
     finally:
         await database.close()
 
@@ -206,8 +335,9 @@ async def main(options: argparse.Namespace) -> None:
             results = {}
             try:
                 for chat_id, recall in ((1, True), (2, False)):
-                    service = ConversationService(database=database, model=model, scorer=VaderScorer(),
-                                                  persona=load_persona(), recall=recall)
+                    service = ConversationService(
+                        database=database, model=model, scorer=VaderScorer(), persona=load_persona(), recall=recall
+                    )
                     results[recall] = await ask(service, chat_id, planted)
                     await service.close()
             finally:
@@ -219,15 +349,19 @@ async def main(options: argparse.Namespace) -> None:
             await large_chat(dsn, 3, options.large)
             built = time.monotonic() - started
             large = [await read_times(url, 3, questions, recall) for recall in (RECALL_CANDIDATES, 0)]
-    print(f"50 facts in {options.messages} messages over 30 days, each asked about once (TGI emulator limits "
-          f"{tgi.max_input_tokens}/{tgi.max_total_tokens} tokens):")
+    print(
+        f"50 facts in {options.messages} messages over 30 days, each asked about once (TGI emulator limits "
+        f"{tgi.max_input_tokens}/{tgi.max_total_tokens} tokens):"
+    )
     for recall, label in ((True, "with retrieval"), (False, "summaries alone")):
         share, size = results[recall]
         print(f"  {label:<16} recall {share:6.0%}   mean prompt {size:6.0f} tokens")
     print("reply path read statement (median):")
     print(f"  {options.messages:>7} messages: {small[0]:.2f} ms with retrieval, {small[1]:.2f} ms without")
-    print(f"  {options.large:>7} messages: {large[0]:.2f} ms with retrieval, {large[1]:.2f} ms without "
-          f"(chat written in {built:.0f} s)")
+    print(
+        f"  {options.large:>7} messages: {large[0]:.2f} ms with retrieval, {large[1]:.2f} ms without "
+        f"(chat written in {built:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

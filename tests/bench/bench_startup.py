@@ -28,8 +28,9 @@ RUNS = 3
 def import_costs(module: str, top: int = 12) -> tuple[float, list[tuple[float, str]]]:
     """Import time of `module`, in seconds, and where it goes: each module's own time, added up
     by top-level package (aiogram, sqlalchemy, ...)."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True, check=True
+    )
     costs: dict[str, float] = {}
     for line in result.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
@@ -57,12 +58,16 @@ async def main() -> None:
                     took.append(time.monotonic() - started)
             await telegram.stop()
             await tgi.stop()
-    print(f"`aifriend run` to the first reply: median {statistics.median(took):.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in took)})")
+    print(
+        f"`aifriend run` to the first reply: median {statistics.median(took):.2f} s "
+        f"({', '.join(f'{t:.2f}' for t in took)})"
+    )
     for module in ("app.cli", "app.telegram.bot"):
         total, heaviest = import_costs(module)
-        print(f"import {module}: {total:.2f} s; heaviest: "
-              + ", ".join(f"{name} {seconds:.2f}" for seconds, name in heaviest))
+        print(
+            f"import {module}: {total:.2f} s; heaviest: "
+            + ", ".join(f"{name} {seconds:.2f}" for seconds, name in heaviest)
+        )
 
 
 if __name__ == "__main__":

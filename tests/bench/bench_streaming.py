@@ -22,8 +22,10 @@ from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fresh_database, server_url
 
-QUESTION = ("tell me about the places you would like to see one day, and what you would do there "
-            "first, and who you would like to bring along with you")
+QUESTION = (
+    "tell me about the places you would like to see one day, and what you would do there "
+    "first, and who you would like to bring along with you"
+)
 
 
 async def run(drafts: bool, options: argparse.Namespace, url: str, folder: Path, first_chat: int) -> str:
@@ -56,10 +58,12 @@ async def run(drafts: bool, options: argparse.Namespace, url: str, folder: Path,
         final.append((done - start) * 1000)
         calls.append(len(shown))
     duplicated = sum(max(0, len(telegram.sent[c]) - 1) for c in chats)
-    return (f"{'drafts' if drafts else 'typing only':<12} first visible text p50 {percentile(first, .5):6.0f} ms "
-            f"p99 {percentile(first, .99):6.0f} ms | final message p50 {percentile(final, .5):6.0f} ms "
-            f"p99 {percentile(final, .99):6.0f} ms | draft calls per reply {sum(calls) / len(calls):.1f} | "
-            f"lost {lost}, duplicated {duplicated}")
+    return (
+        f"{'drafts' if drafts else 'typing only':<12} first visible text p50 {percentile(first, 0.5):6.0f} ms "
+        f"p99 {percentile(first, 0.99):6.0f} ms | final message p50 {percentile(final, 0.5):6.0f} ms "
+        f"p99 {percentile(final, 0.99):6.0f} ms | draft calls per reply {sum(calls) / len(calls):.1f} | "
+        f"lost {lost}, duplicated {duplicated}"
+    )
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -67,10 +71,14 @@ async def main(options: argparse.Namespace) -> None:
         base = server_url(Path(tmp))
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
-            lines = [await run(True, options, url, Path(tmp), 10_000),
-                     await run(False, options, url, Path(tmp), 20_000)]
-    print(f"model writing {options.tokens_per_second:g} tokens/s, {options.replies} replies, "
-          f"a new message every {options.every:g} s:")
+            lines = [
+                await run(True, options, url, Path(tmp), 10_000),
+                await run(False, options, url, Path(tmp), 20_000),
+            ]
+    print(
+        f"model writing {options.tokens_per_second:g} tokens/s, {options.replies} replies, "
+        f"a new message every {options.every:g} s:"
+    )
     for line in lines:
         print("  " + line)
 

@@ -73,8 +73,10 @@ async def main(conversations: int, due: int, runs: int) -> None:
                 "FOR UPDATE OF c SKIP LOCKED"
             )
             await connection.close()
-    print(f"due query (claims {found:,} rows): median {statistics.median(timings):.1f} ms, "
-          f"worst {max(timings):.1f} ms over {runs} runs")
+    print(
+        f"due query (claims {found:,} rows): median {statistics.median(timings):.1f} ms, "
+        f"worst {max(timings):.1f} ms over {runs} runs"
+    )
     print("plan:")
     for row in plan:
         print("   ", row[0])

@@ -40,8 +40,18 @@ from tests.emulators.tgi import TGIEmulator, template, tokenize
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, server_url
 
-TOPICS = ["my sister Ana", "the garden", "work at the bakery", "a trip to Porto", "my cat Miso", "the choir",
-          "learning Spanish", "the marathon", "my grandmother's recipes", "a new flat"]
+TOPICS = [
+    "my sister Ana",
+    "the garden",
+    "work at the bakery",
+    "a trip to Porto",
+    "my cat Miso",
+    "the choir",
+    "learning Spanish",
+    "the marathon",
+    "my grandmother's recipes",
+    "a new flat",
+]
 
 
 class RoundTrips:
@@ -97,13 +107,13 @@ def shared_prefix(previous: list[str], current: list[str]) -> int:
     return n
 
 
-async def count_round_trips(service: ConversationService, counter: RoundTrips, outbox: RecordingOutbox,
-                            tgi: TGIEmulator, chat: int) -> None:
+async def count_round_trips(
+    service: ConversationService, counter: RoundTrips, outbox: RecordingOutbox, tgi: TGIEmulator, chat: int
+) -> None:
     user = UserInfo(user_id=chat)
     await service.handle_text(chat, user, "hello, first message", outbox)  # creates the conversation
     for n in range(200):  # a history for recall to search
-        await service.handle_text(chat, user, f"Today I want to tell you about {TOPICS[n % len(TOPICS)]}, {n}.",
-                                  outbox)
+        await service.handle_text(chat, user, f"Today I want to tell you about {TOPICS[n % len(TOPICS)]}, {n}.", outbox)
     await service.drain()
     print(f"recall {'on' if service.recall else 'off'}:")
     for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
@@ -114,19 +124,27 @@ async def count_round_trips(service: ConversationService, counter: RoundTrips, o
             before = len(tgi.requests)
             sent = 100 + len(outbox.sent)
             started = time.perf_counter()
-            await service.handle_text(chat, user, f"message number {n} about {TOPICS[n % len(TOPICS)]}", outbox,
-                                      telegram_message_id=sent, update_id=chat * 100_000 + sent)
+            await service.handle_text(
+                chat,
+                user,
+                f"message number {n} about {TOPICS[n % len(TOPICS)]}",
+                outbox,
+                telegram_message_id=sent,
+                update_id=chat * 100_000 + sent,
+            )
             took.append((time.perf_counter() - started) * 1000 - debounce.total_seconds() * 1000)
             await service.drain()
             totals.append(counter.total)
             statements.append(counter.statements)
             transactions.append(counter.transactions)
             calls = [path for path, _ in tgi.requests[before:]]
-        print(f"  REPLY_DEBOUNCE={debounce.total_seconds():g}s: {statistics.median(totals):g} round trips per reply "
-              f"({statistics.median(statements):g} statements in {statistics.median(transactions):g} transactions)"
-              f"; model server: {calls.count('/v1/chat/completions')} generation, "
-              f"{calls.count('/chat_tokenize')} token count; {statistics.median(took):.1f} ms per reply "
-              f"(median, the debounce wait not counted)")
+        print(
+            f"  REPLY_DEBOUNCE={debounce.total_seconds():g}s: {statistics.median(totals):g} round trips per reply "
+            f"({statistics.median(statements):g} statements in {statistics.median(transactions):g} transactions)"
+            f"; model server: {calls.count('/v1/chat/completions')} generation, "
+            f"{calls.count('/chat_tokenize')} token count; {statistics.median(took):.1f} ms per reply "
+            f"(median, the debounce wait not counted)"
+        )
     if service.recall:
         print("  the context read on this chat, median statement time (what retrieval adds to a reply):")
         for moment in ("before any statistics", "after ANALYZE and the hourly refresh of recall's common words"):
@@ -146,31 +164,57 @@ async def read_time(service: ConversationService, chat: int, recall: int) -> flo
         timings = []
         for n in range(110):
             started = time.perf_counter()
-            await repo.read(chat, default_tz="UTC", window=HISTORY_WINDOW,
-                            query=f"do you remember {TOPICS[n % len(TOPICS)]}?", recall=recall)
+            await repo.read(
+                chat,
+                default_tz="UTC",
+                window=HISTORY_WINDOW,
+                query=f"do you remember {TOPICS[n % len(TOPICS)]}?",
+                recall=recall,
+            )
             timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings[10:])  # the first ones plan the statement and warm the caches
 
 
-async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tgi: TGIEmulator, database: Any,
-                       messages: int, per_day: int, chat: int) -> None:
+async def prompt_reuse(
+    service: ConversationService,
+    outbox: RecordingOutbox,
+    tgi: TGIEmulator,
+    database: Any,
+    messages: int,
+    per_day: int,
+    chat: int,
+) -> None:
     user = UserInfo(user_id=chat)
     summary_marker = service.persona.prompts.summary[:40]
     first_request = len(tgi.requests)
     for n in range(messages):
         if n and n % per_day == 0:  # a new day: yesterday's messages get a day summary
             async with database.engine.begin() as connection:
-                await connection.execute(text(
-                    "UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = :c"), {"c": chat})
-                await connection.execute(text(
-                    "UPDATE conversations SET last_user_message_at = last_user_message_at - interval '1 day' "
-                    "WHERE chat_id = :c"), {"c": chat})
+                await connection.execute(
+                    text("UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = :c"),
+                    {"c": chat},
+                )
+                await connection.execute(
+                    text(
+                        "UPDATE conversations SET last_user_message_at = last_user_message_at - interval '1 day' "
+                        "WHERE chat_id = :c"
+                    ),
+                    {"c": chat},
+                )
         topic = TOPICS[n % len(TOPICS)]
-        await service.handle_text(chat, user, f"Today I want to tell you about {topic}, part {n}.", outbox,
-                                  update_id=chat * 100_000 + 50_000 + n)
+        await service.handle_text(
+            chat,
+            user,
+            f"Today I want to tell you about {topic}, part {n}.",
+            outbox,
+            update_id=chat * 100_000 + 50_000 + n,
+        )
         await service.drain()
-    replies = [body for path, body in tgi.requests[first_request:]
-               if path == "/v1/chat/completions" and not body["messages"][0]["content"].startswith(summary_marker)]
+    replies = [
+        body
+        for path, body in tgi.requests[first_request:]
+        if path == "/v1/chat/completions" and not body["messages"][0]["content"].startswith(summary_marker)
+    ]
     shares, fresh, lengths = [], [], []
     previous: list[str] | None = None
     for body in replies:
@@ -181,14 +225,21 @@ async def prompt_reuse(service: ConversationService, outbox: RecordingOutbox, tg
             fresh.append(len(tokens) - common)
         lengths.append(len(tokens))
         previous = tokens
-    folds = len([1 for path, body in tgi.requests[first_request:]
-                 if path == "/v1/chat/completions" and body["messages"][0]["content"].startswith(summary_marker)])
+    folds = len(
+        [
+            1
+            for path, body in tgi.requests[first_request:]
+            if path == "/v1/chat/completions" and body["messages"][0]["content"].startswith(summary_marker)
+        ]
+    )
     ordered = sorted(shares)
-    print(f"  prompt reuse over {messages} messages in {messages // per_day} simulated days ({folds} summaries "
-          f"written): mean prefix share {statistics.mean(shares):.1%}, p10 {ordered[len(ordered) // 10]:.1%}, "
-          f"min {ordered[0]:.1%}; fresh prompt tokens per reply: mean {statistics.mean(fresh):.0f}, "
-          f"median {statistics.median(fresh):.0f}; prompt length: mean {statistics.mean(lengths):.0f}, "
-          f"max {max(lengths)} tokens")
+    print(
+        f"  prompt reuse over {messages} messages in {messages // per_day} simulated days ({folds} summaries "
+        f"written): mean prefix share {statistics.mean(shares):.1%}, p10 {ordered[len(ordered) // 10]:.1%}, "
+        f"min {ordered[0]:.1%}; fresh prompt tokens per reply: mean {statistics.mean(fresh):.0f}, "
+        f"median {statistics.median(fresh):.0f}; prompt length: mean {statistics.mean(lengths):.0f}, "
+        f"max {max(lengths)} tokens"
+    )
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -196,7 +247,9 @@ async def main(options: argparse.Namespace) -> None:
         base = server_url(Path(tmp))
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
-            tgi = TGIEmulator(max_input_tokens=options.max_input_tokens, max_total_tokens=options.max_input_tokens + 256)
+            tgi = TGIEmulator(
+                max_input_tokens=options.max_input_tokens, max_total_tokens=options.max_input_tokens + 256
+            )
             await tgi.start()
             database = connect(url)
             counter = RoundTrips(database)

@@ -20,8 +20,6 @@ from tests.postgres import fetch as _fetch
 FAST = {"CHECKIN_AFTER": "2s", "CHECKIN_SWEEP_EVERY": "1s", "QUIET_HOURS": "00-00"}
 
 
-
-
 async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
@@ -37,19 +35,25 @@ async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
         first = (await telegram.wait_for(talker, 2, timeout=20))[-1]
         first_at = time.monotonic()
         assert first["text"].startswith("[emulated model]")
-        checkin_prompts = [b["messages"] for b in tgi.chat_requests() if "quiet for a while" in b["messages"][-1]["content"]]
+        checkin_prompts = [
+            b["messages"] for b in tgi.chat_requests() if "quiet for a while" in b["messages"][-1]["content"]
+        ]
         assert "new job" in " ".join(m["content"] for m in checkin_prompts[0]), "the check-in knows what was said"
         second = await telegram.wait_for(talker, 3, timeout=20)
         assert time.monotonic() - first_at >= 1.5, "a second check-in only after another full break"
         await asyncio.sleep(4)
         assert len(telegram.sent[talker]) == 3, "none after CHECKIN_MAX_UNANSWERED (2)"
         assert len(telegram.sent[quiet_one]) == 2 and telegram.sent[blocker][1:] == []
-        overview = await _fetch(database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker)
+        overview = await _fetch(
+            database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker
+        )
         assert overview[0][0] == 2
         telegram.user_sends(talker, "sorry, busy week!")
         await telegram.wait_for(talker, 4)
         await asyncio.sleep(0.3)
-        overview = await _fetch(database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker)
+        overview = await _fetch(
+            database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker
+        )
         assert overview[0][0] == 0, "a reply resets the count"
         del second
     inactive = await _fetch(database_url, "SELECT active FROM conversations WHERE chat_id = $1", blocker)
@@ -72,9 +76,19 @@ async def test_no_checkins_in_quiet_hours(
     assert planned[0][0] > datetime.now(UTC)
 
 
-async def _scheduler(telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, log: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, **FAST, "CHECKIN_MAX_UNANSWERED": "1", "BOT_TOKEN": telegram.token,
-           "TELEGRAM_API_URL": telegram.url, "TGI_URL": tgi.url, "DATABASE_URL": database_url, "LOG_FORMAT": "json"}
+async def _scheduler(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, log: Path
+) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        **FAST,
+        "CHECKIN_MAX_UNANSWERED": "1",
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.url,
+        "TGI_URL": tgi.url,
+        "DATABASE_URL": database_url,
+        "LOG_FORMAT": "json",
+    }
     with open(log, "wb") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app", "scheduler", env=env, stdout=out, stderr=out, cwd=log.parent

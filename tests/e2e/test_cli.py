@@ -15,14 +15,22 @@ from tests.helpers import RecordingOutbox
 
 async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", *args, env={**os.environ, **env}, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app",
+        *args,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def test_inspect_and_stats_read_the_database(service: ConversationService, database_url: str, tmp_path: Path) -> None:
+async def test_inspect_and_stats_read_the_database(
+    service: ConversationService, database_url: str, tmp_path: Path
+) -> None:
     outbox = RecordingOutbox(service.database)
     for text in ("hello", "I had an awful, horrible day"):
         await service.handle_text(77, UserInfo(user_id=77, username="kim"), text, outbox)

@@ -11,8 +11,14 @@ from pathlib import Path
 async def test_the_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOT_TOKEN", "TGI_URL")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "demo", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app",
+        "demo",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 240)
     text = out.decode()

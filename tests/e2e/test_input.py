@@ -37,8 +37,13 @@ async def test_a_message_of_control_characters_is_answered_once_even_when_redeli
 async def test_timezone_accepts_only_real_zones_and_says_so(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
-    asked = ["/timezone Europe", "/timezone " + "A" * 5000, "/timezone ../../../etc/passwd",
-             "/timezone Mars/Olympus_Mons", "/timezone europe/berlin"]
+    asked = [
+        "/timezone Europe",
+        "/timezone " + "A" * 5000,
+        "/timezone ../../../etc/passwd",
+        "/timezone Mars/Olympus_Mons",
+        "/timezone europe/berlin",
+    ]
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
         for n, command in enumerate(asked, start=1):
             telegram.user_sends(CHAT, command)
@@ -85,11 +90,21 @@ async def test_a_webhook_body_that_is_not_an_update_gets_200_and_is_set_aside(
 
 async def test_a_mistyped_api_url_is_one_line_exit_2_and_never_shows_the_token(tmp_path: Path) -> None:
     token = "123456:SECRET-token-that-must-not-leak"
-    env = {**os.environ, "BOT_TOKEN": token, "TELEGRAM_API_URL": f"htps://api.telegram.org/bot{token}/",
-           "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    env = {
+        **os.environ,
+        "BOT_TOKEN": token,
+        "TELEGRAM_API_URL": f"htps://api.telegram.org/bot{token}/",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "run", env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app",
+        "run",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2

@@ -40,11 +40,18 @@ async def test_memory_shows_the_notes_and_forget_removes_a_subject_from_every_la
         await _exchange(telegram, "My cat is called Pepper")
         await _exchange(telegram, "We went kayaking on the lake on Sunday")
         # What the model's summaries would have written by now (the emulated model only echoes).
-        await fetch(database_url, "UPDATE conversations SET memory_summary = $2 WHERE chat_id = $1", CHAT,
-                    "Ann bought a red kayak last summer. She has a cat called Pepper.\nShe works nights.")
-        await fetch(database_url, "INSERT INTO daily_summaries (chat_id, day, text, through_message_id) "
-                                  "VALUES ($1, current_date - 1, $2, 1)", CHAT,
-                    "They talked about kayaks and the lake. Ann felt calm.")
+        await fetch(
+            database_url,
+            "UPDATE conversations SET memory_summary = $2 WHERE chat_id = $1",
+            CHAT,
+            "Ann bought a red kayak last summer. She has a cat called Pepper.\nShe works nights.",
+        )
+        await fetch(
+            database_url,
+            "INSERT INTO daily_summaries (chat_id, day, text, through_message_id) VALUES ($1, current_date - 1, $2, 1)",
+            CHAT,
+            "They talked about kayaks and the lake. Ann felt calm.",
+        )
 
         shown = await _exchange(telegram, "/memory")
         assert "red kayak" in shown and "Pepper" in shown and "kayaks and the lake" in shown
@@ -70,8 +77,9 @@ async def test_memory_shows_the_notes_and_forget_removes_a_subject_from_every_la
     memory = (await fetch(database_url, "SELECT * FROM chat_memory WHERE chat_id = $1", CHAT))[0]
     assert memory["forgotten_words"] == ["kayak"] and memory["forgotten_messages"] >= 4  # 2 said, 2 echoed
     assert "kayak" not in memory["notebook"]
-    kept = await fetch(database_url, "SELECT count(*) FROM message_log WHERE chat_id = $1 AND text ILIKE '%kayak%'",
-                       CHAT)
+    kept = await fetch(
+        database_url, "SELECT count(*) FROM message_log WHERE chat_id = $1 AND text ILIKE '%kayak%'", CHAT
+    )
     assert kept[0][0] >= 4, "operators still see the messages until /forget"
 
 

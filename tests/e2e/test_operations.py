@@ -85,11 +85,24 @@ async def test_the_scheduler_process_is_ready_once_it_sweeps(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
     port = _free_port()
-    env = {**os.environ, "BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url, "TGI_URL": tgi.url,
-           "DATABASE_URL": database_url, "METRICS_LISTEN": f"127.0.0.1:{port}", "LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.url,
+        "TGI_URL": tgi.url,
+        "DATABASE_URL": database_url,
+        "METRICS_LISTEN": f"127.0.0.1:{port}",
+        "LOG_FORMAT": "json",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "scheduler", env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app",
+        "scheduler",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         body = json.loads(await _wait_status(f"http://127.0.0.1:{port}/readyz", 200))
@@ -110,8 +123,13 @@ async def test_two_webhook_replicas_behind_a_balancer_answer_each_message_once_i
     hook = await balancer.start() + "/telegram/hook"
 
     def replica(i: int) -> dict[str, str]:
-        return {"WEBHOOK_URL": hook, "WEBHOOK_SECRET": "shared-secret", "WEBHOOK_LISTEN": f"127.0.0.1:{ports[i]}",
-                "METRICS_LISTEN": f"127.0.0.1:{_free_port()}", "SHUTDOWN_GRACE": "10s"}
+        return {
+            "WEBHOOK_URL": hook,
+            "WEBHOOK_SECRET": "shared-secret",
+            "WEBHOOK_LISTEN": f"127.0.0.1:{ports[i]}",
+            "METRICS_LISTEN": f"127.0.0.1:{_free_port()}",
+            "SHUTDOWN_GRACE": "10s",
+        }
 
     first, second = replica(0), replica(1)
     sent: dict[int, int] = {}
@@ -129,8 +147,10 @@ async def test_two_webhook_replicas_behind_a_balancer_answer_each_message_once_i
                 result, _ = await settle(telegram, sent, patience=60)
     finally:
         await balancer.stop()
-    print(f"two replicas: {result.line()}; served {dict(balancer.served)}; webhook statuses "
-          f"{dict(telegram.webhook_statuses)}")
+    print(
+        f"two replicas: {result.line()}; served {dict(balancer.served)}; webhook statuses "
+        f"{dict(telegram.webhook_statuses)}"
+    )
     assert result.sent == 240 and result.lost == 0, (result.line(), result.unanswered)
     assert result.duplicates == 0 and result.order_violations == 0, result.line()
     assert all(balancer.served[f"http://127.0.0.1:{p}"] > 20 for p in ports), balancer.served

@@ -13,8 +13,10 @@ from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch
 
 CHAT = 4401
-LONG = ("tell me everything about your favourite places to walk in the rain and why they matter "
-        "so much to you, and what you think about when the streets are empty and quiet")
+LONG = (
+    "tell me everything about your favourite places to walk in the rain and why they matter "
+    "so much to you, and what you think about when the streets are empty and quiet"
+)
 
 
 async def test_drafts_grow_before_the_final_message_which_is_stored_once(
@@ -54,7 +56,9 @@ async def test_a_server_without_drafts_falls_back_to_typing_and_says_so_once(
     assert not telegram.drafts[CHAT]
     assert (CHAT, "typing") in telegram.actions
     assert bot.log().count("drafts_unsupported") == 1
-    assert [f"number {n}:" in m["text"] for n, m in enumerate(telegram.sent[CHAT])] == [True, True], telegram.texts(CHAT)
+    assert [f"number {n}:" in m["text"] for n, m in enumerate(telegram.sent[CHAT])] == [True, True], telegram.texts(
+        CHAT
+    )
 
 
 async def test_a_429_on_drafts_pauses_them_and_never_delays_the_final(

@@ -18,8 +18,6 @@ from tests.postgres import fetch as _fetch
 CHAT = 1001
 
 
-
-
 async def _exchange(telegram: TelegramEmulator, text: str, chat: int = CHAT) -> str:
     before = len(telegram.sent[chat])
     telegram.user_sends(chat, text)
@@ -37,7 +35,15 @@ async def test_a_conversation_from_start_to_close_gets_one_reply_per_message(
             assert reply.startswith("[emulated model]") and f"step {number}" in reply
         await asyncio.sleep(0.3)
         assert len(telegram.sent[CHAT]) == 31
-        assert {c["command"] for c in telegram.commands} >= {"start", "clear", "memory", "forget", "export", "checkins", "help"}
+        assert {c["command"] for c in telegram.commands} >= {
+            "start",
+            "clear",
+            "memory",
+            "forget",
+            "export",
+            "checkins",
+            "help",
+        }
     overview = (await _fetch(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview"))[0]
     assert tuple(overview) == ("close", 30, 31)
 
@@ -126,9 +132,15 @@ async def test_forget_leaves_no_row_about_the_user(
                 break
             await asyncio.sleep(0.05)
         assert "deleted everything" in telegram.sent[CHAT][-1]["text"]
-    for table, column in [("users", "id"), ("conversations", "chat_id"), ("messages", "chat_id"),
-                          ("state_transitions", "chat_id"), ("daily_summaries", "chat_id"),
-                          ("checkins", "chat_id"), ("processed_updates", "chat_id")]:
+    for table, column in [
+        ("users", "id"),
+        ("conversations", "chat_id"),
+        ("messages", "chat_id"),
+        ("state_transitions", "chat_id"),
+        ("daily_summaries", "chat_id"),
+        ("checkins", "chat_id"),
+        ("processed_updates", "chat_id"),
+    ]:
         rows = await _fetch(database_url, f"SELECT count(*) FROM {table} WHERE {column} = $1", CHAT)
         assert rows[0][0] == 0, table
     leftovers = await _fetch(database_url, "SELECT count(*) FROM message_log WHERE text LIKE '%jazz%'")

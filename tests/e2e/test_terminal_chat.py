@@ -13,9 +13,15 @@ from tests.tiny_models import build_chat_lm
 
 async def _chat(lines: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "chat",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LOG_FORMAT": "json", **env}, cwd=cwd,
+        sys.executable,
+        "-m",
+        "app",
+        "chat",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LOG_FORMAT": "json", **env},
+        cwd=cwd,
     )
     out, err = await asyncio.wait_for(process.communicate("\n".join(lines).encode() + b"\n"), 180)
     return process.returncode or 0, out.decode(), err.decode()

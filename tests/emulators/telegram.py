@@ -31,7 +31,9 @@ from aiohttp import web, web_request
 
 MAX_TEXT = 4096
 SEND_FAULTS = ("429", "502", "502html", "reset_before", "reset_after")
-PROXY_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+PROXY_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+)
 BOT_USER = {"id": 42, "is_bot": True, "first_name": "Robin", "username": "aifriend_bot"}
 
 
@@ -83,14 +85,32 @@ class TelegramEmulator:
     def _next_message_id(self, chat_id: int) -> int:
         return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
 
-    def message(self, chat_id: int, *, text: str | None = None, user_id: int | None = None,
-                username: str | None = "user", chat_type: str = "private", **content: Any) -> dict[str, Any]:
-        user = {"id": user_id or chat_id, "is_bot": False, "first_name": (username or "User").title(),
-                "username": username, "language_code": "en"}
+    def message(
+        self,
+        chat_id: int,
+        *,
+        text: str | None = None,
+        user_id: int | None = None,
+        username: str | None = "user",
+        chat_type: str = "private",
+        **content: Any,
+    ) -> dict[str, Any]:
+        user = {
+            "id": user_id or chat_id,
+            "is_bot": False,
+            "first_name": (username or "User").title(),
+            "username": username,
+            "language_code": "en",
+        }
         chat = {"id": chat_id, "type": chat_type}
         chat |= {"first_name": user["first_name"]} if chat_type == "private" else {"title": "A group"}
-        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
-                   "from": user, **content}
+        message = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
+            **content,
+        }
         if text is not None:
             message["text"] = text
             if text.startswith("/"):
@@ -116,15 +136,30 @@ class TelegramEmulator:
         return self.push(message=self.message(chat_id, text=text, **kwargs))
 
     def user_sends_sticker(self, chat_id: int) -> int:
-        sticker = {"file_id": "CAAC", "file_unique_id": "s1", "type": "regular", "width": 512, "height": 512,
-                   "is_animated": False, "is_video": False, "emoji": "😀"}
+        sticker = {
+            "file_id": "CAAC",
+            "file_unique_id": "s1",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": "😀",
+        }
         return self.push(message=self.message(chat_id, sticker=sticker))
 
     def user_presses(self, chat_id: int, message_id: int, data: str) -> int:
         user = {"id": chat_id, "is_bot": False, "first_name": "User"}
         original = next(m for m in self.sent[chat_id] if m["message_id"] == message_id)
-        return self.push(callback_query={"id": str(next(self._ids)), "from": user, "chat_instance": "1",
-                                         "data": data, "message": original})
+        return self.push(
+            callback_query={
+                "id": str(next(self._ids)),
+                "from": user,
+                "chat_instance": "1",
+                "data": data,
+                "message": original,
+            }
+        )
 
     def redeliver(self, update_id: int) -> None:
         """Hand an update out again, as Telegram does after a crash or a failed webhook call."""
@@ -146,8 +181,9 @@ class TelegramEmulator:
             try:
                 await asyncio.wait_for(arrived, timeout)
             except TimeoutError:
-                raise TimeoutError(f"chat {chat_id} got {len(self.sent[chat_id])} of {count} messages: "
-                                   f"{self.texts(chat_id)}") from None
+                raise TimeoutError(
+                    f"chat {chat_id} got {len(self.sent[chat_id])} of {count} messages: {self.texts(chat_id)}"
+                ) from None
             finally:
                 waiting = self._waiters.get(chat_id, [])
                 if (count, arrived) in waiting:
@@ -215,7 +251,9 @@ class TelegramEmulator:
             if fault == "reset_after":  # processed, then the connection dies before the answer
                 answer = await handler(params)
                 if answer.status == 200:
-                    self.ambiguous.append((int(params.get("chat_id", 0)), str(params.get("text") or params.get("caption"))))
+                    self.ambiguous.append(
+                        (int(params.get("chat_id", 0)), str(params.get("text") or params.get("caption")))
+                    )
                 return self._fault(request, fault)
             if fault:
                 return self._fault(request, fault)
@@ -250,14 +288,20 @@ class TelegramEmulator:
             return chat_id, self._fail(403, "Forbidden: bot was blocked by the user")
         if self.flood_next > 0:
             self.flood_next -= 1
-            return chat_id, self._fail(429, f"Too Many Requests: retry after {self.flood_retry_after}",
-                                       retry_after=self.flood_retry_after)
+            return chat_id, self._fail(
+                429, f"Too Many Requests: retry after {self.flood_retry_after}", retry_after=self.flood_retry_after
+            )
         return chat_id, None
 
     def _record(self, chat_id: int, **content: Any) -> dict[str, Any]:
-        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content,
-                   "received_at": time.monotonic()}
+        message = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            **content,
+            "received_at": time.monotonic(),
+        }
         self.sent[chat_id].append(message)
         for wanted, arrived in self._waiters.get(chat_id, ()):
             if len(self.sent[chat_id]) >= wanted and not arrived.done():
@@ -279,7 +323,7 @@ class TelegramEmulator:
             # Telegram forgets confirmed updates: a long benchmark must not scan all it ever handed out.
             while self._scan_from < len(self.updates) and self.updates[self._scan_from]["update_id"] <= self._confirmed:
                 self._scan_from += 1
-            pending = [u for u in self.updates[self._scan_from:] if u["update_id"] > self._confirmed]
+            pending = [u for u in self.updates[self._scan_from :] if u["update_id"] > self._confirmed]
             if offset:
                 pending = [u for u in pending if u["update_id"] >= offset]
             if pending or time.monotonic() >= deadline:
@@ -306,11 +350,14 @@ class TelegramEmulator:
         if failed:
             return failed
         document = params.get("document") or {}
-        return self._ok(self._record(
-            chat_id, caption=params.get("caption", ""),
-            document={"file_id": "DOC", "file_unique_id": "d1", "file_name": document.get("filename")},
-            document_content=document.get("content", b"").decode("utf-8", "replace"),
-        ))
+        return self._ok(
+            self._record(
+                chat_id,
+                caption=params.get("caption", ""),
+                document={"file_id": "DOC", "file_unique_id": "d1", "file_name": document.get("filename")},
+                document_content=document.get("content", b"").decode("utf-8", "replace"),
+            )
+        )
 
     async def _m_editmessagetext(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params.get("chat_id", 0))
@@ -367,8 +414,13 @@ class TelegramEmulator:
         return self._ok(True)
 
     async def _m_getwebhookinfo(self, _: dict[str, Any]) -> web.Response:
-        return self._ok({"url": self.webhook_url or "", "has_custom_certificate": False,
-                         "pending_update_count": len([u for u in self.updates if u["update_id"] > self._confirmed])})
+        return self._ok(
+            {
+                "url": self.webhook_url or "",
+                "has_custom_certificate": False,
+                "pending_update_count": len([u for u in self.updates if u["update_id"] > self._confirmed]),
+            }
+        )
 
     async def _push_webhook(self) -> None:
         """Deliver updates to the webhook, up to `webhook_connections` at once but one at a time per

@@ -103,13 +103,18 @@ class TGIEmulator:
         return app
 
     async def start(
-        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None,
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: ssl.SSLContext | None = None,
         keepalive_timeout: float = 75.0,
     ) -> str:
         """`tls`: served over HTTPS, as behind an ingress; `keepalive_timeout`: idle connections are
         closed by the server after this long (aiohttp's default, 75 s, unless a test wants it sooner)."""
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0,
-                                     keepalive_timeout=keepalive_timeout)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, shutdown_timeout=1.0, keepalive_timeout=keepalive_timeout
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
@@ -134,13 +139,24 @@ class TGIEmulator:
         return web.json_response({"error": message, "error_type": error_type}, status=status)
 
     async def _info(self, _: web.Request) -> web.Response:
-        return web.json_response({
-            "model_id": "aifriend/emulated-echo", "model_sha": None, "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
-            "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
-            "validation_workers": 2, "max_client_batch_size": 4, "router": "text-generation-router",
-            "version": "3.3.6-emulated", "sha": None, "docker_label": None,
-        })
+        return web.json_response(
+            {
+                "model_id": "aifriend/emulated-echo",
+                "model_sha": None,
+                "model_pipeline_tag": "text-generation",
+                "max_concurrent_requests": 128,
+                "max_best_of": 2,
+                "max_stop_sequences": 4,
+                "max_input_tokens": self.max_input_tokens,
+                "max_total_tokens": self.max_total_tokens,
+                "validation_workers": 2,
+                "max_client_batch_size": 4,
+                "router": "text-generation-router",
+                "version": "3.3.6-emulated",
+                "sha": None,
+                "docker_label": None,
+            }
+        )
 
     async def _health(self, _: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -158,10 +174,14 @@ class TGIEmulator:
         body = await request.json()
         text = template(body.get("messages") or [])
         tokens = tokenize(text)
-        return web.json_response({
-            "tokenize_response": [{"id": i, "text": t, "start": s, "stop": e} for i, (t, s, e) in enumerate(tokens)],
-            "templated_text": text,
-        })
+        return web.json_response(
+            {
+                "tokenize_response": [
+                    {"id": i, "text": t, "start": s, "stop": e} for i, (t, s, e) in enumerate(tokens)
+                ],
+                "templated_text": text,
+            }
+        )
 
     def _validate(self, input_tokens: int, max_new: int | None) -> web.Response | None:
         if input_tokens == 0:
@@ -169,13 +189,19 @@ class TGIEmulator:
         if input_tokens > self.max_input_tokens:
             self.rejected += 1
             return self._error(
-                422, f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
-                f"Given: {input_tokens}", "validation")
+                422,
+                f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
+                f"Given: {input_tokens}",
+                "validation",
+            )
         if max_new is not None and input_tokens + max_new > self.max_total_tokens:
             self.rejected += 1
             return self._error(
-                422, f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. "
-                f"Given: {input_tokens} `inputs` tokens and {max_new} `max_new_tokens`", "validation")
+                422,
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. "
+                f"Given: {input_tokens} `inputs` tokens and {max_new} `max_new_tokens`",
+                "validation",
+            )
         return None
 
     async def _before(self, path: str, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
@@ -210,14 +236,28 @@ class TGIEmulator:
         pace = 1 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         if not body.get("stream"):
             await asyncio.sleep(pace * generated)
-            return web.json_response({
-                "object": "chat.completion", "id": "", "created": created, "model": "aifriend/emulated-echo",
-                "system_fingerprint": "3.3.6-emulated",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": finish}],
-                "usage": {"prompt_tokens": input_tokens, "completion_tokens": generated,
-                          "total_tokens": input_tokens + generated},
-            })
+            return web.json_response(
+                {
+                    "object": "chat.completion",
+                    "id": "",
+                    "created": created,
+                    "model": "aifriend/emulated-echo",
+                    "system_fingerprint": "3.3.6-emulated",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "logprobs": None,
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": input_tokens,
+                        "completion_tokens": generated,
+                        "total_tokens": input_tokens + generated,
+                    },
+                }
+            )
         response = await self._sse(request)
         # Each token with the text before it: the pieces add up to exactly the non-streamed text.
         pieces, start = [], 0
@@ -231,20 +271,41 @@ class TGIEmulator:
             self.break_streams -= 1
         for index, piece in enumerate(pieces):
             if broken and index == len(pieces) // 2:
-                await self._event(response, {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}})
+                await self._event(
+                    response, {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}}
+                )
                 await response.write(b"data: [DONE]\n\n")
                 return response
             if pace:
                 await asyncio.sleep(pace)
-            chunk = {"object": "chat.completion.chunk", "id": "", "created": created,
-                     "model": "aifriend/emulated-echo", "system_fingerprint": "3.3.6-emulated",
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece},
-                                  "logprobs": None, "finish_reason": None}], "usage": None}
-            await self._event(response, chunk)
-        last = {"object": "chat.completion.chunk", "id": "", "created": created, "model": "aifriend/emulated-echo",
+            chunk = {
+                "object": "chat.completion.chunk",
+                "id": "",
+                "created": created,
+                "model": "aifriend/emulated-echo",
                 "system_fingerprint": "3.3.6-emulated",
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                             "finish_reason": finish}], "usage": None}
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": piece},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                "usage": None,
+            }
+            await self._event(response, chunk)
+        last = {
+            "object": "chat.completion.chunk",
+            "id": "",
+            "created": created,
+            "model": "aifriend/emulated-echo",
+            "system_fingerprint": "3.3.6-emulated",
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": None,
+        }
         await self._event(response, last)
         await response.write(b"data: [DONE]\n\n")
         return response
@@ -276,12 +337,23 @@ class TGIEmulator:
         pieces = tokenize(text)
         for index, (piece, _, _) in enumerate(pieces):
             final = index == len(pieces) - 1
-            await self._event(response, {
-                "index": index, "token": {"id": index, "text": piece + " ", "logprob": 0.0, "special": False},
-                "top_tokens": [], "generated_text": text if final else None,
-                "details": {"finish_reason": "length", "generated_tokens": len(pieces), "input_length": 0,
-                            "seed": None} if final else None,
-            })
+            await self._event(
+                response,
+                {
+                    "index": index,
+                    "token": {"id": index, "text": piece + " ", "logprob": 0.0, "special": False},
+                    "top_tokens": [],
+                    "generated_text": text if final else None,
+                    "details": {
+                        "finish_reason": "length",
+                        "generated_tokens": len(pieces),
+                        "input_length": 0,
+                        "seed": None,
+                    }
+                    if final
+                    else None,
+                },
+            )
         return response
 
     @staticmethod

@@ -40,9 +40,11 @@ class Tally:
         return self.sent - self.answered
 
     def line(self) -> str:
-        return (f"{self.chats} chats: sent {self.sent}, answered {self.answered}, duplicates {self.duplicates}, "
-                f"order violations {self.order_violations}" + (f" (e.g. {'; '.join(self.examples[:6])})"
-                                                                if self.examples else ""))
+        return (
+            f"{self.chats} chats: sent {self.sent}, answered {self.answered}, duplicates {self.duplicates}, "
+            f"order violations {self.order_violations}"
+            + (f" (e.g. {'; '.join(self.examples[:6])})" if self.examples else "")
+        )
 
 
 def tally(telegram: TelegramEmulator, sent: dict[int, int]) -> Tally:
@@ -81,7 +83,11 @@ async def sends_in_doubt(telegram: TelegramEmulator, database_url: str) -> list[
     Read right after a kill, these are what the next process sends again (at least once is the
     promise where the Bot API gives no idempotency key); any other duplicate is a bug.
     """
-    rows = await fetch(database_url, "SELECT chat_id, payload->>'text' FROM outbox "
-                                     "WHERE status = 'pending' AND method = 'sendMessage'")
-    return [(chat, text) for chat, text in rows
-            if any(message.get("text") == text for message in telegram.sent.get(chat, []))]
+    rows = await fetch(
+        database_url, "SELECT chat_id, payload->>'text' FROM outbox WHERE status = 'pending' AND method = 'sendMessage'"
+    )
+    return [
+        (chat, text)
+        for chat, text in rows
+        if any(message.get("text") == text for message in telegram.sent.get(chat, []))
+    ]

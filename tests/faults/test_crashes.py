@@ -46,8 +46,10 @@ async def test_kill_nine_five_times_under_load_loses_nothing_and_keeps_order(
         result, recovery = await settle(telegram, sent, patience=90)
         await asyncio.sleep(1.0)
         result, _ = await settle(telegram, sent, patience=1)
-    print(f"after {KILLS} kills: {result.line()}; {len(in_doubt)} sends in doubt at the kills; "
-          f"last answers {recovery:.1f} s after the last restart")
+    print(
+        f"after {KILLS} kills: {result.line()}; {len(in_doubt)} sends in doubt at the kills; "
+        f"last answers {recovery:.1f} s after the last restart"
+    )
     assert result.sent == len(CHATS) * 15
     assert result.lost == 0, (result.line(), result.unanswered)
     assert result.order_violations == 0, result.line()

@@ -31,15 +31,23 @@ def _poisons(telegram: TelegramEmulator) -> dict[str, dict[str, Any]]:
     surrogate_user = {"id": POISONED + 1, "is_bot": False, "first_name": "Ann", "username": "bad\ud800name"}
     return {
         "nul_in_first_name": {"message": message(POISONED, **{"from": nul_user})},
-        "lone_surrogate_in_username": {"message": message(POISONED + 1, **{"from": surrogate_user},
-                                                          chat={"id": POISONED + 1, "type": "private"})},
-        "chat_id_outside_bigint": {"message": message(2**63, chat={"id": 2**63, "type": "private"},
-                                                      **{"from": {"id": 2**63, "is_bot": False, "first_name": "Big"}})},
+        "lone_surrogate_in_username": {
+            "message": message(POISONED + 1, **{"from": surrogate_user}, chat={"id": POISONED + 1, "type": "private"})
+        },
+        "chat_id_outside_bigint": {
+            "message": message(
+                2**63,
+                chat={"id": 2**63, "type": "private"},
+                **{"from": {"id": 2**63, "is_bot": False, "first_name": "Big"}},
+            )
+        },
         "unknown_update_type": {"business_future_thing": {"chat": {"id": POISONED + 2, "type": "private"}}},
-        "message_without_date": {"message": message(POISONED + 3, date=None,
-                                                    chat={"id": POISONED + 3, "type": "private"})},
-        "from_is_not_an_object": {"message": message(POISONED + 4, **{"from": "alice"},
-                                                     chat={"id": POISONED + 4, "type": "private"})},
+        "message_without_date": {
+            "message": message(POISONED + 3, date=None, chat={"id": POISONED + 3, "type": "private"})
+        },
+        "from_is_not_an_object": {
+            "message": message(POISONED + 4, **{"from": "alice"}, chat={"id": POISONED + 4, "type": "private"})
+        },
     }
 
 
@@ -80,8 +88,9 @@ async def test_poison_updates_leave_every_other_chat_answered_and_are_set_aside(
     # Cleanable input is cleaned and answered like any message.
     assert "poison for" in telegram.sent[POISONED][0]["text"]
     assert "poison for" in telegram.sent[POISONED + 1][0]["text"]
-    names = await fetch(database_url, "SELECT first_name, username FROM users WHERE id IN ($1, $2) ORDER BY id",
-                        POISONED, POISONED + 1)
+    names = await fetch(
+        database_url, "SELECT first_name, username FROM users WHERE id IN ($1, $2) ORDER BY id", POISONED, POISONED + 1
+    )
     assert [tuple(n) for n in names] == [("NulByte", "nul"), ("Ann", "bad\ufffdname")]
     # What cannot be read is set aside for operators, and the user hears so when they can be told.
     dead = await fetch(database_url, "SELECT update_id, chat_id, error, attempts, raw FROM dead_letter_log ORDER BY id")

@@ -29,7 +29,10 @@ BREAK = timedelta(seconds=0.6)
 
 def _service(database, tgi: TGIEmulator, worker: str = "w1", **policy: object) -> ConversationService:  # type: ignore[no-untyped-def]
     return ConversationService(
-        database=database, model=TGIChatModel(tgi.url, backoff=0.01), scorer=VaderScorer(), persona=load_persona(),
+        database=database,
+        model=TGIChatModel(tgi.url, backoff=0.01),
+        scorer=VaderScorer(),
+        persona=load_persona(),
         checkins=CheckinPolicy(**{"after": BREAK, "quiet_hours": NEVER_QUIET, "jitter": 0.0, **policy}),  # type: ignore[arg-type]
         worker=worker,
     )
@@ -40,13 +43,13 @@ async def _close(service: ConversationService) -> None:
     await service.model.close()
 
 
-
-
 async def _say(service: ConversationService, chat: int, text: str, outbox: RecordingOutbox) -> None:
     await service.handle_text(chat, UserInfo(user_id=chat), text, outbox)
 
 
-async def test_one_checkin_after_a_break_and_a_second_only_after_another(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_one_checkin_after_a_break_and_a_second_only_after_another(
+    db, tgi: TGIEmulator, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
     checkins = CheckinService(service)
     outbox = RecordingOutbox(db)
@@ -81,7 +84,9 @@ async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEm
     report = await CheckinService(service).sweep(outbox)
     assert (report.sent, report.postponed) == (0, 1)
     planned = (await _rows(database_url, "SELECT next_checkin_at FROM conversations"))[0][0]
-    assert planned >= datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2) - timedelta(seconds=1)
+    assert planned >= datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2) - timedelta(
+        seconds=1
+    )
     assert len(tgi.chat_requests()) == 1, "quiet hours are checked before any model call"
     await _close(service)
 
@@ -134,7 +139,9 @@ async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, dat
     service = _service(db, tgi)
     await _say(service, 11, "hello", RecordingOutbox(db))
     connection = await asyncpg.connect(plain_dsn(database_url))
-    await connection.execute(f"UPDATE conversations SET state = '{state}', last_user_message_at = now() - interval '15 days'")
+    await connection.execute(
+        f"UPDATE conversations SET state = '{state}', last_user_message_at = now() - interval '15 days'"
+    )
     await connection.close()
     report = await CheckinService(service).sweep(RecordingOutbox(db))
     assert report.cooled == 1

@@ -27,11 +27,13 @@ from tests.postgres import plain_dsn
 
 ANN = UserInfo(user_id=501, username="ann", first_name="Ann")
 CALM_LINES = [
-    "I went to the market this morning", "We talked about the weather", "The bus was on time",
-    "I read a chapter of my book", "My sister called me", "I cooked pasta for dinner",
+    "I went to the market this morning",
+    "We talked about the weather",
+    "The bus was on time",
+    "I read a chapter of my book",
+    "My sister called me",
+    "I cooked pasta for dinner",
 ]
-
-
 
 
 async def _say(service: ConversationService, outbox: RecordingOutbox, text: str, chat: int = 501) -> list[str]:
@@ -54,9 +56,14 @@ async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
             assert system.startswith(persona.stages.warming.system), "the reply to message 10 is already warm"
         if number == 30:
             assert system.startswith(persona.stages.close.system)
-    log = await _rows(database_url, "SELECT from_state, to_state, trigger, user_messages FROM state_transition_log WHERE chat_id = 501 ORDER BY id")
+    log = await _rows(
+        database_url,
+        "SELECT from_state, to_state, trigger, user_messages FROM state_transition_log WHERE chat_id = 501 ORDER BY id",
+    )
     assert [tuple(r) for r in log] == [
-        (None, "icebreaker", "start", 0), ("icebreaker", "warming", "count", 10), ("warming", "close", "count", 30)
+        (None, "icebreaker", "start", 0),
+        ("icebreaker", "warming", "count", 10),
+        ("warming", "close", "count", 30),
     ]
     overview = (await _rows(database_url, "SELECT * FROM conversation_overview WHERE chat_id = 501"))[0]
     assert (overview["state"], overview["user_messages"], overview["bot_messages"]) == ("close", 30, 30)
@@ -69,9 +76,13 @@ async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService
         await _say(service, outbox, line)
     await _say(service, outbox, "I had an awful, terrible day and I hate everything")
     await _say(service, outbox, "Thank you, that is wonderful, I love talking to you!")
-    log = await _rows(database_url, "SELECT from_state, to_state, trigger, sentiment_negative, sentiment_positive FROM state_transition_log WHERE chat_id = 501 ORDER BY id")
+    log = await _rows(
+        database_url,
+        "SELECT from_state, to_state, trigger, sentiment_negative, sentiment_positive FROM state_transition_log WHERE chat_id = 501 ORDER BY id",
+    )
     assert [(r["from_state"], r["to_state"], r["trigger"]) for r in log][1:] == [
-        ("icebreaker", "repair", "negative"), ("repair", "icebreaker", "recovered")
+        ("icebreaker", "repair", "negative"),
+        ("repair", "icebreaker", "recovered"),
     ]
     assert log[1]["sentiment_negative"] > 0.3 and log[2]["sentiment_positive"] > 0.5
 
@@ -83,7 +94,9 @@ async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: 
     request = tgi.chat_requests()[-1]
     system = request["messages"][0]["content"]
     assert system.startswith(service.persona.prompts.safety) and "988" in system
-    log = await _rows(database_url, "SELECT to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1")
+    log = await _rows(
+        database_url, "SELECT to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1"
+    )
     assert tuple(log[0]) == ("repair", "crisis")
 
 
@@ -101,7 +114,10 @@ async def test_clear_resets_to_icebreaker_with_fresh_history(
     prompt = tgi.chat_requests()[-1]["messages"]
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
     assert prompt[0]["content"].startswith(service.persona.stages.icebreaker.system)
-    log = await _rows(database_url, "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 AND trigger = 'reset'")
+    log = await _rows(
+        database_url,
+        "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 AND trigger = 'reset'",
+    )
     assert [tuple(r) for r in log] == [("warming", "icebreaker", "reset")]
 
 
@@ -113,10 +129,15 @@ async def test_fourteen_days_of_silence_cool_close_to_warming(service: Conversat
         "UPDATE conversations SET state = 'close', stage_messages = 40, last_user_message_at = now() - interval '13 days' WHERE chat_id = 501"
     )
     assert await service.cool_down(501) is False
-    await connection.execute("UPDATE conversations SET last_user_message_at = now() - interval '15 days' WHERE chat_id = 501")
+    await connection.execute(
+        "UPDATE conversations SET last_user_message_at = now() - interval '15 days' WHERE chat_id = 501"
+    )
     await connection.close()
     assert await service.cool_down(501) is True
-    log = await _rows(database_url, "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1")
+    log = await _rows(
+        database_url,
+        "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1",
+    )
     assert tuple(log[0]) == ("close", "warming", "cooldown")
 
 
@@ -162,7 +183,11 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
     tgi.max_input_tokens, tgi.max_total_tokens = 767, 768
     outbox = RecordingOutbox(service.database)
     for number in range(1, 501):
-        text = "My dog is called Biscuit" if number == 3 else f"{CALM_LINES[number % len(CALM_LINES)]} today, number {number}"
+        text = (
+            "My dog is called Biscuit"
+            if number == 3
+            else f"{CALM_LINES[number % len(CALM_LINES)]} today, number {number}"
+        )
         replies = await _say(service, outbox, text)
         assert len(replies) == 1
         await service.drain()
@@ -176,7 +201,9 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
     assert max(sizes[-100:]) <= max(sizes[:100]) * 2, "the prompt stays flat"
     summary = (await _rows(database_url, "SELECT memory_summary FROM conversation_overview WHERE chat_id = 501"))[0][0]
     assert summary
-    replies = [b for b in tgi.chat_requests() if not b["messages"][0]["content"].startswith(service.persona.prompts.summary)]
+    replies = [
+        b for b in tgi.chat_requests() if not b["messages"][0]["content"].startswith(service.persona.prompts.summary)
+    ]
     last_prompt = replies[-1]["messages"]
     assert last_prompt[-1]["content"].endswith("number 500")
     assert "Biscuit" in last_prompt[0]["content"], "message 3's fact reaches message 500 through the summary"
@@ -203,7 +230,9 @@ async def test_a_new_day_starts_with_yesterdays_summary(
     assert service.persona.prompts.memory_heading in system and "Pepper" in system
 
 
-async def test_a_redelivered_message_is_stored_and_answered_once(service: ConversationService, database_url: str) -> None:
+async def test_a_redelivered_message_is_stored_and_answered_once(
+    service: ConversationService, database_url: str
+) -> None:
     outbox = RecordingOutbox(service.database)
     first = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
     again = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
@@ -238,7 +267,9 @@ async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationS
     await service.handle_text(501, ANN, "old", outbox, telegram_message_id=1, update_id=10)
     await service.handle_text(501, ANN, "new", outbox, telegram_message_id=2, update_id=11)
     connection = await asyncpg.connect(plain_dsn(database_url))
-    await connection.execute("UPDATE processed_updates SET received_at = now() - interval '8 days' WHERE update_id = 10")
+    await connection.execute(
+        "UPDATE processed_updates SET received_at = now() - interval '8 days' WHERE update_id = 10"
+    )
     await connection.close()
     assert await service.prune_updates() == 1
     assert [r[0] for r in await _rows(database_url, "SELECT update_id FROM processed_updates")] == [11]
@@ -283,7 +314,9 @@ async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_
     await service.handle_text(501, ANN, "please answer this", outbox)
     assert time.monotonic() - started < 5, "retries back off in seconds, not minutes"
     assert [text for _, text in transport.sent] == ["[emulated model] please answer this"]
-    stored = await _rows(database_url, "SELECT delivered_at, telegram_message_id FROM messages WHERE role = 'assistant'")
+    stored = await _rows(
+        database_url, "SELECT delivered_at, telegram_message_id FROM messages WHERE role = 'assistant'"
+    )
     assert stored[0]["delivered_at"] is not None and stored[0]["telegram_message_id"] == 1
     assert (await _rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
 
@@ -301,7 +334,9 @@ async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_rou
     row = await service.conversation(501)
     assert row is not None and first.message_id is not None
     owed_then = [m for m in everything if m.id == first.message_id]
-    reply = await service._write_reply(ReplyContext(row, owed_then, everything, Memory()), RecordingOutbox(service.database))
+    reply = await service._write_reply(
+        ReplyContext(row, owed_then, everything, Memory()), RecordingOutbox(service.database)
+    )
     assert reply is not None
     prompt = tgi.chat_requests()[-1]["messages"]
     assert prompt[-1] == {"role": "user", "content": "first message"}
@@ -336,16 +371,25 @@ async def test_a_first_message_stores_the_user_the_chat_and_both_moves_in_order(
     assert len(replies) == 1 and tgi.chat_requests()[-1]["messages"][0]["content"].startswith(
         service.persona.prompts.safety
     )
-    log = await _rows(database_url, "SELECT from_state, to_state, trigger, user_messages, message_id IS NULL AS bare "
-                                    "FROM state_transitions WHERE chat_id = 777 ORDER BY id")
-    assert [tuple(r) for r in log] == [(None, "icebreaker", "start", 0, True), ("icebreaker", "repair", "crisis", 1, False)]
+    log = await _rows(
+        database_url,
+        "SELECT from_state, to_state, trigger, user_messages, message_id IS NULL AS bare "
+        "FROM state_transitions WHERE chat_id = 777 ORDER BY id",
+    )
+    assert [tuple(r) for r in log] == [
+        (None, "icebreaker", "start", 0, True),
+        ("icebreaker", "repair", "crisis", 1, False),
+    ]
     user = await _rows(database_url, "SELECT username, first_name, language_code FROM users WHERE id = 777")
     assert tuple(user[0]) == ("greta", "Greta", "de")
-    stored = await _rows(database_url, "SELECT search = to_tsvector('german', text) AS german FROM messages "
-                                       "WHERE chat_id = 777 AND role = 'user'")
+    stored = await _rows(
+        database_url,
+        "SELECT search = to_tsvector('german', text) AS german FROM messages WHERE chat_id = 777 AND role = 'user'",
+    )
     assert [r["german"] for r in stored] == [True]
-    overview = await _rows(database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview "
-                                         "WHERE chat_id = 777")
+    overview = await _rows(
+        database_url, "SELECT state, user_messages, bot_messages FROM conversation_overview WHERE chat_id = 777"
+    )
     assert tuple(overview[0]) == ("repair", 1, 1)
 
 
@@ -369,7 +413,9 @@ def between_read_and_store(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[],
 
 
 async def test_a_context_read_before_a_clear_is_read_again(
-    service: ConversationService, tgi: TGIEmulator, database_url: str,
+    service: ConversationService,
+    tgi: TGIEmulator,
+    database_url: str,
     between_read_and_store: list[Callable[[], Awaitable[None]]],
 ) -> None:
     """A /clear that lands between a message's read and its store must not leave the old history
@@ -388,12 +434,16 @@ async def test_a_context_read_before_a_clear_is_read_again(
     prompt = tgi.chat_requests()[-1]["messages"]
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
     assert prompt[0]["content"].startswith(service.persona.stages.icebreaker.system)
-    overview = (await _rows(database_url, "SELECT state, user_messages FROM conversation_overview WHERE chat_id = 501"))[0]
+    overview = (
+        await _rows(database_url, "SELECT state, user_messages FROM conversation_overview WHERE chat_id = 501")
+    )[0]
     assert tuple(overview) == ("icebreaker", 13)
 
 
 async def test_a_context_read_before_the_history_moved_is_read_again(
-    service: ConversationService, tgi: TGIEmulator, database_url: str,
+    service: ConversationService,
+    tgi: TGIEmulator,
+    database_url: str,
     between_read_and_store: list[Callable[[], Awaitable[None]]],
 ) -> None:
     """Even when the stage and counts stay the same, a read from before the short-term history
@@ -460,8 +510,10 @@ async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sen
     await _say(service, outbox, "Remember the blue kite")
     asked_before = len(tgi.chat_requests())
     connection, transaction = await _holding_the_chat(
-        database_url, 501, then="UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) "
-                                "WHERE chat_id = $1")
+        database_url,
+        501,
+        then="UPDATE conversations SET history_since_id = (SELECT max(id) FROM messages) WHERE chat_id = $1",
+    )
     try:
         replying = asyncio.create_task(_say(service, outbox, "what did I say?"))
         await asyncio.sleep(0.5)

@@ -72,8 +72,10 @@ async def test_connections_the_server_dropped_are_replaced(db: Database, databas
 
 async def test_the_reply_path_connects_with_the_options_the_url_carries(database_url: str) -> None:
     url = make_url(database_url)
-    database = connect(url.update_query_dict({"ssl": "disable", "command_timeout": "30"})
-                       .render_as_string(hide_password=False), pool_size=4)
+    database = connect(
+        url.update_query_dict({"ssl": "disable", "command_timeout": "30"}).render_as_string(hide_password=False),
+        pool_size=4,
+    )
     try:
         async with database.raw() as connection:
             assert await connection.fetchval("SELECT current_database()") == url.database

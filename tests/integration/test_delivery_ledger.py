@@ -34,15 +34,17 @@ async def _queued_replies(database_url: str, chats: range) -> list[int]:
     """One assistant message per chat and its outbox row; the rows' ids."""
     ids = []
     for chat in chats:
-        row = (await rows(
-            database_url,
-            f"""WITH u AS (INSERT INTO users (id) VALUES ({chat})),
+        row = (
+            await rows(
+                database_url,
+                f"""WITH u AS (INSERT INTO users (id) VALUES ({chat})),
                      c AS (INSERT INTO conversations (chat_id, user_id, state) VALUES ({chat}, {chat}, 'icebreaker')),
                      m AS (INSERT INTO messages (chat_id, role, kind, text) VALUES ({chat}, 'assistant', 'reply', 'hi')
                            RETURNING id)
                 INSERT INTO outbox (chat_id, message_id, last_piece, method, payload)
                 SELECT {chat}, id, true, 'sendMessage', '{{"text": "hi"}}' FROM m RETURNING id""",
-        ))[0]
+            )
+        )[0]
         ids.append(row["id"])
     return ids
 
@@ -55,7 +57,9 @@ async def test_deliveries_that_arrive_together_are_committed_by_one_statement(
     await asyncio.gather(*(ledger.record(send_id, 9000 + n) for n, send_id in enumerate(ids)))
     assert statements == [5]
     assert (await rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
-    delivered = await rows(database_url, "SELECT chat_id, telegram_message_id, delivered_at FROM messages ORDER BY chat_id")
+    delivered = await rows(
+        database_url, "SELECT chat_id, telegram_message_id, delivered_at FROM messages ORDER BY chat_id"
+    )
     assert [(r["chat_id"], r["telegram_message_id"]) for r in delivered] == [(701 + n, 9000 + n) for n in range(5)]
     assert all(r["delivered_at"] is not None for r in delivered)
 
@@ -112,5 +116,7 @@ async def test_replies_sent_while_recording_fails_are_recorded_later_and_sent_on
     await asyncio.gather(*(service.handle_text(u.user_id, u, f"hello from {u.user_id}", outbox) for u in users))
     assert sorted(outbox.sent) == [(u.user_id, f"[emulated model] hello from {u.user_id}") for u in users]
     assert (await rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
-    undelivered = await rows(database_url, "SELECT count(*) FROM messages WHERE role = 'assistant' AND delivered_at IS NULL")
+    undelivered = await rows(
+        database_url, "SELECT count(*) FROM messages WHERE role = 'assistant' AND delivered_at IS NULL"
+    )
     assert undelivered[0][0] == 0

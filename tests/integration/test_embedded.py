@@ -50,7 +50,11 @@ def _postmaster_pid(data_dir: Path) -> int | None:
 def _hold(data_dir: Path, user_id: int) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(data_dir), str(user_id)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -75,16 +79,18 @@ async def test_migrate_builds_the_schema_in_an_embedded_server(tmp_path: Path) -
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "app", "migrate"],
-        env=_env() | {"DATA_DIR": str(tmp_path / "var")}, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
+        env=_env() | {"DATA_DIR": str(tmp_path / "var")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
     url = await asyncio.to_thread(embedded_database_url, tmp_path / "var")
     commented_views = await _names(
         url,
-        "SELECT c.relname FROM pg_class c WHERE c.relkind = 'v' "
-        "AND obj_description(c.oid, 'pg_class') IS NOT NULL",
+        "SELECT c.relname FROM pg_class c WHERE c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NOT NULL",
     )
     assert {"conversation_overview", "state_transition_log", "message_log"} <= commented_views
 

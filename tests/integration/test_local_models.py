@@ -15,8 +15,16 @@ from tests.tiny_models import build_chat_lm, build_emotion_classifier
 @pytest.mark.parametrize(
     ("scores", "negative", "positive"),
     [
-        ([{"label": "sadness", "score": 0.7}, {"label": "joy", "score": 0.2}, {"label": "surprise", "score": 0.1}], 0.7, 0.2),
-        ([{"label": "anger", "score": 0.2}, {"label": "fear", "score": 0.2}, {"label": "disgust", "score": 0.1}], 0.5, 0.0),
+        (
+            [{"label": "sadness", "score": 0.7}, {"label": "joy", "score": 0.2}, {"label": "surprise", "score": 0.1}],
+            0.7,
+            0.2,
+        ),
+        (
+            [{"label": "anger", "score": 0.2}, {"label": "fear", "score": 0.2}, {"label": "disgust", "score": 0.1}],
+            0.5,
+            0.0,
+        ),
         ([{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.1}], 0.1, 0.9),
         ([{"label": "surprise", "score": 1.0}], 0.0, 0.0),
     ],

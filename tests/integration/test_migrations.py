@@ -16,13 +16,32 @@ from tests.postgres import plain_dsn
 
 CONTRACT_VIEWS = {
     "conversation_overview": [
-        "chat_id", "user_id", "username", "state", "stage_before_repair", "user_messages",
-        "bot_messages", "last_user_message_at", "last_bot_message_at", "checkins_enabled",
-        "checkins_unanswered", "last_checkin_at", "timezone", "memory_summary", "updated_at",
+        "chat_id",
+        "user_id",
+        "username",
+        "state",
+        "stage_before_repair",
+        "user_messages",
+        "bot_messages",
+        "last_user_message_at",
+        "last_bot_message_at",
+        "checkins_enabled",
+        "checkins_unanswered",
+        "last_checkin_at",
+        "timezone",
+        "memory_summary",
+        "updated_at",
     ],
     "state_transition_log": [
-        "id", "chat_id", "from_state", "to_state", "trigger", "user_messages",
-        "sentiment_negative", "sentiment_positive", "created_at",
+        "id",
+        "chat_id",
+        "from_state",
+        "to_state",
+        "trigger",
+        "user_messages",
+        "sentiment_negative",
+        "sentiment_positive",
+        "created_at",
     ],
     "message_log": ["id", "chat_id", "role", "kind", "text", "telegram_message_id", "created_at"],
 }
@@ -89,8 +108,7 @@ async def test_views_have_the_contract_columns_in_order(database_url: str) -> No
     try:
         for view, columns in CONTRACT_VIEWS.items():
             rows = await connection.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = $1 ORDER BY ordinal_position",
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
                 view,
             )
             assert [row["column_name"] for row in rows] == columns, view
@@ -112,7 +130,10 @@ async def test_views_show_what_the_tables_hold(database_url: str) -> None:
         )
         overview = await connection.fetchrow("SELECT * FROM conversation_overview")
         assert (overview["username"], overview["state"], overview["timezone"], overview["memory_summary"]) == (
-            "ann", "icebreaker", "Europe/Berlin", "likes tea",
+            "ann",
+            "icebreaker",
+            "Europe/Berlin",
+            "likes tea",
         )
         assert await connection.fetchval("SELECT trigger FROM state_transition_log") == "start"
         assert await connection.fetchval("SELECT text FROM message_log") == "hi"
@@ -141,8 +162,14 @@ async def test_migrations_started_at_once_by_several_pods_do_not_race(empty_data
 
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "migrate", env={**os.environ, "DATABASE_URL": empty_database_url},
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "app",
+            "migrate",
+            env={**os.environ, "DATABASE_URL": empty_database_url},
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(3)
     ]

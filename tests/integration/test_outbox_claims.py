@@ -57,7 +57,9 @@ async def test_a_reply_never_overtakes_what_the_chat_had_queued_before_it(
         await OutboxRepo(session).enqueue(601, [Outgoing("sendMessage", {"chat_id": 601, "text": "your settings"})])
     await service.handle_text(601, BEA, "second", outbox)
     assert [text for _, text in outbox.sent] == [
-        "[emulated model] first", "your settings", "[emulated model] second",
+        "[emulated model] first",
+        "your settings",
+        "[emulated model] second",
     ]
     assert claims, "behind another send, the reply's sender claimed the head"
 
@@ -97,8 +99,16 @@ async def test_a_claimed_send_handed_to_a_running_sender_goes_out_on_its_next_tu
             " RETURNING id, created_at",
             '{"chat_id": 601, "text": "claimed"}',
         )
-    claimed = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "claimed"}, 1,
-                         row["created_at"] or datetime.now(UTC))
+    claimed = QueuedSend(
+        row["id"],
+        601,
+        None,
+        True,
+        "sendMessage",
+        {"chat_id": 601, "text": "claimed"},
+        1,
+        row["created_at"] or datetime.now(UTC),
+    )
     flushing = asyncio.create_task(outbox.flush(601, claimed=claimed))
     await asyncio.sleep(0.05)
     outbox.release.set()
@@ -119,8 +129,7 @@ async def test_a_claim_that_may_have_run_out_is_not_sent_on(service: Conversatio
             " RETURNING id, created_at",
             '{"chat_id": 601, "text": "late"}',
         )
-    late = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "late"}, 1,
-                      row["created_at"])
+    late = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "late"}, 1, row["created_at"])
     await asyncio.sleep(0.01)
     await outbox.flush(601, claimed=late)
     assert outbox.sent == [], "the other worker sends it; sending it here too would be twice"
@@ -158,10 +167,12 @@ async def test_a_claimed_send_queued_while_its_sender_looks_for_more_goes_out_at
             "INSERT INTO outbox (chat_id, method, payload, claimed_by, claimed_until, attempts)"
             " VALUES (601, 'sendMessage', $1::jsonb, $2, now() + interval '20 seconds', 1)"
             " RETURNING id, created_at",
-            '{"chat_id": 601, "text": "claimed"}', outbox.worker,
+            '{"chat_id": 601, "text": "claimed"}',
+            outbox.worker,
         )
-    claimed = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "claimed"}, 1,
-                         row["created_at"])
+    claimed = QueuedSend(
+        row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "claimed"}, 1, row["created_at"]
+    )
     second = asyncio.create_task(outbox.flush(601, expect=1, claimed=claimed))
     await asyncio.sleep(0.05)
     go_on.set()

@@ -14,10 +14,16 @@ from tests.helpers import RecordingOutbox
 from tests.postgres import plain_dsn
 
 FILLER = [
-    "I went to the market this morning and bought some apples", "We talked about the weather again",
-    "The bus was late, as usual", "I read a chapter of my book before bed", "I forgot the name of that song",
-    "Work was busy, lots of meetings", "I cooked pasta for dinner tonight", "My neighbour is painting his fence",
-    "I watched a documentary about whales", "It rained all afternoon, so I stayed in",
+    "I went to the market this morning and bought some apples",
+    "We talked about the weather again",
+    "The bus was late, as usual",
+    "I read a chapter of my book before bed",
+    "I forgot the name of that song",
+    "Work was busy, lots of meetings",
+    "I cooked pasta for dinner tonight",
+    "My neighbour is painting his fence",
+    "I watched a documentary about whales",
+    "It rained all afternoon, so I stayed in",
 ]
 
 
@@ -27,13 +33,18 @@ async def _seed(database_url: str, chat_id: int, count: int) -> None:
     connection = await asyncpg.connect(plain_dsn(database_url))
     try:
         rows = [
-            (chat_id, "user" if n % 2 == 0 else "assistant", "text" if n % 2 == 0 else "reply",
-             f"{FILLER[n // 2 % len(FILLER)]} ({n})")
+            (
+                chat_id,
+                "user" if n % 2 == 0 else "assistant",
+                "text" if n % 2 == 0 else "reply",
+                f"{FILLER[n // 2 % len(FILLER)]} ({n})",
+            )
             for n in range(count)
         ]
         await connection.executemany(
             "INSERT INTO messages (chat_id, role, kind, text, answered_at, created_at) "
-            "VALUES ($1, $2, $3, $4, now(), now() - interval '20 days')", rows,
+            "VALUES ($1, $2, $3, $4, now(), now() - interval '20 days')",
+            rows,
         )
         await connection.execute(
             "UPDATE conversations SET memory_summary = 'Ann likes small talk about her days.', "
@@ -45,8 +56,9 @@ async def _seed(database_url: str, chat_id: int, count: int) -> None:
 
 
 async def _reply(service: ConversationService, chat_id: int, text: str) -> Reply:
-    replies = await service.handle_text(chat_id, UserInfo(user_id=chat_id, username="ann"), text,
-                                        RecordingOutbox(service.database))
+    replies = await service.handle_text(
+        chat_id, UserInfo(user_id=chat_id, username="ann"), text, RecordingOutbox(service.database)
+    )
     assert len(replies) == 1
     return replies[0]
 

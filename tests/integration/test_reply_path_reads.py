@@ -26,9 +26,14 @@ async def test_several_chats_are_read_in_one_statement_each_with_its_own_state(s
     await _chat(service, 802, "I am learning to bake sourdough bread")
     async with service.database.raw() as connection:
         states = await ReplyPathRepo(connection).read_many(
-            [ReadWanted(801, "how is Lena and her cello?", 8), ReadWanted(999, "nobody", 8),
-             ReadWanted(802, "bread again", 8), ReadWanted(801, None, 0)],
-            default_tz="UTC", window=20,
+            [
+                ReadWanted(801, "how is Lena and her cello?", 8),
+                ReadWanted(999, "nobody", 8),
+                ReadWanted(802, "bread again", 8),
+                ReadWanted(801, None, 0),
+            ],
+            default_tz="UTC",
+            window=20,
         )
     first, unknown, second, again = states
     assert unknown is None
@@ -36,7 +41,9 @@ async def test_several_chats_are_read_in_one_statement_each_with_its_own_state(s
     assert first.conversation.chat_id == again.conversation.chat_id == 801
     assert second.conversation.chat_id == 802
     assert [m.text for m in first.recent if m.role == "user"] == [
-        "my sister Lena plays the cello", "we talked about the weather"]
+        "my sister Lena plays the cello",
+        "we talked about the weather",
+    ]
     assert [m.text for m in second.recent if m.role == "user"] == ["I am learning to bake sourdough bread"]
     assert first.recent == again.recent
     assert again.recalled == [], "no recall asked for this one"
@@ -73,9 +80,10 @@ async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(servic
             f"PREPARE read_plan(bigint[], text, integer, integer, text[], integer[]) AS {_READ};"
             "SET plan_cache_mode = force_generic_plan"
         )
-        plan = "\n".join(row[0] for row in await connection.fetch(
-            "EXPLAIN EXECUTE read_plan('{100123}', 'UTC', 20, 3, '{hello}', '{8}')"
-        ))
+        plan = "\n".join(
+            row[0]
+            for row in await connection.fetch("EXPLAIN EXECUTE read_plan('{100123}', 'UTC', 20, 3, '{hello}', '{8}')")
+        )
         await connection.execute("DEALLOCATE read_plan; RESET plan_cache_mode")
     assert "Seq Scan on conversations" not in plan, plan
     assert "Index Scan using pk_conversations on conversations" in plan, plan

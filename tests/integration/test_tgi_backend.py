@@ -122,7 +122,9 @@ async def test_an_error_inside_a_stream_is_an_error(model: TGIChatModel, tgi: TG
 
 
 async def test_adapter_and_sampling_settings_reach_the_server(model: TGIChatModel, tgi: TGIEmulator) -> None:
-    params = GenerationParams(temperature=0.5, top_p=0.8, max_new_tokens=40, repetition_penalty=1.2, adapter_id="friend-lora")
+    params = GenerationParams(
+        temperature=0.5, top_p=0.8, max_new_tokens=40, repetition_penalty=1.2, adapter_id="friend-lora"
+    )
     await model.complete(PROMPT, params)
     body = tgi.chat_requests()[-1]
     assert (body["model"], body["temperature"], body["top_p"], body["max_tokens"]) == ("friend-lora", 0.5, 0.8, 40)

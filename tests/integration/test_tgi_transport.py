@@ -44,9 +44,26 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(emulator:
 def _certificate(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -116,10 +133,12 @@ def _answer(body: bytes, status: str = "200 OK", content_type: str = "applicatio
     return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-_COMPLETION = (b'{"id": "1", "object": "chat.completion", "created": 1, "model": "tgi", "system_fingerprint": "x",'
-               b' "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,'
-               b' "message": {"role": "assistant", "content": "hello from the far side"}}],'
-               b' "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}')
+_COMPLETION = (
+    b'{"id": "1", "object": "chat.completion", "created": 1, "model": "tgi", "system_fingerprint": "x",'
+    b' "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,'
+    b' "message": {"role": "assistant", "content": "hello from the far side"}}],'
+    b' "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}'
+)
 _INFO = b'{"max_input_tokens": 4095, "max_total_tokens": 4096, "model_id": "m"}'
 
 
@@ -131,8 +150,14 @@ async def _scripted(first: bytes | None) -> tuple[asyncio.Server, list[str]]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 await reader.readexactly(length)
                 path = head.split(b" ")[1].decode()
                 seen.append(path)
@@ -157,10 +182,14 @@ async def _scripted(first: bytes | None) -> tuple[asyncio.Server, list[str]]:
     return server, seen
 
 
-@pytest.mark.parametrize("first", [
-    None,
-    _answer(b"<html><body><h1>502 Bad Gateway</h1></body></html>", "502 Bad Gateway", "text/html"),
-], ids=["reset-mid-answer", "proxy-html-502"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        None,
+        _answer(b"<html><body><h1>502 Bad Gateway</h1></body></html>", "502 Bad Gateway", "text/html"),
+    ],
+    ids=["reset-mid-answer", "proxy-html-502"],
+)
 async def test_a_reset_or_a_proxys_html_error_is_retried_and_the_reply_still_comes(first: bytes | None) -> None:
     server, seen = await _scripted(first)
     port = server.sockets[0].getsockname()[1]

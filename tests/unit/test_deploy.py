@@ -42,7 +42,10 @@ def _render(overlay: str) -> list[dict[str, Any]]:
         pytest.skip("kubectl is not installed: the overlays cannot be rendered here")
     result = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -73,8 +76,13 @@ def test_compose_wires_the_start_order_the_gpu_and_no_secrets() -> None:
     assert re.fullmatch(r"ghcr\.io/huggingface/text-generation-inference:\d+\.\d+\.\d+", tgi["image"])
     assert tgi["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     flags = " ".join(tgi["command"])
-    for flag in ("--usage-stats=off", "--api-key=", "--max-input-tokens=", "--max-total-tokens=",
-                 "--max-concurrent-requests="):
+    for flag in (
+        "--usage-stats=off",
+        "--api-key=",
+        "--max-input-tokens=",
+        "--max-total-tokens=",
+        "--max-concurrent-requests=",
+    ):
         assert flag in flags
     assert "/health" in " ".join(tgi["healthcheck"]["test"]) and tgi["shm_size"]
     assert set(_compose("compose.yaml")["services"]) >= {"prometheus", "grafana"}
@@ -122,8 +130,10 @@ def test_aifriend_pods_probe_stop_gracefully_and_read_secrets_only_from_secrets(
     assert {o["kind"] for o in objects} >= {"PodDisruptionBudget", "Service", "ConfigMap", "PersistentVolumeClaim"}
     assert not any(o["kind"] == "Secret" for o in objects), "secrets are created outside git"
     tgi = deployments["tgi"]["spec"]["template"]["spec"]
-    assert tgi["containers"][0]["startupProbe"]["failureThreshold"] * tgi["containers"][0]["startupProbe"][
-        "periodSeconds"] >= 15 * 60, "patient enough for a model download"
+    assert (
+        tgi["containers"][0]["startupProbe"]["failureThreshold"] * tgi["containers"][0]["startupProbe"]["periodSeconds"]
+        >= 15 * 60
+    ), "patient enough for a model download"
     assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in tgi["volumes"]), "/dev/shm in memory"
 
 
@@ -131,8 +141,9 @@ def test_production_runs_webhook_replicas_behind_an_ingress_and_gpu_tgi() -> Non
     objects = _render("production")
     bot = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "aifriend-bot")
     assert bot["spec"]["replicas"] >= 2
-    settings = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(
-        "aifriend-settings"))
+    settings = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aifriend-settings")
+    )
     assert settings["data"]["WEBHOOK_URL"].startswith("https://")
     assert any(o["kind"] == "Ingress" for o in objects) and any(o["kind"] == "Cluster" for o in objects)
     tgi = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tgi")
@@ -142,9 +153,14 @@ def test_production_runs_webhook_replicas_behind_an_ingress_and_gpu_tgi() -> Non
 def test_the_dashboard_graphs_only_metrics_that_exist() -> None:
     dashboard = json.loads((DEPLOY / "monitoring" / "grafana" / "dashboards" / "aifriend.json").read_text())
     exposed = Metrics().render().decode()
-    used = {name for panel in dashboard["panels"] for target in panel["targets"]
-            for name in re.findall(r"\baifriend_[a-z_]+", target["expr"])}
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\baifriend_[a-z_]+", target["expr"])
+    }
     assert used, "the dashboard graphs aifriend's metrics"
     for name in used:
-        assert re.search(rf"^# TYPE {name.removesuffix('_bucket')} ", exposed, re.M) or \
-            re.search(rf"^# TYPE {name.removesuffix('_total')} counter", exposed, re.M), name
+        assert re.search(rf"^# TYPE {name.removesuffix('_bucket')} ", exposed, re.M) or re.search(
+            rf"^# TYPE {name.removesuffix('_total')} counter", exposed, re.M
+        ), name

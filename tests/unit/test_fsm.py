@@ -12,7 +12,9 @@ machine = RelationshipMachine()
 CALM = MessageEvent(negative=0.0, positive=0.1)
 
 
-def _run(snapshot: Snapshot, *events: MessageEvent | ResetEvent | SilenceEvent) -> tuple[Snapshot, list[tuple[str | None, str, str]]]:
+def _run(
+    snapshot: Snapshot, *events: MessageEvent | ResetEvent | SilenceEvent
+) -> tuple[Snapshot, list[tuple[str | None, str, str]]]:
     log = []
     for event in events:
         outcome = machine.advance(snapshot, event)
@@ -24,7 +26,9 @@ def _run(snapshot: Snapshot, *events: MessageEvent | ResetEvent | SilenceEvent) 
 def test_a_new_conversation_starts_in_icebreaker() -> None:
     outcome = RelationshipMachine.begin()
     assert outcome.snapshot.stage is Stage.ICEBREAKER
-    assert [(t.from_stage, t.to_stage, t.trigger) for t in outcome.transitions] == [(None, Stage.ICEBREAKER, Trigger.START)]
+    assert [(t.from_stage, t.to_stage, t.trigger) for t in outcome.transitions] == [
+        (None, Stage.ICEBREAKER, Trigger.START)
+    ]
 
 
 def test_the_tenth_message_warms_and_the_thirtieth_makes_close() -> None:
@@ -45,9 +49,7 @@ def test_negative_message_enters_repair_from_any_stage(stage: Stage) -> None:
     assert snapshot.stage_before_repair is stage
 
 
-@pytest.mark.parametrize(
-    ("negative", "enters_repair"), [(0.3, False), (0.31, True), (0.0, False), (0.9, True)]
-)
+@pytest.mark.parametrize(("negative", "enters_repair"), [(0.3, False), (0.31, True), (0.0, False), (0.9, True)])
 def test_negative_threshold_is_strictly_above(negative: float, enters_repair: bool) -> None:
     snapshot, _ = _run(Snapshot(stage=Stage.WARMING, messages=12), MessageEvent(negative=negative))
     assert (snapshot.stage is Stage.REPAIR) is enters_repair
@@ -77,7 +79,10 @@ def test_a_negative_message_in_repair_restarts_the_calm_count() -> None:
 def test_count_rules_apply_after_recovery() -> None:
     repaired = Snapshot(stage=Stage.REPAIR, stage_before_repair=Stage.ICEBREAKER, messages=11)
     snapshot, log = _run(repaired, MessageEvent(positive=0.9))
-    assert log == [(Stage.REPAIR, Stage.ICEBREAKER, Trigger.RECOVERED), (Stage.ICEBREAKER, Stage.WARMING, Trigger.COUNT)]
+    assert log == [
+        (Stage.REPAIR, Stage.ICEBREAKER, Trigger.RECOVERED),
+        (Stage.ICEBREAKER, Stage.WARMING, Trigger.COUNT),
+    ]
     assert snapshot.stage is Stage.WARMING
 
 
@@ -152,8 +157,10 @@ def test_one_conversations_event_leaves_nothing_behind_for_the_next() -> None:
     failing = RelationshipMachine(Thresholds(warming_at=10))
     failing.limits = None  # type: ignore[assignment]  # a condition that raises mid-event
     with pytest.raises(AttributeError):
-        failing.advance(Snapshot(stage=Stage.REPAIR, stage_before_repair=Stage.WARMING, messages=9, calm_streak=1),
-                        MessageEvent(negative=0.0, positive=0.9))
+        failing.advance(
+            Snapshot(stage=Stage.REPAIR, stage_before_repair=Stage.WARMING, messages=9, calm_streak=1),
+            MessageEvent(negative=0.0, positive=0.9),
+        )
     failing.limits = Thresholds(warming_at=10)
     after = failing.advance(Snapshot(messages=2), CALM)
     assert after.snapshot == Snapshot(stage=Stage.ICEBREAKER, messages=3)

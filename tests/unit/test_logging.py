@@ -9,9 +9,7 @@ import textwrap
 
 
 def _run(code: str) -> list[dict[str, object]]:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 

@@ -19,7 +19,12 @@ def _default() -> str:
 def test_the_default_persona_loads_with_the_contract_thresholds() -> None:
     persona = load_persona()
     limits = persona.fsm_thresholds
-    assert (limits.warming_at, limits.close_at, limits.negative_above, limits.recovered_positive_above) == (10, 30, 0.3, 0.5)
+    assert (limits.warming_at, limits.close_at, limits.negative_above, limits.recovered_positive_above) == (
+        10,
+        30,
+        0.3,
+        0.5,
+    )
     assert limits.cooldown_after.days == 14
     assert "flirt" in persona.style(Stage.CLOSE).system and "flirt" in persona.style(Stage.REPAIR).system.lower()
     assert "Do not flirt" in persona.prompts.safety
@@ -28,9 +33,9 @@ def test_the_default_persona_loads_with_the_contract_thresholds() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "key"),
     [
-        ("temperature = 0.9\n", "temperature = \"hot\"\n", "stages.close.temperature"),
+        ("temperature = 0.9\n", 'temperature = "hot"\n', "stages.close.temperature"),
         ("warming_at = 10\n", "", "thresholds.warming_at"),
-        ("[prompts]\n", "[prompts]\nsumary = \"typo\"\n", "prompts.sumary"),
+        ("[prompts]\n", '[prompts]\nsumary = "typo"\n', "prompts.sumary"),
         ("top_p = 0.95\n", "top_p = 1.5\n", "stages.close.top_p"),
     ],
 )
@@ -54,5 +59,5 @@ def test_adapter_id_is_optional_and_passed_on(tmp_path: Path) -> None:
     data = tomllib.loads(_default())
     assert "adapter_id" not in data["stages"]["close"]
     path = tmp_path / "persona.toml"
-    path.write_text(_default().replace("[stages.close]\n", "[stages.close]\nadapter_id = \"flirty-lora\"\n"))
+    path.write_text(_default().replace("[stages.close]\n", '[stages.close]\nadapter_id = "flirty-lora"\n'))
     assert load_persona(path).style(Stage.CLOSE).params.adapter_id == "flirty-lora"

@@ -12,15 +12,20 @@ HEADING = "(Earlier:)"
 
 
 def _turns(count: int, first_id: int = 100) -> list[Turn]:
-    return [Turn("user" if n % 2 == 0 else "assistant", f"line number {n} about the weather", first_id + n)
-            for n in range(count)]
+    return [
+        Turn("user" if n % 2 == 0 else "assistant", f"line number {n} about the weather", first_id + n)
+        for n in range(count)
+    ]
 
 
 def test_recalled_lines_go_before_the_last_message_oldest_first_and_leave_the_start_alone() -> None:
-    recalled = [Recalled(7, "my kayak is called Blue Heron", date(2026, 3, 3)),
-                Recalled(3, "I live in Porto", date(2026, 3, 1))]
-    prompt, note = build_prompt_with_recall(SYSTEM, _turns(5), budget_tokens=2000, recalled=recalled,
-                                            recall_heading=HEADING)
+    recalled = [
+        Recalled(7, "my kayak is called Blue Heron", date(2026, 3, 3)),
+        Recalled(3, "I live in Porto", date(2026, 3, 1)),
+    ]
+    prompt, note = build_prompt_with_recall(
+        SYSTEM, _turns(5), budget_tokens=2000, recalled=recalled, recall_heading=HEADING
+    )
     plain = build_prompt(SYSTEM, _turns(5), budget_tokens=2000)
     assert prompt[:-1] == plain[:-1], "everything before the last message is what it would have been"
     last = prompt[-1].content
@@ -34,21 +39,22 @@ def test_lines_the_turns_already_show_are_not_repeated() -> None:
     turns = _turns(5)
     shown = Recalled(turns[1].message_id, turns[1].text, date(2026, 3, 3))
     said_again = Recalled(5, turns[2].text, date(2026, 3, 3))
-    prompt, note = build_prompt_with_recall(SYSTEM, turns, budget_tokens=2000, recalled=[shown, said_again],
-                                            recall_heading=HEADING)
+    prompt, note = build_prompt_with_recall(
+        SYSTEM, turns, budget_tokens=2000, recalled=[shown, said_again], recall_heading=HEADING
+    )
     assert note is None and HEADING not in prompt[-1].content
 
 
 def test_recall_takes_only_what_the_recent_turns_leave_and_at_most_its_share() -> None:
     many = [Recalled(n, f"an old story number {n} " + "with many words " * 5, date(2026, 1, 1)) for n in range(1, 40)]
     budget = 1000
-    prompt, note = build_prompt_with_recall(SYSTEM, _turns(7), budget_tokens=budget, recalled=many,
-                                            recall_heading=HEADING)
+    prompt, note = build_prompt_with_recall(
+        SYSTEM, _turns(7), budget_tokens=budget, recalled=many, recall_heading=HEADING
+    )
     assert note is not None and 0 < estimate_tokens(note) <= budget * RECALL_SHARE + 10
     assert estimate_prompt_tokens(prompt) <= budget
 
-    full, _ = build_prompt_with_recall(SYSTEM, _turns(200), budget_tokens=budget, recalled=many,
-                                       recall_heading=HEADING)
+    full, _ = build_prompt_with_recall(SYSTEM, _turns(200), budget_tokens=budget, recalled=many, recall_heading=HEADING)
     unrecalled = build_prompt(SYSTEM, _turns(200), budget_tokens=budget)
     assert len(full) == len(unrecalled), "recent turns keep priority: none was dropped for recall"
     assert estimate_prompt_tokens(full) <= budget
@@ -56,11 +62,19 @@ def test_recall_takes_only_what_the_recent_turns_leave_and_at_most_its_share() -
 
 def test_a_turn_shows_its_note_again_in_later_prompts_so_the_prefix_holds() -> None:
     turns = _turns(5)
-    first, note = build_prompt_with_recall(SYSTEM, turns, budget_tokens=2000,
-                                           recalled=[Recalled(3, "I live in Porto", date(2026, 3, 1))],
-                                           recall_heading=HEADING)
+    first, note = build_prompt_with_recall(
+        SYSTEM,
+        turns,
+        budget_tokens=2000,
+        recalled=[Recalled(3, "I live in Porto", date(2026, 3, 1))],
+        recall_heading=HEADING,
+    )
     assert note is not None
-    later_turns = [*turns[:-1], Turn("user", with_note(turns[-1].text, note), turns[-1].message_id),
-                   Turn("assistant", "nice", 200), Turn("user", "and today?", 201)]
+    later_turns = [
+        *turns[:-1],
+        Turn("user", with_note(turns[-1].text, note), turns[-1].message_id),
+        Turn("assistant", "nice", 200),
+        Turn("user", "and today?", 201),
+    ]
     later = build_prompt(SYSTEM, later_turns, budget_tokens=2000)
-    assert later[:len(first)] == first, "the earlier prompt is a prefix of the later one"
+    assert later[: len(first)] == first, "the earlier prompt is a prefix of the later one"

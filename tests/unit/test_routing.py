@@ -23,7 +23,8 @@ def test_no_filter_or_handler_of_the_bot_runs_in_a_thread() -> None:
             for handler in observer.handlers:
                 if not handler.awaitable:
                     threaded.append(f"{router.name} {name} handler {handler.callback!r}")
-                threaded += [f"{router.name} {name} filter {f.callback!r}" for f in handler.filters or []
-                             if not f.awaitable]
+                threaded += [
+                    f"{router.name} {name} filter {f.callback!r}" for f in handler.filters or [] if not f.awaitable
+                ]
     assert threaded == []
     assert len(routers) == 5, "admin, commands, text and the rest, under the root"

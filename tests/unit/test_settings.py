@@ -39,8 +39,14 @@ def test_durations_without_a_known_unit_are_refused(text: str) -> None:
 @pytest.mark.parametrize(
     ("hours", "local_hour", "quiet"),
     [
-        ("22-08", 21, False), ("22-08", 22, True), ("22-08", 3, True), ("22-08", 7, True),
-        ("22-08", 8, False), ("01-05", 0, False), ("01-05", 1, True), ("01-05", 5, False),
+        ("22-08", 21, False),
+        ("22-08", 22, True),
+        ("22-08", 3, True),
+        ("22-08", 7, True),
+        ("22-08", 8, False),
+        ("01-05", 0, False),
+        ("01-05", 1, True),
+        ("01-05", 5, False),
         ("00-00", 3, False),
     ],
 )
@@ -99,9 +105,14 @@ def test_env_file_in_the_working_directory_is_read(clean_env: pytest.MonkeyPatch
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("CHECKIN_AFTER", "soon"), ("DEFAULT_TZ", "Mars/Olympus"), ("ADMIN_IDS", "alice"),
-        ("QUIET_HOURS", "late"), ("LLM_BACKEND", "gpu"), ("DATABASE_URL", "mysql://x"),
-        ("WEBHOOK_LISTEN", "8081"), ("CHECKIN_MAX_UNANSWERED", "many"),
+        ("CHECKIN_AFTER", "soon"),
+        ("DEFAULT_TZ", "Mars/Olympus"),
+        ("ADMIN_IDS", "alice"),
+        ("QUIET_HOURS", "late"),
+        ("LLM_BACKEND", "gpu"),
+        ("DATABASE_URL", "mysql://x"),
+        ("WEBHOOK_LISTEN", "8081"),
+        ("CHECKIN_MAX_UNANSWERED", "many"),
     ],
 )
 def test_a_bad_setting_names_itself(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:

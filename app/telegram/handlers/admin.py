@@ -21,8 +21,12 @@ def _is_admin(message: Message, admin_ids: frozenset[int]) -> bool:
 
 @router.message(Command("inspect"))
 async def cmd_inspect(
-    message: Message, command: CommandObject, reports: OperatorReports, admin_ids: frozenset[int],
-    unit: UpdateUnit, commands: CommandService,
+    message: Message,
+    command: CommandObject,
+    reports: OperatorReports,
+    admin_ids: frozenset[int],
+    unit: UpdateUnit,
+    commands: CommandService,
 ) -> None:
     if not _is_admin(message, admin_ids):
         return

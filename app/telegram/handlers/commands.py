@@ -29,10 +29,14 @@ router.message.filter(private_chat, looks_like_command)  # plain text passes thi
 log = structlog.get_logger()
 
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
-FORGET_KEYBOARD = {"inline_keyboard": [[
-    {"text": texts.FORGET_YES, "callback_data": FORGET_YES},
-    {"text": texts.FORGET_NO, "callback_data": FORGET_NO},
-]]}
+FORGET_KEYBOARD = {
+    "inline_keyboard": [
+        [
+            {"text": texts.FORGET_YES, "callback_data": FORGET_YES},
+            {"text": texts.FORGET_NO, "callback_data": FORGET_NO},
+        ]
+    ]
+}
 
 MEMORY_FORGET_YES, MEMORY_KEEP = "memory:forget:", "memory:keep"
 MAX_FORGET_WORDS = 100  # characters; a sentence is not what /memory forget is for
@@ -48,10 +52,14 @@ async def _memory_answer(query: CallbackQuery) -> bool:
 
 
 def _memory_buttons(command_id: int) -> dict[str, object]:
-    return {"inline_keyboard": [[
-        {"text": texts.MEMORY_FORGET_YES, "callback_data": f"{MEMORY_FORGET_YES}{command_id}"},
-        {"text": texts.MEMORY_FORGET_NO, "callback_data": MEMORY_KEEP},
-    ]]}
+    return {
+        "inline_keyboard": [
+            [
+                {"text": texts.MEMORY_FORGET_YES, "callback_data": f"{MEMORY_FORGET_YES}{command_id}"},
+                {"text": texts.MEMORY_FORGET_NO, "callback_data": MEMORY_KEEP},
+            ]
+        ]
+    }
 
 
 @cache
@@ -113,8 +121,9 @@ async def cmd_memory(message: Message, command: CommandObject, unit: UpdateUnit,
     elif len(words) > MAX_FORGET_WORDS or not await commands.searchable(unit, words):
         await commands.answer(unit, texts.MEMORY_FORGET_TOO_COMMON, command=message.text)
     else:
-        await commands.ask_to_forget(unit, f"/memory forget {words}",
-                                     texts.MEMORY_FORGET_CONFIRM.format(words=words), _memory_buttons)
+        await commands.ask_to_forget(
+            unit, f"/memory forget {words}", texts.MEMORY_FORGET_CONFIRM.format(words=words), _memory_buttons
+        )
 
 
 def memory_text(remembered: Remembered) -> str:
@@ -145,8 +154,9 @@ async def on_memory_forget_answer(query: CallbackQuery, unit: UpdateUnit, comman
             if forgotten is None or not (forgotten.messages or forgotten.notebook_lines or forgotten.day_lines):
                 text = texts.MEMORY_NOTHING_FOUND.format(words=words)
             else:
-                text = texts.MEMORY_FORGOTTEN.format(words=words, messages=forgotten.messages,
-                                                     lines=forgotten.notebook_lines + forgotten.day_lines)
+                text = texts.MEMORY_FORGOTTEN.format(
+                    words=words, messages=forgotten.messages, lines=forgotten.notebook_lines + forgotten.day_lines
+                )
     if query.message is not None:
         await commands.edit(unit, query.message.message_id, text)
     with contextlib.suppress(TelegramAPIError):
@@ -160,8 +170,11 @@ async def cmd_export(message: Message, unit: UpdateUnit, commands: CommandServic
         await commands.answer(unit, texts.EXPORT_EMPTY, command=message.text)
         return
     await commands.send_document(
-        unit, filename="aifriend-export.json", content=json.dumps(data, ensure_ascii=False, indent=2),
-        caption=texts.EXPORT_CAPTION, command=message.text or "/export",
+        unit,
+        filename="aifriend-export.json",
+        content=json.dumps(data, ensure_ascii=False, indent=2),
+        caption=texts.EXPORT_CAPTION,
+        command=message.text or "/export",
     )
 
 

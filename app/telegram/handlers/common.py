@@ -10,5 +10,6 @@ from storage.conversations import UserInfo
 def user_info(user: User | None, fallback_id: int) -> UserInfo:
     if user is None:
         return UserInfo(user_id=fallback_id)
-    return UserInfo(user_id=user.id, username=user.username, first_name=user.first_name,
-                    language_code=user.language_code)
+    return UserInfo(
+        user_id=user.id, username=user.username, first_name=user.first_name, language_code=user.language_code
+    )

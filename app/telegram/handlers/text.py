@@ -18,16 +18,24 @@ router.message.filter(private_chat)
 
 @router.message(has_text)
 async def on_text(
-    message: Message, event_update: Update, conversation: ConversationService, commands: CommandService,
-    outbox: Outbox, unit: UpdateUnit | None = None,
+    message: Message,
+    event_update: Update,
+    conversation: ConversationService,
+    commands: CommandService,
+    outbox: Outbox,
+    unit: UpdateUnit | None = None,
 ) -> None:
     """Returns once the message is stored, so the update is confirmed only then."""
     if unit is not None:  # text that is nothing once cleaned (control characters only): not plain text
         await commands.note_other(unit, "[empty text]", texts.EMPTY_TEXT)
         return
     received = await conversation.receive(
-        message.chat.id, user_info(message.from_user, message.chat.id), message.text or "",
-        telegram_message_id=message.message_id, update_id=event_update.update_id, outbox=outbox,
+        message.chat.id,
+        user_info(message.from_user, message.chat.id),
+        message.text or "",
+        telegram_message_id=message.message_id,
+        update_id=event_update.update_id,
+        outbox=outbox,
     )
     if received.responder:
         conversation.spawn(conversation.respond(message.chat.id, outbox, received.context, received.ahead))

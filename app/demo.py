@@ -26,7 +26,7 @@ from storage import migrate
 from storage.embedded import embedded_database_url, recreate_database
 
 if TYPE_CHECKING:
-    from tests.emulators.telegram import TelegramEmulator
+    from app.emulators.telegram import TelegramEmulator
 
 DEMO_DATABASE = "aifriend_demo"
 CHAT = 100
@@ -76,8 +76,8 @@ async def _wait_for_message(telegram: TelegramEmulator, count: int, patience: fl
 
 
 async def run_demo(settings: Settings) -> int:
-    from tests.emulators.telegram import TelegramEmulator
-    from tests.emulators.tgi import TGIEmulator
+    from app.emulators.telegram import TelegramEmulator
+    from app.emulators.tgi import TGIEmulator
 
     logging.getLogger().setLevel(logging.WARNING)
     _say("aifriend demo: a real bot, a real PostgreSQL and the real state machine; only Telegram")

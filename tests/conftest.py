@@ -15,9 +15,9 @@ from storage.database import Database, connect
 from tests.postgres import fresh_database, server_url
 
 if TYPE_CHECKING:
+    from app.emulators.telegram import TelegramEmulator
+    from app.emulators.tgi import TGIEmulator
     from app.services.conversation import ConversationService
-    from tests.emulators.telegram import TelegramEmulator
-    from tests.emulators.tgi import TGIEmulator
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 async def tgi() -> AsyncIterator[TGIEmulator]:
-    from tests.emulators.tgi import TGIEmulator
+    from app.emulators.tgi import TGIEmulator
 
     emulator = TGIEmulator()
     await emulator.start()
@@ -91,7 +91,7 @@ async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationS
 
 @pytest.fixture
 async def telegram() -> AsyncIterator[TelegramEmulator]:
-    from tests.emulators.telegram import TelegramEmulator
+    from app.emulators.telegram import TelegramEmulator
 
     emulator = TelegramEmulator()
     await emulator.start()

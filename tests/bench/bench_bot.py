@@ -31,12 +31,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from storage import migrate
 from tests.bench.cpu_profile import report, sampling
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch, fresh_database, server_url
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
+from app.emulators.tgi import TGIEmulator
 from app.persona import load_persona
 from app.services.conversation import HISTORY_WINDOW, RECALL_CANDIDATES, ConversationService
 from llm.sentiment import VaderScorer
@@ -40,7 +41,6 @@ from storage import migrate
 from storage.conversations import UserInfo
 from storage.database import connect
 from storage.reply_path import ReplyPathRepo
-from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, plain_dsn, server_url
 

@@ -15,11 +15,11 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from storage import migrate
 from tests.bench.bench_bot import percentile
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fresh_database, server_url
 
 QUESTION = (

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 
+from app.emulators.tgi import TGIEmulator, template, tokenize
 from app.persona import load_persona
 from app.services.conversation import HISTORY_WINDOW, RECALL_CANDIDATES, ConversationService
 from app.settings import Settings
@@ -36,7 +37,6 @@ from storage import migrate
 from storage.conversations import UserInfo
 from storage.database import Database, connect
 from storage.reply_path import ReplyPathRepo
-from tests.emulators.tgi import TGIEmulator, template, tokenize
 from tests.helpers import RecordingOutbox
 from tests.postgres import fresh_database, server_url
 

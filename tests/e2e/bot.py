@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 
 
 @dataclass

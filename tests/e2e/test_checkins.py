@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.tally import sends_in_doubt
 from tests.postgres import fetch as _fetch
 
@@ -32,14 +32,14 @@ async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
         telegram.user_sends(quiet_one, "/checkins off")
         await telegram.wait_for(quiet_one, 2)
         telegram.blocked.add(blocker)
-        first = (await telegram.wait_for(talker, 2, timeout=20))[-1]
+        first = (await telegram.wait_for(talker, 2, patience=20))[-1]
         first_at = time.monotonic()
         assert first["text"].startswith("[emulated model]")
         checkin_prompts = [
             b["messages"] for b in tgi.chat_requests() if "quiet for a while" in b["messages"][-1]["content"]
         ]
         assert "new job" in " ".join(m["content"] for m in checkin_prompts[0]), "the check-in knows what was said"
-        second = await telegram.wait_for(talker, 3, timeout=20)
+        second = await telegram.wait_for(talker, 3, patience=20)
         assert time.monotonic() - first_at >= 1.5, "a second check-in only after another full break"
         await asyncio.sleep(4)
         assert len(telegram.sent[talker]) == 3, "none after CHECKIN_MAX_UNANSWERED (2)"

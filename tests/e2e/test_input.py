@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch
 
 CHAT = 8001
@@ -23,7 +23,7 @@ async def test_a_message_of_control_characters_is_answered_once_even_when_redeli
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
         update_id = telegram.user_sends(CHAT, "\x01\x02\x1b\x7f\x00\x03")
-        await telegram.wait_for(CHAT, 1, timeout=60)
+        await telegram.wait_for(CHAT, 1, patience=60)
         for _ in range(3):
             telegram.redeliver(update_id)
         telegram.user_sends(CHAT, "and now real words")
@@ -47,7 +47,7 @@ async def test_timezone_accepts_only_real_zones_and_says_so(
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
         for n, command in enumerate(asked, start=1):
             telegram.user_sends(CHAT, command)
-            await telegram.wait_for(CHAT, n, timeout=60)
+            await telegram.wait_for(CHAT, n, patience=60)
         await asyncio.sleep(0.3)
     texts = telegram.texts(CHAT)
     assert len(texts) == len(asked)
@@ -75,7 +75,7 @@ async def test_a_webhook_body_that_is_not_an_update_gets_200_and_is_set_aside(
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", **env):
         telegram.user_sends(CHAT, "hello over the webhook")
-        await telegram.wait_for(CHAT, 1, timeout=60)
+        await telegram.wait_for(CHAT, 1, patience=60)
         async with aiohttp.ClientSession() as session:
             for body in (b"<html>not json</html>", b'{"update_id": 91, "message": {"chat": "nope"}}', b"[1, 2]"):
                 async with session.post(hook, data=body, headers=headers) as response:

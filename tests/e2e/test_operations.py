@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.users import chatter, settle
 
 CHAT = 3101

@@ -7,9 +7,9 @@ import itertools
 import time
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch
 
 CHAT = 4401

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch as _fetch
 
 CHAT = 1001
@@ -84,7 +84,7 @@ async def test_a_crash_between_storing_and_replying_is_healed_on_restart(
     assert telegram.sent[CHAT] == []
     tgi.latency = 0.0
     async with running_bot(telegram, tgi, database_url, tmp_path):
-        replies = await telegram.wait_for(CHAT, 1, timeout=60)
+        replies = await telegram.wait_for(CHAT, 1, patience=60)
     assert "after the crash" in replies[0]["text"]
     assert len(telegram.sent[CHAT]) == 1
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.emulators.tgi import TGIEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.tiny_models import build_chat_lm
 
 

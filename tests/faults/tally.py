@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tests.emulators.telegram import TelegramEmulator
+from app.emulators.telegram import TelegramEmulator
 from tests.postgres import fetch
 
 _NUMBERED = re.compile(r"\bm(\d+) c(-?\d+)\b")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 
 CHAT = 3201
 
@@ -17,7 +17,7 @@ async def test_html_502_and_resets_on_get_updates_are_retried_not_fatal(
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
         telegram.user_sends(CHAT, "before the proxy broke")
-        await telegram.wait_for(CHAT, 1, timeout=60)
+        await telegram.wait_for(CHAT, 1, patience=60)
         telegram.update_faults += ["502html", "reset", "502html"]
         telegram.user_sends(CHAT, "the proxy breaks after this one")  # ends the long poll in flight
         for _ in range(200):
@@ -26,7 +26,7 @@ async def test_html_502_and_resets_on_get_updates_are_retried_not_fatal(
             await asyncio.sleep(0.05)
         assert not telegram.update_faults, "the bot stopped asking for updates"
         telegram.user_sends(CHAT, "after the proxy broke")
-        await telegram.wait_for(CHAT, 3, timeout=20)
+        await telegram.wait_for(CHAT, 3, patience=20)
         await asyncio.sleep(0.3)
         assert bot.process.returncode is None, bot.log()[-2000:]
     assert "after the proxy broke" in telegram.sent[CHAT][2]["text"]

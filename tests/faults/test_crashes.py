@@ -8,10 +8,10 @@ import random
 import signal
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from app.services.delivery import SEND_CONCURRENCY
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.tally import sends_in_doubt
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch

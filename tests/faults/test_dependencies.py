@@ -6,9 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.proxy import Proxy
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch
@@ -24,7 +24,7 @@ async def test_postgres_going_away_mid_run_loses_nothing_and_the_bot_stays_up(
     sent: dict[int, int] = {}
     async with running_bot(telegram, tgi, proxy.database_url(database_url), tmp_path, "--no-scheduler") as bot:
         telegram.user_sends(CHATS[0], "before anything")
-        await telegram.wait_for(CHATS[0], 1, timeout=60)
+        await telegram.wait_for(CHATS[0], 1, patience=60)
         telegram.sent[CHATS[0]].clear()
         users = asyncio.create_task(chatter(telegram, CHATS, per_chat=10, every=1.2, sent=sent))
         await asyncio.sleep(3)
@@ -56,7 +56,7 @@ async def test_a_database_unreachable_at_start_is_waited_for(
         assert "database_unreachable" in bot.log() and bot.process.returncode is None
         await proxy.up()
         telegram.user_sends(CHATS[0], "are you up now?")
-        reply = await telegram.wait_for(CHATS[0], 1, timeout=60)
+        reply = await telegram.wait_for(CHATS[0], 1, patience=60)
     await proxy.down()
     assert "are you up now?" in reply[0]["text"]
     assert "Traceback" not in bot.log()
@@ -76,7 +76,7 @@ async def test_telegram_unreachable_at_start_is_retried_until_it_answers(
         assert "telegram_unreachable" in bot.log() and bot.process.returncode is None
         await telegram.start(port=proxy_port)
         telegram.user_sends(CHATS[1], "hello once Telegram is back")
-        reply = await telegram.wait_for(CHATS[1], 1, timeout=60)
+        reply = await telegram.wait_for(CHATS[1], 1, patience=60)
     await telegram.stop()
     assert "Telegram is back" in reply[0]["text"]
     assert telegram.token not in bot.log() and "Traceback" not in bot.log()
@@ -87,15 +87,15 @@ async def test_a_hung_model_gets_the_fallback_within_llm_timeout_and_a_dead_one_
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", LLM_TIMEOUT="2s"):
         telegram.user_sends(CHATS[2], "warm up")
-        await telegram.wait_for(CHATS[2], 1, timeout=60)
+        await telegram.wait_for(CHATS[2], 1, patience=60)
         tgi.latency = 600.0  # accepts, never answers
         started = time.monotonic()
         telegram.user_sends(CHATS[2], "are you thinking?")
-        replies = await telegram.wait_for(CHATS[2], 2, timeout=30)
+        replies = await telegram.wait_for(CHATS[2], 2, patience=30)
         waited = time.monotonic() - started
         await tgi.stop()  # and now nobody listens at all
         telegram.user_sends(CHATS[2], "hello? anyone?")
-        replies = await telegram.wait_for(CHATS[2], 3, timeout=30)
+        replies = await telegram.wait_for(CHATS[2], 3, patience=30)
     fallback = "my head is a bit foggy"
     assert fallback in replies[1]["text"] and fallback in replies[2]["text"]
     assert waited < 5.0, f"the user waited {waited:.1f} s for the fallback"

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.tally import numbered, numbers_in, tally
 from tests.postgres import fetch
 
@@ -58,7 +58,7 @@ async def test_poison_updates_leave_every_other_chat_answered_and_are_set_aside(
     pushed: dict[tuple[int, int], int] = {}
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
         telegram.user_sends(BYSTANDERS[0], "warm up")
-        await telegram.wait_for(BYSTANDERS[0], 1, timeout=60)
+        await telegram.wait_for(BYSTANDERS[0], 1, patience=60)
         telegram.sent[BYSTANDERS[0]].clear()
         poisons = _poisons(telegram)
         for round_number in range(16):
@@ -73,7 +73,7 @@ async def test_poison_updates_leave_every_other_chat_answered_and_are_set_aside(
         while tally(telegram, sent).lost and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         for chat in (POISONED, POISONED + 3, POISONED + 4):
-            await telegram.wait_for(chat, 1, timeout=10)
+            await telegram.wait_for(chat, 1, patience=10)
         await asyncio.sleep(0.5)
 
     result = tally(telegram, sent)

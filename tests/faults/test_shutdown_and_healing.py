@@ -7,9 +7,9 @@ import signal
 import time
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.postgres import fetch
 
 CHATS = range(7001, 7011)
@@ -27,7 +27,7 @@ async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_a
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", SHUTDOWN_GRACE="2s") as bot:
         telegram.user_sends(CHATS[0], "warm up")
-        await telegram.wait_for(CHATS[0], 1, timeout=60)
+        await telegram.wait_for(CHATS[0], 1, patience=60)
         tgi.latency = 30.0  # ten replies in flight, none can finish within the grace
         for chat in CHATS:
             telegram.user_sends(chat, f"a question from {chat}")
@@ -59,7 +59,7 @@ async def test_sigterm_with_a_grace_long_enough_answers_everything_before_exitin
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", SHUTDOWN_GRACE="10s") as bot:
         telegram.user_sends(CHATS[0], "warm up")
-        await telegram.wait_for(CHATS[0], 1, timeout=60)
+        await telegram.wait_for(CHATS[0], 1, patience=60)
         tgi.latency = 1.5
         for chat in CHATS:
             telegram.user_sends(chat, f"one more thing from {chat}")

@@ -6,9 +6,9 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.tgi import TGIEmulator
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch
 
@@ -22,7 +22,7 @@ async def test_bot_api_faults_on_sends_lose_nothing_reorder_nothing_and_duplicat
     sent: dict[int, int] = {}
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler"):
         telegram.user_sends(CHATS[0], "/start")
-        await telegram.wait_for(CHATS[0], 1, timeout=60)
+        await telegram.wait_for(CHATS[0], 1, patience=60)
         telegram.sent[CHATS[0]].clear()
         # 429s, 502s (JSON and a proxy's HTML page), resets before Telegram reads the request,
         # and resets after it accepted the message (only those may honestly arrive twice).

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Iterable
 
-from tests.emulators.telegram import TelegramEmulator
+from app.emulators.telegram import TelegramEmulator
 from tests.faults.tally import Tally, numbered, tally
 
 

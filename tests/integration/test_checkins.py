@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from app.emulators.tgi import TGIEmulator
 from app.persona import load_persona
 from app.services.checkins import CheckinService
 from app.services.commands import CommandService
@@ -18,7 +19,6 @@ from llm.tgi import TGIChatModel
 from scheduler.timing import CheckinPolicy, QuietHours
 from storage.conversations import UserInfo
 from storage.database import connect
-from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app.emulators.tgi import TGIEmulator
 from app.prompt import Memory
 from app.services.commands import CommandService
 from app.services.conversation import ConversationService
@@ -20,7 +21,6 @@ from storage.conversations import UserInfo
 from storage.messages import MessageRepo
 from storage.outbox import QueuedSend
 from storage.reply_path import ReplyPathRepo
-from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox, RecordingTransport
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
@@ -193,7 +193,7 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
         await service.drain()
     assert tgi.rejected == 0
     sizes = []
-    from tests.emulators.tgi import template, tokenize
+    from app.emulators.tgi import template, tokenize
 
     for body in tgi.chat_requests():
         sizes.append(len(tokenize(template(body["messages"]))))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncpg
 
+from app.emulators.tgi import TGIEmulator
 from app.services.conversation import ConversationService
 from app.services.records import Reply
 from llm.types import estimate_prompt_tokens
 from storage.conversations import UserInfo
-from tests.emulators.tgi import TGIEmulator
 from tests.helpers import RecordingOutbox
 from tests.postgres import plain_dsn
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from app.emulators.tgi import TGIEmulator, template, tokenize
 from llm.errors import GenerationFailedError, ModelUnavailableError, PromptTooLongError
 from llm.gate import held_until
 from llm.tgi import TGIChatModel
 from llm.types import ChatMessage, GenerationParams
-from tests.emulators.tgi import TGIEmulator, template, tokenize
 
 PROMPT = [ChatMessage("system", "be kind"), ChatMessage("user", "hello there friend")]
 

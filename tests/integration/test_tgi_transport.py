@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from app.emulators.tgi import TGIEmulator
 from llm.errors import ModelUnavailableError
 from llm.tgi import TGIChatModel
 from llm.types import ChatMessage, GenerationParams
-from tests.emulators.tgi import TGIEmulator
 
 PROMPT = [ChatMessage("system", "be kind"), ChatMessage("user", "hello there friend")]
 SHORT = GenerationParams(max_new_tokens=20)

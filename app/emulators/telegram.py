@@ -172,14 +172,14 @@ class TelegramEmulator:
     def texts(self, chat_id: int) -> list[str]:
         return [m.get("text") or m.get("caption") or "" for m in self.sent[chat_id]]
 
-    async def wait_for(self, chat_id: int, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    async def wait_for(self, chat_id: int, count: int, patience: float = 30.0) -> list[dict[str, Any]]:
         """Until the bot has sent `count` messages to the chat; woken by the sending call itself
         (no polling: a benchmark waits on a thousand chats at once)."""
         if len(self.sent[chat_id]) < count:
             arrived = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(chat_id, []).append((count, arrived))
             try:
-                await asyncio.wait_for(arrived, timeout)
+                await asyncio.wait_for(arrived, patience)
             except TimeoutError:
                 raise TimeoutError(
                     f"chat {chat_id} got {len(self.sent[chat_id])} of {count} messages: {self.texts(chat_id)}"

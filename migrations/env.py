@@ -10,6 +10,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from storage.config import DatabaseSettings
 from storage.database import resolve_database_url
 from storage.models import Base
 
@@ -25,9 +26,7 @@ def _url() -> str:
     url = config.attributes.get("url")
     if url:
         return str(url)
-    from app.settings import load_settings
-
-    settings = load_settings()
+    settings = DatabaseSettings()
     return resolve_database_url(settings.database_url, settings.data_dir)
 
 

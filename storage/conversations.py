@@ -1,222 +1,183 @@
-"""Conversations and their users: creation, the per-chat lock, FSM state, the reply lease."""
+"""Conversations outside the reply path: opening one, commands' changes, the users behind them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
-from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from storage.database import Executor
+from storage.rows import ConversationRow, FsmColumns, TransitionRecord, UserInfo
+from storage.sql import Statement, read_row, values_of
 
-from storage.dto import ConversationRow
-from storage.models import (
-    Conversation,
-    DeadLetter,
-    Message,
-    Outbox,
-    ProcessedUpdate,
-    StateTransition,
-    User,
-    table_of,
-)
-
-# The statements of the reply path are built once, with bound parameters, on the tables
-# rather than the ORM classes: building a statement, computing its cache key and the ORM's
-# bookkeeping cost SQLAlchemy more CPU than PostgreSQL spends running it.
-_CONVERSATIONS, _USERS = table_of(Conversation), table_of(User)
-_COLUMNS = [c for c in _CONVERSATIONS.c if c.name not in ("created_at", "updated_at")]
-_GET = (
-    select(*_COLUMNS, _USERS.c.timezone, _USERS.c.username, _USERS.c.first_name)
-    .join(_USERS, _USERS.c.id == _CONVERSATIONS.c.user_id)
-    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
-)
-_LOCK = _GET.with_for_update(of=_CONVERSATIONS)
-_RECORD_UPDATE = (
-    insert(table_of(ProcessedUpdate))
-    .values(update_id=bindparam("b_update_id"), chat_id=bindparam("b_chat_id"))
-    .on_conflict_do_nothing()
-    .returning(table_of(ProcessedUpdate).c.update_id)
-)
-_ADD_TRANSITIONS = insert(table_of(StateTransition))
-_COUNT_BOT_MESSAGE = (
-    update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
-    .values(
-        bot_messages=_CONVERSATIONS.c.bot_messages + 1,
-        last_bot_message_at=func.now(),
-        reply_lease_until=bindparam("b_lease_until", type_=_CONVERSATIONS.c.reply_lease_until.type),
-        updated_at=func.now(),
+_SELECT = """
+    SELECT c.chat_id, c.user_id, c.state, c.stage_before_repair, c.stage_messages, c.calm_streak,
+           c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
+           c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
+           c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
+           c.summarized_through_id, u.timezone, u.username, u.first_name
+      FROM conversations AS c JOIN users AS u ON u.id = c.user_id
+     WHERE c.chat_id = :chat_id"""
+_GET = Statement(_SELECT)
+_LOCK = Statement(_SELECT + " FOR UPDATE OF c")
+_OPEN = Statement("""
+    WITH person AS (
+        INSERT INTO users (id, username, first_name, language_code)
+        VALUES (:user_id, CAST(:username AS text), CAST(:first_name AS text), CAST(:language_code AS text))
+        ON CONFLICT (id) DO UPDATE
+           SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+               language_code = EXCLUDED.language_code, updated_at = now()
+         WHERE users.username IS DISTINCT FROM EXCLUDED.username
+            OR users.first_name IS DISTINCT FROM EXCLUDED.first_name
     )
-)
-_HOLDS_LEASE = (
-    select(_CONVERSATIONS.c.reply_lease_owner)
-    .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
-    .with_for_update()
-)
-
-
-@cache
-def _update_of(columns: frozenset[str]) -> Any:
-    """`UPDATE conversations SET <columns>` for one chat, built once per set of columns."""
-    settable = {name: bindparam(f"b_{name}", type_=_CONVERSATIONS.c[name].type) for name in columns}
-    return (
-        update(_CONVERSATIONS)
-        .where(_CONVERSATIONS.c.chat_id == bindparam("b_chat_id"))
-        .values(updated_at=func.now(), **settable)
+    INSERT INTO conversations (chat_id, user_id) VALUES (:chat_id, :user_id)
+    ON CONFLICT DO NOTHING RETURNING chat_id
+""")
+_RECORD_UPDATE = Statement("""
+    INSERT INTO processed_updates (update_id, chat_id) VALUES (:update_id, :chat_id)
+    ON CONFLICT DO NOTHING RETURNING update_id
+""")
+_ADD_MESSAGE = Statement("""
+    INSERT INTO messages (chat_id, role, kind, text, answered_at)
+    VALUES (:chat_id, :role, :kind, :text, CASE WHEN CAST(:answered AS boolean) THEN now() END)
+    RETURNING id
+""")
+_ADD_TRANSITIONS = Statement("""
+    INSERT INTO state_transitions (chat_id, from_state, to_state, trigger, user_messages,
+                                   sentiment_negative, sentiment_positive, message_id)
+    SELECT :chat_id, t.from_state, t.to_state, t.trigger, t.user_messages, t.sentiment_negative,
+           t.sentiment_positive, CAST(:message_id AS bigint)
+      FROM ROWS FROM (jsonb_to_recordset(CAST(:transitions AS jsonb)) AS (
+               from_state text, to_state text, trigger text, user_messages integer,
+               sentiment_negative double precision, sentiment_positive double precision
+           )) WITH ORDINALITY AS t(from_state, to_state, trigger, user_messages, sentiment_negative,
+                                   sentiment_positive, n)
+     ORDER BY t.n
+""")
+_MOVE = Statement("""
+    UPDATE conversations
+       SET state = :state, stage_before_repair = CAST(:stage_before_repair AS text), stage_messages = :stage_messages,
+           calm_streak = :calm_streak, updated_at = now()
+     WHERE chat_id = :chat_id
+""")
+_RESET = Statement("""
+    UPDATE conversations
+       SET state = :state, stage_before_repair = CAST(:stage_before_repair AS text), stage_messages = :stage_messages,
+           calm_streak = :calm_streak, updated_at = now(),
+           history_since_id = (SELECT coalesce(max(id), 0) FROM messages WHERE chat_id = :chat_id)
+     WHERE chat_id = :chat_id
+""")
+_GREETED = Statement("""
+    UPDATE conversations
+       SET bot_messages = bot_messages + 1, last_bot_message_at = now(), active = true,
+           next_checkin_at = coalesce(next_checkin_at, CAST(:next_checkin_at AS timestamptz)), updated_at = now()
+     WHERE chat_id = :chat_id
+""")
+_SET_CHECKINS = Statement("""
+    UPDATE conversations
+       SET checkins_enabled = :enabled, next_checkin_at = CAST(:next_checkin_at AS timestamptz), updated_at = now()
+     WHERE chat_id = :chat_id
+""")
+_DEACTIVATE = Statement("""
+    UPDATE conversations
+       SET active = false, next_checkin_at = NULL, reply_lease_until = NULL, reply_lease_owner = NULL,
+           updated_at = now()
+     WHERE chat_id = :chat_id
+""")
+_SET_TIMEZONE = Statement("UPDATE users SET timezone = :timezone, updated_at = now() WHERE id = :user_id")
+_COMMAND_TEXT = Statement("""
+    SELECT text FROM messages WHERE id = :message_id AND chat_id = :chat_id AND role = 'user' AND kind = 'command'
+""")
+_PRUNE_UPDATES = Statement("""
+    WITH pruned AS (DELETE FROM processed_updates WHERE received_at < :before RETURNING 1)
+    SELECT count(*) FROM pruned
+""")
+# Every row about a user goes; update ids stay (so a redelivery is still recognized) but lose
+# their link to the chat. Messages, transitions, summaries and check-ins go with the user's
+# conversations (ON DELETE CASCADE); what refers to a chat id alone is deleted here.
+_FORGET = Statement("""
+    WITH chats AS (
+        SELECT chat_id FROM conversations WHERE user_id = :user_id UNION SELECT CAST(:user_id AS bigint)
+    ), unlinked AS (
+        UPDATE processed_updates SET chat_id = NULL WHERE chat_id IN (SELECT chat_id FROM chats)
+    ), unsent AS (
+        DELETE FROM outbox WHERE chat_id IN (SELECT chat_id FROM chats)
+    ), set_aside AS (
+        DELETE FROM dead_letters WHERE chat_id IN (SELECT chat_id FROM chats)
+    ), gone AS (
+        DELETE FROM users WHERE id = :user_id RETURNING 1
     )
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    user_id: int
-    username: str | None = None
-    first_name: str | None = None
-    language_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionRecord:
-    from_state: str | None
-    to_state: str
-    trigger: str
-    user_messages: int
-    sentiment_negative: float | None
-    sentiment_positive: float | None
-
-
-def _row(mapping: Any) -> ConversationRow:
-    return ConversationRow(**{k: mapping[k] for k in ConversationRow.__slots__ if k in mapping})
+    SELECT count(*) FROM gone
+""")
 
 
 class ConversationRepo:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
 
-    async def ensure(self, chat_id: int, user: UserInfo) -> bool:
-        """Create the user and the conversation if new; True when the conversation is new."""
-        await self.session.execute(
-            insert(User)
-            .values(
-                id=user.user_id, username=user.username, first_name=user.first_name, language_code=user.language_code
-            )
-            .on_conflict_do_update(
-                index_elements=[User.id],
-                set_={
-                    "username": user.username,
-                    "first_name": user.first_name,
-                    "language_code": user.language_code,
-                    "updated_at": func.now(),
-                },
-                where=or_(
-                    User.username.is_distinct_from(user.username), User.first_name.is_distinct_from(user.first_name)
-                ),
-            )
-        )
-        created = await self.session.scalar(
-            insert(Conversation)
-            .values(chat_id=chat_id, user_id=user.user_id)
-            .on_conflict_do_nothing()
-            .returning(Conversation.chat_id)
-        )
-        return created is not None
+    async def get(self, chat_id: int) -> ConversationRow | None:
+        row = await self.executor.fetchrow(_GET, chat_id=chat_id)
+        return read_row(ConversationRow, row) if row is not None else None
 
     async def lock(self, chat_id: int) -> ConversationRow | None:
         """The conversation, locked until the transaction ends: the per-chat order."""
-        return await self.get(chat_id, for_update=True)
+        row = await self.executor.fetchrow(_LOCK, chat_id=chat_id)
+        return read_row(ConversationRow, row) if row is not None else None
 
-    async def get(self, chat_id: int, *, for_update: bool = False) -> ConversationRow | None:
-        query = _LOCK if for_update else _GET
-        row = (await self.session.execute(query, {"b_chat_id": chat_id})).mappings().first()
-        return _row(row) if row else None
-
-    async def update(self, chat_id: int, **values: Any) -> None:
-        params = {f"b_{name}": value for name, value in values.items()}
-        await self.session.execute(_update_of(frozenset(values)), {"b_chat_id": chat_id, **params})
-
-    async def add_transitions(
-        self, chat_id: int, transitions: list[TransitionRecord], message_id: int | None = None
-    ) -> None:
-        if transitions:
-            await self.session.execute(
-                _ADD_TRANSITIONS,
-                [{"chat_id": chat_id, "message_id": message_id, **vars_of(t)} for t in transitions],
-            )
-
-    async def holds_lease(self, chat_id: int, worker: str) -> bool:
-        """Lock the conversation; True while `worker` is still the one writing its replies."""
-        owner = (await self.session.execute(_HOLDS_LEASE, {"b_chat_id": chat_id})).first()
-        return owner is not None and owner[0] in (worker, None)
-
-    async def release_leases(self, worker: str) -> int:
-        """Hand back every reply lease of a worker that is stopping, so another takes the chats at once."""
-        result = await self.session.execute(
-            update(Conversation)
-            .where(Conversation.reply_lease_owner == worker)
-            .values(reply_lease_until=None, reply_lease_owner=None)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def count_bot_message(self, chat_id: int, *, lease_until: datetime) -> None:
-        await self.session.execute(_COUNT_BOT_MESSAGE, {"b_chat_id": chat_id, "b_lease_until": lease_until})
+    async def open(self, chat_id: int, user: UserInfo) -> tuple[ConversationRow, bool]:
+        """The conversation, locked, created on first contact (True then); the user's names kept current."""
+        created = await self.executor.fetchval(_OPEN, chat_id=chat_id, **values_of(user)) is not None
+        row = await self.lock(chat_id)
+        assert row is not None
+        return row, created
 
     async def record_update(self, update_id: int, chat_id: int | None) -> bool:
         """Remember a Telegram update id; False when it was seen before."""
-        seen = await self.session.scalar(_RECORD_UPDATE, {"b_update_id": update_id, "b_chat_id": chat_id})
-        return seen is not None
+        return await self.executor.fetchval(_RECORD_UPDATE, update_id=update_id, chat_id=chat_id) is not None
+
+    async def add_message(self, chat_id: int, *, role: str, kind: str, text: str, answered: bool = False) -> int:
+        """A message outside the reply path (a command, its answer, a check-in); its id."""
+        message_id: int = await self.executor.fetchval(
+            _ADD_MESSAGE, chat_id=chat_id, role=role, kind=kind, text=text, answered=answered
+        )
+        return message_id
+
+    async def add_transitions(
+        self, chat_id: int, transitions: Sequence[TransitionRecord], message_id: int | None = None
+    ) -> None:
+        if transitions:
+            records = [values_of(t) for t in transitions]
+            await self.executor.execute(_ADD_TRANSITIONS, chat_id=chat_id, transitions=records, message_id=message_id)
+
+    async def move(self, chat_id: int, fsm: FsmColumns) -> None:
+        await self.executor.execute(_MOVE, chat_id=chat_id, **values_of(fsm))
+
+    async def reset(self, chat_id: int, fsm: FsmColumns) -> None:
+        """Move the stage and start the short-term history after the newest message."""
+        await self.executor.execute(_RESET, chat_id=chat_id, **values_of(fsm))
+
+    async def greeted(self, chat_id: int, *, next_checkin_at: datetime | None) -> None:
+        """A greeting was queued: counted, the chat active, a check-in planned if none was."""
+        await self.executor.execute(_GREETED, chat_id=chat_id, next_checkin_at=next_checkin_at)
+
+    async def set_checkins(self, chat_id: int, *, enabled: bool, next_checkin_at: datetime | None) -> None:
+        await self.executor.execute(_SET_CHECKINS, chat_id=chat_id, enabled=enabled, next_checkin_at=next_checkin_at)
+
+    async def deactivate(self, chat_id: int) -> None:
+        """The user blocked the bot: no check-ins, nobody holding its replies."""
+        await self.executor.execute(_DEACTIVATE, chat_id=chat_id)
+
+    async def set_timezone(self, user_id: int, timezone: str | None) -> None:
+        await self.executor.execute(_SET_TIMEZONE, user_id=user_id, timezone=timezone)
+
+    async def command_text(self, chat_id: int, message_id: int) -> str | None:
+        """The text of a command this chat sent (for a button under its answer)."""
+        text: str | None = await self.executor.fetchval(_COMMAND_TEXT, chat_id=chat_id, message_id=message_id)
+        return text
 
     async def prune_updates(self, before: datetime) -> int:
         """Forget update ids older than Telegram ever redelivers (it keeps updates for 24 hours)."""
-        result = await self.session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.received_at < before))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def set_timezone(self, user_id: int, timezone: str | None) -> None:
-        await self.session.execute(
-            update(User).where(User.id == user_id).values(timezone=timezone, updated_at=func.now())
-        )
-
-    async def take_lease(self, chat_id: int, worker: str, until: datetime, now: datetime) -> bool:
-        """Become the chat's responder unless a live one exists."""
-        taken = await self.session.scalar(
-            update(Conversation)
-            .where(
-                Conversation.chat_id == chat_id,
-                or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
-            )
-            .values(reply_lease_until=until, reply_lease_owner=worker)
-            .returning(Conversation.chat_id)
-        )
-        return taken is not None
-
-    async def chats_owed_a_reply(self, now: datetime, limit: int = 100) -> list[int]:
-        """Chats with an unanswered user message and no live responder: what a crashed worker left."""
-        # Driven from the small partial index of unanswered messages, not from every conversation.
-        owed = select(Message.chat_id).where(Message.role == "user", Message.answered_at.is_(None))
-        rows = await self.session.scalars(
-            select(Conversation.chat_id)
-            .where(
-                Conversation.chat_id.in_(owed),
-                Conversation.active,
-                or_(Conversation.reply_lease_until.is_(None), Conversation.reply_lease_until < now),
-            )
-            .limit(limit)
-        )
-        return list(rows)
+        return int(await self.executor.fetchval(_PRUNE_UPDATES, before=before))
 
     async def forget(self, user_id: int) -> int:
-        """Delete every row about a user; processed update ids keep no link to them."""
-        chat_ids = list(await self.session.scalars(select(Conversation.chat_id).where(Conversation.user_id == user_id)))
-        chats = [*chat_ids, user_id]
-        await self.session.execute(
-            update(ProcessedUpdate).where(ProcessedUpdate.chat_id.in_(chats)).values(chat_id=None)
-        )
-        await self.session.execute(delete(Outbox).where(Outbox.chat_id.in_(chats)))
-        await self.session.execute(delete(DeadLetter).where(DeadLetter.chat_id.in_(chats)))
-        result = await self.session.execute(delete(User).where(User.id == user_id))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def vars_of(record: TransitionRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in TransitionRecord.__slots__}
+        """Delete every row about a user; how many users went (0 or 1)."""
+        return int(await self.executor.fetchval(_FORGET, user_id=user_id))

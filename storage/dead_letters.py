@@ -2,51 +2,49 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from storage.database import Executor
+from storage.errors import ConflictError
+from storage.sql import Statement
 
-from storage.models import DeadLetter, ProcessedUpdate, table_of
-
-_DEAD = table_of(DeadLetter)
-_ADD = (
-    insert(_DEAD)
-    .values(
-        update_id=bindparam("update_id"),
-        chat_id=bindparam("chat_id"),
-        error=bindparam("error"),
-        raw=bindparam("raw"),
-        attempts=bindparam("attempts"),
-    )
-    .returning(_DEAD.c.id)
-)
 MAX_RAW_CHARS = 64_000
+
+# Once per update id (a redelivery of an update already set aside adds nothing), and the id is
+# recorded as taken in, so the update is never handled afterwards either.
+_ADD = Statement("""
+    WITH known AS (
+        SELECT 1 FROM dead_letters WHERE update_id = CAST(:update_id AS bigint)
+    ), taken AS (
+        INSERT INTO processed_updates (update_id, chat_id)
+        SELECT CAST(:update_id AS bigint), CAST(:chat_id AS bigint)
+         WHERE CAST(:update_id AS bigint) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM known)
+        ON CONFLICT DO NOTHING
+    )
+    INSERT INTO dead_letters (update_id, chat_id, error, raw, attempts)
+    SELECT CAST(:update_id AS bigint), CAST(:chat_id AS bigint), :error, :raw, :attempts
+     WHERE NOT EXISTS (SELECT 1 FROM known)
+    RETURNING id
+""")
+_COUNT = Statement("SELECT count(*) FROM dead_letters")
 
 
 class DeadLetterRepo:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
 
     async def add(self, *, update_id: int | None, chat_id: int | None, error: str, raw: str, attempts: int) -> bool:
         """Set an update aside; False when it was set aside before (a redelivery)."""
-        if update_id is not None:
-            seen = await self.session.scalar(select(_DEAD.c.id).where(_DEAD.c.update_id == update_id))
-            if seen is not None:
-                return False
-            await self.session.execute(
-                insert(table_of(ProcessedUpdate)).values(update_id=update_id, chat_id=chat_id).on_conflict_do_nothing()
+        try:
+            added = await self.executor.fetchval(
+                _ADD,
+                update_id=update_id,
+                chat_id=chat_id,
+                error=error[:2000],
+                raw=raw[:MAX_RAW_CHARS],
+                attempts=attempts,
             )
-        await self.session.execute(
-            _ADD,
-            {
-                "update_id": update_id,
-                "chat_id": chat_id,
-                "error": error[:2000],
-                "raw": raw[:MAX_RAW_CHARS],
-                "attempts": attempts,
-            },
-        )
-        return True
+        except ConflictError:  # set aside at the same moment by another delivery of it
+            return False
+        return added is not None
 
     async def count(self) -> int:
-        return int(await self.session.scalar(select(func.count()).select_from(_DEAD)) or 0)
+        return int(await self.executor.fetchval(_COUNT))

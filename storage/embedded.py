@@ -78,13 +78,13 @@ def _ensure_system_user() -> None:
 
 async def recreate_database(admin_url: str, name: str) -> None:
     """Drop and create `name` on the server behind `admin_url` (the demo starts clean each run)."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
+    import asyncpg
 
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    from storage.sql import connect_arguments
+
+    connection = await asyncpg.connect(**connect_arguments(admin_url))
     try:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await engine.dispose()
+        await connection.close()

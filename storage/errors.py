@@ -1,10 +1,31 @@
-"""Database problems an operator can meet, each saying what to do."""
+"""What can go wrong with the database, as the rest of aifriend sees it; each says what to do.
+
+Every failure of a statement leaves `storage` as one of these (`translate`, the one place that
+reads the driver's exceptions), with the values PostgreSQL echoes in its messages hidden.
+"""
+
+from __future__ import annotations
 
 import re
 
+import asyncpg
+
 
 class DatabaseError(Exception):
-    """Base for storage errors; ``str()`` is meant for the operator."""
+    """Base of storage errors; ``str()`` is meant for the operator and carries no user text."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached or cannot serve now (down, restarting, full, the process
+    stopping): nothing is wrong with the data, so the same work can be tried again later."""
+
+
+class DatabaseConfigError(DatabaseError):
+    """The server answered but refuses us (wrong password, no such database): retrying cannot help."""
+
+
+class ConflictError(DatabaseError):
+    """A row that must be unique was written by someone else first."""
 
 
 class SchemaOutdatedError(DatabaseError):
@@ -15,16 +36,8 @@ class SchemaOutdatedError(DatabaseError):
         )
 
 
-class DatabaseUnreachableError(DatabaseError):
-    pass
-
-
 class EmbeddedPostgresError(DatabaseError):
     pass
-
-
-class DatabaseConfigError(DatabaseError):
-    """The server answered but refuses us (wrong password, no such database): retrying cannot help."""
 
 
 # SQLSTATE classes that say "try again later" rather than "this input is wrong": connection
@@ -33,56 +46,37 @@ _TRANSIENT_SQLSTATES = ("08", "57P", "53", "40001", "40P01")
 _REFUSED_SQLSTATES = ("28", "3D000")  # bad credentials, no such database
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        stack += [current.__cause__, current.__context__, getattr(current, "orig", None)]
-    return seen
+def translate(exc: BaseException) -> DatabaseError:
+    """The storage error for a driver or socket failure (a `DatabaseError` is returned as it is)."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    state = str(getattr(exc, "sqlstate", "") or "")
+    message = redact_values(f"{exc.__class__.__name__}: {exc}")[:1000]
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return ConflictError(message)
+    if state.startswith(_REFUSED_SQLSTATES):
+        return DatabaseConfigError(message)
+    if state.startswith(_TRANSIENT_SQLSTATES) or _connection_lost(exc):
+        return DatabaseUnavailableError(message)
+    return DatabaseError(message)
 
 
-def _sqlstate(exc: BaseException) -> str:
-    return str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
+def _connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError) or (isinstance(exc, OSError) and exc.errno is not None):
+        return True
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.PostgresConnectionError):
+        return True
+    # asyncpg's InterfaceError also covers bad arguments (a number out of range): only a closed
+    # connection, or a pool that is closing, says nothing about the data.
+    text = str(exc)
+    return isinstance(exc, asyncpg.InterfaceError) and any(
+        words in text
+        for words in ("connection is closed", "connection was closed", "pool is closing", "pool is closed")
+    )
 
 
-def is_refused(exc: BaseException) -> bool:
-    """The database refused these credentials or this database name."""
-    return any(_sqlstate(e).startswith(_REFUSED_SQLSTATES) for e in _chain(exc))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the connection to the database (or of the database itself) rather than of the data.
-
-    Such a failure says nothing about the update being handled: it is retried without counting
-    against the update, for as long as the outage lasts."""
-    from sqlalchemy import exc as sa_exc
-
-    for e in _chain(exc):
-        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
-            return True
-        if isinstance(e, sa_exc.TimeoutError | sa_exc.DisconnectionError):  # the pool, not the data
-            return True
-        if isinstance(e, ConnectionError | TimeoutError) or (isinstance(e, OSError) and e.errno is not None):
-            return True
-        if _sqlstate(e).startswith(_TRANSIENT_SQLSTATES):
-            return True
-        # asyncpg's InterfaceError also covers bad arguments (a number out of range): only a closed
-        # connection counts here.
-        if e.__class__.__module__.startswith("asyncpg") and (
-            e.__class__.__name__ in ("ConnectionDoesNotExistError", "PostgresConnectionError")
-            or "connection is closed" in str(e)
-            or "connection was closed" in str(e)
-        ):
-            return True
-    return False
-
-
-# Where PostgreSQL and asyncpg quote the offending value back in an error message. Parameters
-# are hidden by the engine (hide_parameters), but these echoes would still carry what a user wrote.
+# Where PostgreSQL and asyncpg quote the offending value back in an error message: these echoes
+# would carry what a user wrote into logs and operator messages.
 _ECHOED_VALUES = (
     re.compile(r"""(query argument \$\d+: )(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)"""),
     re.compile(r"""(for (?:type|encoding) [\w"]+: )(?:"(?:[^"\\]|\\.)*"|\S+)"""),

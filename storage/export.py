@@ -5,49 +5,31 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from storage.database import Executor
+from storage.sql import Row, Statement
 
-from storage.models import Conversation, DailySummary, MemoryForget, Message, StateTransition, User, table_of
+_CHATS = "SELECT chat_id FROM conversations WHERE user_id = :user_id"
+# The search column is PostgreSQL's derived form of a message's text, not something the user told us.
+_MESSAGE_COLUMNS = """id, chat_id, role, kind, text, telegram_message_id, update_id, sentiment_negative,
+                      sentiment_positive, answered_at, delivered_at, recall_note, recallable, created_at"""
+_PARTS = {
+    "user": Statement("SELECT * FROM users WHERE id = :user_id"),
+    "conversations": Statement("SELECT * FROM conversations WHERE user_id = :user_id"),
+    "messages": Statement(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+    "state_transitions": Statement(f"SELECT * FROM state_transitions WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+    "daily_summaries": Statement(f"SELECT * FROM daily_summaries WHERE chat_id IN ({_CHATS}) ORDER BY day"),
+    "memory_forgets": Statement(f"SELECT * FROM memory_forgets WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+}
 
-# The search index column is PostgreSQL's derived form of `text`, not something the user told us.
-_MESSAGE_COLUMNS = [column for column in table_of(Message).c if column.name != "search"]
+
+def _plain(row: Row) -> dict[str, Any]:
+    return {key: value.isoformat() if isinstance(value, datetime | date) else value for key, value in row.items()}
 
 
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else value
-
-
-def _rows(result: Any) -> list[dict[str, Any]]:
-    return [{key: _plain(value) for key, value in row.items()} for row in result.mappings()]
-
-
-async def export_user(session: AsyncSession, user_id: int) -> dict[str, Any] | None:
-    users = _rows(await session.execute(select(User.__table__).where(User.id == user_id)))
-    if not users:
-        return None
-    chats = select(Conversation.chat_id).where(Conversation.user_id == user_id)
-    return {
-        "user": users[0],
-        "conversations": _rows(
-            await session.execute(select(Conversation.__table__).where(Conversation.user_id == user_id))
-        ),
-        "messages": _rows(
-            await session.execute(select(*_MESSAGE_COLUMNS).where(Message.chat_id.in_(chats)).order_by(Message.id))
-        ),
-        "state_transitions": _rows(
-            await session.execute(
-                select(StateTransition.__table__).where(StateTransition.chat_id.in_(chats)).order_by(StateTransition.id)
-            )
-        ),
-        "daily_summaries": _rows(
-            await session.execute(
-                select(DailySummary.__table__).where(DailySummary.chat_id.in_(chats)).order_by(DailySummary.day)
-            )
-        ),
-        "memory_forgets": _rows(
-            await session.execute(
-                select(MemoryForget.__table__).where(MemoryForget.chat_id.in_(chats)).order_by(MemoryForget.id)
-            )
-        ),
+async def export_user(executor: Executor, user_id: int) -> dict[str, Any] | None:
+    parts = {
+        name: [_plain(row) for row in await executor.fetch(query, user_id=user_id)] for name, query in _PARTS.items()
     }
+    if not parts["user"]:
+        return None
+    return {**parts, "user": parts["user"][0]}

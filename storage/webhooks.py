@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from storage.database import Executor
+from storage.sql import Statement
 
-from storage.models import WebhookRegistration
-
-_REGISTRATION_LOCK = "aifriend:webhook-registration"
+_LOCK = Statement("SELECT pg_advisory_xact_lock(hashtext('aifriend:webhook-registration'))")
+_FINGERPRINT = Statement("SELECT fingerprint FROM webhook_registrations WHERE bot_id = :bot_id")
+_RECORD = Statement("""
+    INSERT INTO webhook_registrations (bot_id, url, fingerprint, registered_by)
+    VALUES (:bot_id, :url, :fingerprint, :worker)
+    ON CONFLICT (bot_id) DO UPDATE
+       SET url = EXCLUDED.url, fingerprint = EXCLUDED.fingerprint, registered_by = EXCLUDED.registered_by,
+           registered_at = now()
+""")
 
 
 class WebhookRepo:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
 
     async def lock(self) -> None:
         """Serialize registration across replicas until the transaction ends."""
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _REGISTRATION_LOCK})
+        await self.executor.execute(_LOCK)
 
     async def fingerprint(self, bot_id: int) -> str | None:
-        return await self.session.scalar(
-            select(WebhookRegistration.fingerprint).where(WebhookRegistration.bot_id == bot_id)
-        )
+        found: str | None = await self.executor.fetchval(_FINGERPRINT, bot_id=bot_id)
+        return found
 
     async def record(self, bot_id: int, *, url: str, fingerprint: str, worker: str) -> None:
-        values = {"url": url, "fingerprint": fingerprint, "registered_by": worker}
-        await self.session.execute(
-            insert(WebhookRegistration)
-            .values(bot_id=bot_id, **values)
-            .on_conflict_do_update(
-                index_elements=[WebhookRegistration.bot_id], set_={**values, "registered_at": func.now()}
-            )
-        )
+        await self.executor.execute(_RECORD, bot_id=bot_id, url=url, fingerprint=fingerprint, worker=worker)

@@ -1,4 +1,4 @@
-"""Alembic driven from code: upgrade to head, and the check that refuses an old schema."""
+"""Alembic driven from code: bring a database to a revision, and name the revision this code needs."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-import migrations
 from storage.errors import SchemaOutdatedError
 
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -40,13 +37,8 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
-        return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
-
-
-async def ensure_at_head(engine: AsyncEngine) -> None:
+def check_at_head(current: str | None) -> None:
     """Refuse to run on a schema this code was not written for."""
-    current, head = await current_revision(engine), head_revision()
+    head = head_revision()
     if current != head:
         raise SchemaOutdatedError(current, head)

@@ -1,9 +1,19 @@
-"""What repositories return: frozen values, never ORM objects."""
+"""What repositories take and give back: frozen values, read from rows by column name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """The Telegram user behind a chat, as their latest update names them."""
+
+    user_id: int
+    username: str | None = None
+    first_name: str | None = None
+    language_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +72,25 @@ class RecalledRow:
     id: int
     text: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FsmColumns:
+    """The columns of a conversation that the relationship machine reads and writes."""
+
+    state: str
+    stage_before_repair: str | None
+    stage_messages: int
+    calm_streak: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One change of stage as `state_transitions` keeps it."""
+
+    from_state: str | None
+    to_state: str
+    trigger: str
+    user_messages: int
+    sentiment_negative: float | None
+    sentiment_positive: float | None

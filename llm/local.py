@@ -11,10 +11,9 @@ import structlog
 
 from llm.budget import room_for_reply
 from llm.errors import GenerationFailedError, ModelUnavailableError
-from llm.gate import released
 from llm.types import ChatMessage, Completion, GenerationParams, TokenLimits
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 _FALLBACK_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -100,7 +99,6 @@ class TransformersChatModel:
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         ids = self._encode(messages)
         max_new = room_for_reply(len(ids), params.max_new_tokens, self._limits)
-        await released()  # a generation in a thread cannot be called off: it starts once the message is stored
         try:
             text = await asyncio.to_thread(self._generate, ids, params, max_new)
         except RuntimeError as exc:
@@ -113,7 +111,6 @@ class TransformersChatModel:
         ids = self._encode(messages)
         max_new = room_for_reply(len(ids), params.max_new_tokens, self._limits)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
-        await released()
         task = asyncio.create_task(asyncio.to_thread(self._generate, ids, params, max_new, streamer))
         sentinel = object()
         try:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import structlog
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

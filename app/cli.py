@@ -30,20 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in commands.ALL:
         sub = subparsers.add_parser(spec.name, help=spec.help, description=spec.help)
         spec.configure(sub)
-        sub.set_defaults(run=spec.run)
+        sub.set_defaults(spec=spec)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from app.commands import CommandSpec, logs_to_file
+
     args = build_parser().parse_args(argv)
+    spec: CommandSpec = args.spec
     try:
         settings = load_settings()
     except SettingsError as exc:
         return _fail(str(exc), USAGE_ERROR)
     secrets = _secrets(settings)
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets)
+    log_file = settings.data_dir / "logs" / f"{spec.name}.log" if logs_to_file(spec, args) else None
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets, file=log_file)
+    if log_file is not None:
+        print(f"aifriend: the log is in {log_file} (--verbose shows it here)", file=sys.stderr)
     masker = SecretMasker(secrets)
-    run: Command = args.run
+    run: Command = spec.run
     # The one place any failure becomes a line for a person: masked, since an exception may carry
     # the token (a URL with it) or the database URL; the traceback goes to the (masked) log.
     try:
@@ -56,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        structlog.get_logger().error("crashed", exc_info=True)
+        structlog.get_logger(__name__).error("crashed", exc_info=True)
         return _fail(masker.mask(f"stopped by an unexpected error: {exc.__class__.__name__}: {exc}"[:500]), 1)
 
 
@@ -76,13 +82,10 @@ def _fail(message: str, code: int) -> int:
 
 
 def _secrets(settings: Settings) -> list[str | None]:
-    from sqlalchemy.engine import make_url
+    from storage.database import url_password
 
     held = (settings.bot_token, settings.webhook_secret, settings.tgi_api_key)
     secrets = [s.get_secret_value() if s else None for s in held]
     if settings.database_url is not None:
-        try:
-            secrets.append(make_url(settings.database_url.get_secret_value()).password)
-        except Exception:  # an unparsable URL fails later with its own message
-            structlog.get_logger().debug("database_url_unparsable")
+        secrets.append(url_password(settings.database_url.get_secret_value()))
     return secrets

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from app.settings import Settings
-from storage import migrate
-from storage.database import describe_url, resolve_database_url
+from app.settings import Settings, SettingsError
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,27 +23,33 @@ class CommandSpec:
     help: str
     run: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
     configure: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    talks_to_a_person: bool = False  # its own lines go to the terminal: logs must not come between them
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from migrations import schema
+    from storage.database import describe_url, resolve_database_url
+
     logging.getLogger("alembic").setLevel(logging.INFO)
     url = await asyncio.to_thread(resolve_database_url, settings.database_url, settings.data_dir)
-    await asyncio.to_thread(migrate.upgrade, url, args.revision)
+    await asyncio.to_thread(schema.upgrade, url, args.revision)
     log.info("database_migrated", database=describe_url(url), revision=args.revision)
     return 0
 
 
 async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from app.terminal import chat
+    from app.terminal import chat, emulated_model, missing_model_server
     from app.wiring import services
 
-    async with services(settings, reply_debounce=False, role="chat") as built:
-        return await chat(built.conversation, chat_id=args.chat_id)
+    async with emulated_model(settings, args.emulated_model) as model:
+        if model is None and (problem := await missing_model_server(settings)):
+            raise SettingsError(problem)
+        async with services(settings, reply_debounce=False, role="chat", model=model) as friend:
+            return await chat(friend, chat_id=args.chat_id)
 
 
 async def cmd_fsm_diagram(args: argparse.Namespace, settings: Settings) -> int:
     from app.persona import PersonaError, load_persona
-    from app.settings import SettingsError
     from fsm import RelationshipMachine
 
     try:
@@ -57,31 +62,30 @@ async def cmd_fsm_diagram(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     settings.telegram_token()  # a missing token fails before anything (or any slow import) starts
-    from app.telegram.bot import serve
+    from app.serve import serve
     from app.wiring import services
 
-    async with services(settings, role="bot", database_patience=None) as built:
-        await serve(settings, built.conversation, with_scheduler=not args.no_scheduler)
+    async with services(settings, role="bot", patience=settings.outage_patience) as friend:
+        await serve(settings, friend, with_scheduler=not args.no_scheduler)
     return 0
 
 
 async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     settings.telegram_token()
-    from app.telegram.bot import serve_scheduler
+    from app.serve import serve_scheduler
     from app.wiring import services
 
-    async with services(settings, role="scheduler", database_patience=None) as built:
-        await serve_scheduler(settings, built.conversation)
+    async with services(settings, role="scheduler", patience=settings.outage_patience) as friend:
+        await serve_scheduler(settings, friend)
     return 0
 
 
 async def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     from app.reports import format_conversation
-    from app.services.operators import OperatorReports
     from app.wiring import services
 
-    async with services(settings, need_model=False) as built:
-        report = await OperatorReports(built.database).conversation(args.chat_id)
+    async with services(settings, need_model=False) as friend:
+        report = await friend.reports.conversation(args.chat_id)
     if report is None:
         print(f"aifriend: no conversation with chat id {args.chat_id}; `aifriend stats` counts them all")
         return 1
@@ -91,11 +95,10 @@ async def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from app.reports import format_stats
-    from app.services.operators import OperatorReports
     from app.wiring import services
 
-    async with services(settings, need_model=False) as built:
-        print(format_stats(await OperatorReports(built.database).stats()))
+    async with services(settings, need_model=False) as friend:
+        print(format_stats(await friend.reports.stats()))
     return 0
 
 
@@ -113,8 +116,22 @@ def _inspect_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chat_id", type=int, help="the Telegram chat id")
 
 
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the log lines in the terminal too (by default a terminal gets them in DATA_DIR/logs)",
+    )
+
+
 def _chat_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat-id", type=int, default=-1, help="conversation id to use (default: -1)")
+    parser.add_argument(
+        "--emulated-model",
+        action="store_true",
+        help="talk to the built-in emulated model (it echoes you, and says so) instead of TGI_URL: for trying it",
+    )
+    _verbose(parser)
 
 
 def _migrate_options(parser: argparse.ArgumentParser) -> None:
@@ -126,13 +143,10 @@ ALL: tuple[CommandSpec, ...] = (
         "demo",
         "the real bot against built-in Telegram and TGI emulators and an embedded PostgreSQL; prints what happened",
         cmd_demo,
+        _verbose,
+        talks_to_a_person=True,
     ),
-    CommandSpec(
-        "run",
-        "the Telegram bot: long polling, or a webhook when WEBHOOK_URL is set",
-        cmd_run,
-        _run_options,
-    ),
+    CommandSpec("run", "the Telegram bot: long polling, or a webhook when WEBHOOK_URL is set", cmd_run, _run_options),
     CommandSpec(
         "migrate",
         "alembic upgrade head on the configured database (embedded when DATABASE_URL is unset)",
@@ -144,6 +158,7 @@ ALL: tuple[CommandSpec, ...] = (
         "talk to the companion in the terminal through the same pipeline (FSM, memory, database, LLM)",
         cmd_chat,
         _chat_options,
+        talks_to_a_person=True,
     ),
     CommandSpec("scheduler", "a check-in worker only; any number may run beside any number of bots", cmd_scheduler),
     CommandSpec(
@@ -153,9 +168,10 @@ ALL: tuple[CommandSpec, ...] = (
         _inspect_options,
     ),
     CommandSpec("stats", "all conversations: how many in each state, messages and check-ins per day", cmd_stats),
-    CommandSpec(
-        "fsm-diagram",
-        "print the relationship state machine as a Mermaid stateDiagram-v2",
-        cmd_fsm_diagram,
-    ),
+    CommandSpec("fsm-diagram", "print the relationship state machine as a Mermaid stateDiagram-v2", cmd_fsm_diagram),
 )
+
+
+def logs_to_file(spec: CommandSpec, args: argparse.Namespace) -> bool:
+    """A command that talks to a person in a terminal keeps its logs out of the conversation."""
+    return spec.talks_to_a_person and not getattr(args, "verbose", False) and sys.stderr.isatty()

@@ -1,32 +1,28 @@
 """`aifriend demo`: the real bot, end to end, with nothing to install or configure.
 
 An embedded PostgreSQL (a fresh `aifriend_demo` database under DATA_DIR), the Bot API and
-TGI emulators from the test suite on loopback, and `aifriend run`'s own code in between.
+TGI emulators (`app.emulators`) on loopback, and `aifriend run`'s own code in between.
 A scripted user talks to it; what happened is printed from the database afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
+from app.emulators.telegram import TelegramEmulator
+from app.emulators.tgi import TGIEmulator
 from app.reports import format_conversation
-from app.services.conversation import ConversationService
+from app.serve import Stopper, serve
 from app.services.operators import OperatorReports
 from app.settings import Settings, load_settings
-from app.telegram.bot import serve
 from app.wiring import services
+from migrations import schema
 from scheduler.timing import QuietHours
-from storage import migrate
+from storage.database import with_database
 from storage.embedded import embedded_database_url, recreate_database
-
-if TYPE_CHECKING:
-    from app.emulators.telegram import TelegramEmulator
 
 DEMO_DATABASE = "aifriend_demo"
 CHAT = 100
@@ -76,16 +72,12 @@ async def _wait_for_message(telegram: TelegramEmulator, count: int, patience: fl
 
 
 async def run_demo(settings: Settings) -> int:
-    from app.emulators.telegram import TelegramEmulator
-    from app.emulators.tgi import TGIEmulator
-
-    logging.getLogger().setLevel(logging.WARNING)
     _say("aifriend demo: a real bot, a real PostgreSQL and the real state machine; only Telegram")
     _say("and the model are emulated (the emulated model answers by echoing, and says so).\n")
     admin_url = await asyncio.to_thread(embedded_database_url, settings.data_dir, "postgres")
     await recreate_database(admin_url, DEMO_DATABASE)
-    url = make_url(admin_url).set(database=DEMO_DATABASE).render_as_string(hide_password=False)
-    await asyncio.to_thread(migrate.upgrade, url)
+    url = with_database(admin_url, DEMO_DATABASE)
+    await asyncio.to_thread(schema.upgrade, url)
     _say(f"database: embedded PostgreSQL in {settings.data_dir / 'pg'}, database {DEMO_DATABASE}")
 
     tgi = TGIEmulator(max_input_tokens=1023, max_total_tokens=1024)
@@ -107,37 +99,42 @@ async def run_demo(settings: Settings) -> int:
         persona_file=settings.persona_file,
     )
     _say(f"Bot API emulator: {telegram.url}   TGI emulator: {tgi.url} (max_total_tokens=1024)\n")
-    stop = asyncio.Event()
+    stopper = Stopper()
     try:
-        async with services(demo) as built:
-            bot = asyncio.create_task(serve(demo, built.conversation, stop=stop))
+        async with services(demo) as friend:
+            bot = asyncio.create_task(serve(demo, friend, stopper=stopper))
             while not telegram.commands and not bot.done():  # noqa: ASYNC110 - the emulator has no event for it
                 await asyncio.sleep(0.05)
-            await _conversation(telegram, built.conversation)
-            stop.set()
+            await _conversation(telegram, friend.reports)
+            stopper.event.set()
             await bot
-            await built.conversation.drain()
-            await _account(OperatorReports(built.database))
+            await friend.background.drain()
+            await _account(friend.reports)
     finally:
-        stop.set()
+        stopper.event.set()
         await telegram.stop()
         await tgi.stop()
     return 0
 
 
-async def _exchange(telegram: TelegramEmulator, conversation: ConversationService, text: str) -> None:
+async def _stage(reports: OperatorReports) -> str | None:
+    report = await reports.conversation(CHAT)
+    return str(report.overview["state"]) if report else None
+
+
+async def _exchange(telegram: TelegramEmulator, reports: OperatorReports, text: str) -> None:
     sent = len(telegram.sent[CHAT])
-    before = await conversation.conversation(CHAT)
+    before = await _stage(reports)
     telegram.user_sends(CHAT, text, username="sam")
     reply = await _wait_for_message(telegram, sent + 1)
-    after = await conversation.conversation(CHAT)
+    after = await _stage(reports)
     _say(f"  Sam   > {text}")
     _say(f"  Robin > {reply}")
-    if after is not None and (before is None or before.state != after.state):
-        _say(f"          [stage: {before.state if before else '-'} -> {after.state}]")
+    if after is not None and before != after:
+        _say(f"          [stage: {before or '-'} -> {after}]")
 
 
-async def _conversation(telegram: TelegramEmulator, conversation: ConversationService) -> None:
+async def _conversation(telegram: TelegramEmulator, conversation: OperatorReports) -> None:
     _say("1. Greeting")
     await _exchange(telegram, conversation, "/start")
     _say("\n2. Getting to know each other (warming at the 10th message, close at the 30th)")

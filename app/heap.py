@@ -14,7 +14,7 @@ import time
 
 import structlog
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 def settle_heap() -> None:

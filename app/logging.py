@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -57,26 +58,21 @@ class _NamedWriteLogger(structlog.WriteLogger):
         self.name = name
 
 
-def _named_write_logger_factory(file: TextIO) -> Callable[..., _NamedWriteLogger]:
-    def factory(*_: Any) -> _NamedWriteLogger:
-        # Made on a logger's first use (cache_logger_on_first_use): the first frame outside
-        # structlog is the module that logs, as stdlib's LoggerFactory finds it.
-        frame = sys._getframe(1)
-        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("structlog"):
-            frame = frame.f_back
-        return _NamedWriteLogger(file, frame.f_globals.get("__name__", "?"))
-
-    return factory
-
-
-def configure_logging(*, level: str = "INFO", fmt: str | None = None, secrets: Iterable[str | None] = ()) -> None:
-    """One processor chain for our lines and for stdlib logging's (aiogram, SQLAlchemy, alembic).
+def configure_logging(
+    *, level: str = "INFO", fmt: str | None = None, secrets: Iterable[str | None] = (), file: Path | None = None
+) -> None:
+    """One processor chain for our lines and for stdlib logging's (aiogram, alembic).
 
     Our lines take structlog's own path (structlog's performance notes): a level below LOG_LEVEL
-    costs nothing, and a line is rendered and written at once (about a fifth of what a trip
-    through stdlib logging's records, handler and formatter cost: 93 against 20 us). Foreign
-    lines go through stdlib's handler and get the same processors and rendering."""
-    render_json = fmt == "json" or (fmt is None and not sys.stderr.isatty())
+    costs nothing, and a line is rendered and written at once. Foreign lines go through stdlib's
+    handler and get the same processors and rendering. `file`: write there instead of stderr (a
+    command talking to a person in the terminal)."""
+    stream: TextIO = sys.stderr
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        stream = file.open("a", encoding="utf-8", buffering=1)
+    on_terminal = stream.isatty()
+    render_json = fmt == "json" or (fmt is None and not on_terminal)
     masker = SecretMasker(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -88,16 +84,14 @@ def configure_logging(*, level: str = "INFO", fmt: str | None = None, secrets: I
         masker,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if render_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer() if render_json else structlog.dev.ConsoleRenderer(colors=on_terminal)
     )
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         numeric_level = logging.INFO
     structlog.configure(
         processors=[*shared, renderer],
-        logger_factory=_named_write_logger_factory(sys.stderr),
+        logger_factory=lambda *names: _NamedWriteLogger(stream, str(names[0]) if names else "?"),
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
@@ -106,14 +100,14 @@ def configure_logging(*, level: str = "INFO", fmt: str | None = None, secrets: I
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     # No line renders where a call came from, or which thread or process made it: the logging HOWTO's
-    # "Optimization" switches skip collecting them (a frame walk per line; a fifth of a line's cost).
+    # "Optimization" section switches off collecting them (a frame walk per line).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     # transitions narrates every callback at INFO; its state changes are logged here as fsm_transitioned
-    for noisy in ("aiogram.event", "alembic", "httpx", "httpcore", "httpx2", "httpcore2", "asyncio", "transitions"):
+    for noisy in ("aiogram.event", "alembic", "httpx2", "httpcore2", "openai", "asyncio", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric_level))

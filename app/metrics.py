@@ -12,12 +12,22 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # _created series only double what Prometheus keeps
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 # name -> (help, label names); counters end in _total, as Prometheus expects.
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -49,6 +59,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # The standard process metrics (resident memory, CPU, open files; Python's version and its
+        # garbage collector), as the default registry would have them.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self._counters = {
             name: Counter(name.removesuffix("_total"), help, labels, registry=self.registry)
             for name, (help, labels) in _COUNTERS.items()

@@ -6,8 +6,9 @@ import asyncio
 
 from app.metrics import Check, Metrics
 from llm.types import ChatModel
+from migrations.schema import head_revision
 from storage.database import Database
-from storage.migrate import current_revision, head_revision
+from storage.errors import DatabaseError
 
 PROBE_TIMEOUT = 3.0
 
@@ -19,9 +20,11 @@ def database_check(database: Database) -> Check:
     async def check() -> tuple[bool, str]:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
-                current = await current_revision(database.engine)
+                current = await database.schema_revision()
         except TimeoutError:
             return False, f"no answer within {PROBE_TIMEOUT:g} s"
+        except DatabaseError as exc:
+            return False, str(exc)[:200]
         if current != head:
             return False, f"schema at {current}, this version needs {head}: run `aifriend migrate`"
         return True, f"schema at {head}"

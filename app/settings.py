@@ -15,11 +15,12 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from app.durations import parse_duration
 from scheduler.timing import QuietHours
+from storage.config import DatabaseSettings
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -34,15 +35,14 @@ def _host_port(value: object) -> str:
 HostPort = Annotated[str, BeforeValidator(_host_port)]
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; read once in the composition root and passed down."""
+class Settings(DatabaseSettings):
+    """Every knob of the service; read once in the composition root and passed down. DATABASE_URL
+    and DATA_DIR are storage's own (`storage.config`), read the same way."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
-    database_url: SecretStr | None = None
-    data_dir: Path = Path("./var")
     llm_backend: Literal["tgi", "transformers"] = "tgi"
     tgi_url: str = "http://localhost:8080"
     tgi_api_key: SecretStr | None = None
@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     reply_debounce: Duration = timedelta(seconds=1.5)
     llm_timeout: Duration = timedelta(seconds=30)
     shutdown_grace: Duration = timedelta(seconds=20)
+    outage_patience: Duration = timedelta(minutes=10)
+    database_patience: Duration = timedelta(seconds=20)
     stream_replies: bool = True
     memory_recall: bool = True
 
@@ -86,16 +88,6 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             # Never echo the value: a pasted URL may carry the token (".../bot123:ABC").
             raise ValueError("must be an http:// or https:// URL with a host, like https://api.telegram.org")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        url = value.get_secret_value()
-        if not url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
-            raise ValueError("must be a postgresql+asyncpg://user:password@host:port/db URL")
         return value
 
     @field_validator("default_tz")
@@ -122,7 +114,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("checkin_sweep_every", "checkin_after", "llm_timeout")
+    @field_validator("checkin_sweep_every", "checkin_after", "llm_timeout", "outage_patience", "database_patience")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

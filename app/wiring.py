@@ -1,35 +1,36 @@
-"""Build the long-lived parts once from settings, and close them once."""
+"""Build the long-lived parts once from settings, and close them once: the composition root."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from datetime import timedelta
 
-import structlog
-
+from app.metrics import Metrics
 from app.persona import PersonaError, load_persona
-from app.services.conversation import ConversationService
+from app.retry import retrying
+from app.services.friend import Friend
+from app.services.values import ReplyRules
 from app.settings import Settings, SettingsError
 from llm.errors import ModelUnavailableError
 from llm.sentiment import ClassifierScorer, SentimentScorer, VaderScorer
 from llm.tgi import TGIChatModel
 from llm.types import ChatModel
-from scheduler.runner import worker_name
+from migrations import schema
+from scheduler.runner import claim_lease
 from scheduler.timing import CheckinPolicy
-from storage.database import Database, open_database
-from storage.errors import DatabaseUnreachableError
+from storage.database import Database, connect, describe_url, resolve_database_url
+from storage.errors import DatabaseConfigError, DatabaseUnavailableError
 
-log = structlog.get_logger()
+POOL_SIZE = 20  # connections one process opens at most, and only as load needs them
 
 
-@dataclass(frozen=True)
-class Services:
-    database: Database
-    model: ChatModel
-    conversation: ConversationService
+def worker_name(role: str) -> str:
+    """This process, as reply leases, outbox claims and check-in claims name it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{role}"
 
 
 async def build_model(settings: Settings) -> ChatModel:
@@ -44,11 +45,12 @@ async def build_model(settings: Settings) -> ChatModel:
             return await TransformersChatModel.load(settings.llm_model)
         except ModelUnavailableError as exc:
             raise SettingsError(f"invalid setting LLM_MODEL: {exc}") from None
-    return TGIChatModel(settings.tgi_url, timeout=settings.llm_timeout.total_seconds(), api_key=_tgi_key(settings))
+    return tgi_model(settings)
 
 
-def _tgi_key(settings: Settings) -> str | None:
-    return settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
+def tgi_model(settings: Settings, *, timeout: float | None = None) -> TGIChatModel:
+    key = settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
+    return TGIChatModel(settings.tgi_url, timeout=timeout or settings.llm_timeout.total_seconds(), api_key=key)
 
 
 async def build_scorer(settings: Settings) -> SentimentScorer:
@@ -60,20 +62,42 @@ async def build_scorer(settings: Settings) -> SentimentScorer:
         raise SettingsError(f"invalid setting SENTIMENT_MODEL: {exc}") from None
 
 
-async def connect_database(settings: Settings, *, patience: float | None) -> Database:
-    """Open the database, waiting for it while it is unreachable: forever (`patience` None) for the
-    long-running commands, so a bot started before its database simply waits for it."""
-    started, attempt = time.monotonic(), 0
-    while True:
-        try:
-            return await open_database(settings.database_url, settings.data_dir)
-        except DatabaseUnreachableError as exc:
-            attempt += 1
-            if patience is not None and time.monotonic() - started >= patience:
-                raise
-            delay = min(30.0, 2.0**attempt)
-            log.warning("database_unreachable", error=str(exc), retry_in=delay, attempt=attempt)
-            await asyncio.sleep(delay)
+async def open_database(settings: Settings, *, patience: timedelta) -> Database:
+    """Connect, waiting up to `patience` while the server is unreachable (a bot started before its
+    database waits for it). An embedded database is migrated to head; an external one must be."""
+    embedded = settings.database_url is None
+    url = await asyncio.to_thread(resolve_database_url, settings.database_url, settings.data_dir)
+    if embedded:
+        await asyncio.to_thread(schema.upgrade, url)
+    try:
+        async for attempt in retrying(
+            "database_unreachable",
+            retry_on=lambda e: isinstance(e, DatabaseUnavailableError),
+            patience=patience.total_seconds(),
+        ):
+            with attempt:
+                database = await connect(
+                    url,
+                    pool_size=POOL_SIZE,
+                    embedded=embedded,
+                    connect_patience=settings.database_patience.total_seconds(),
+                )
+                try:
+                    schema.check_at_head(await database.schema_revision())
+                except BaseException:
+                    await database.close()
+                    raise
+    except DatabaseConfigError as exc:
+        raise DatabaseConfigError(
+            f"the database at {describe_url(url)} refused the connection ({exc}); "
+            "check the user, password and database name in DATABASE_URL"
+        ) from None
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot reach the database at {describe_url(url)} ({exc}); "
+            "check DATABASE_URL and that the server is running"
+        ) from None
+    return database
 
 
 @asynccontextmanager
@@ -83,45 +107,49 @@ async def services(
     reply_debounce: bool = True,
     need_model: bool = True,
     role: str = "cli",
-    database_patience: float | None = 30.0,
-) -> AsyncIterator[Services]:
-    """Persona, database, model and the conversation service, closed in reverse order."""
+    patience: timedelta = timedelta(seconds=30),
+    model: ChatModel | None = None,
+) -> AsyncIterator[Friend]:
+    """Persona, database, model and the services, closed in reverse order. `model`: one the caller
+    built (the terminal's emulated model) instead of the one the settings name. `patience`: how long
+    to wait for an unreachable database (OUTAGE_PATIENCE for the long-running commands)."""
     try:
         persona = load_persona(settings.persona_file)
     except PersonaError as exc:
         raise SettingsError(str(exc)) from None
     scorer = await build_scorer(settings) if need_model else VaderScorer()
-    database = await connect_database(settings, patience=database_patience)
+    database = await open_database(settings, patience=patience)
     try:
-        # Reports never generate: give them an idle TGI client rather than loading a local model.
-        model = (
-            await build_model(settings)
-            if need_model
-            else TGIChatModel(settings.tgi_url, timeout=5.0, api_key=_tgi_key(settings))
+        # Reports never generate: give them an idle client rather than loading a local model.
+        model = model or (await build_model(settings) if need_model else tgi_model(settings, timeout=5.0))
+        rules = ReplyRules(
+            worker=worker_name(role),
+            debounce=settings.reply_debounce if reply_debounce else timedelta(0),
+            recall=8 if settings.memory_recall else 0,
+            default_tz=settings.default_tz,
+            stream=settings.stream_replies,
+        )
+        policy = CheckinPolicy(
+            after=settings.checkin_after,
+            max_unanswered=settings.checkin_max_unanswered,
+            quiet_hours=settings.quiet_hours,
+            default_tz=settings.default_tz,
+        )
+        friend = Friend.build(
+            database=database,
+            model=model,
+            scorer=scorer,
+            persona=persona,
+            rules=rules,
+            policy=policy,
+            metrics=Metrics(),
+            llm_timeout=settings.llm_timeout.total_seconds(),
+            checkin_lease=claim_lease(settings.checkin_sweep_every),
         )
         try:
-            conversation = ConversationService(
-                database=database,
-                model=model,
-                scorer=scorer,
-                persona=persona,
-                default_tz=settings.default_tz,
-                stream_replies=settings.stream_replies,
-                recall=settings.memory_recall,
-                checkins=CheckinPolicy(
-                    after=settings.checkin_after,
-                    max_unanswered=settings.checkin_max_unanswered,
-                    quiet_hours=settings.quiet_hours,
-                    default_tz=settings.default_tz,
-                ),
-                reply_debounce=settings.reply_debounce if reply_debounce else type(settings.reply_debounce)(0),
-                worker=worker_name(role),
-            )
-            try:
-                yield Services(database, model, conversation)
-            finally:
-                await conversation.close()
+            yield friend
         finally:
+            await friend.background.stop(0)
             await model.close()
     finally:
         await database.close()

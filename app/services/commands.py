@@ -10,68 +10,87 @@ gets to it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.services.conversation import ConversationService
-from app.services.records import fsm_columns, snapshot_of, transition_records, utcnow
+from app.metrics import Metrics
+from app.persona import Persona
+from app.services.stages import announce
 from app.services.text import storable, text_sends
-from fsm import ResetEvent, Stage
-from storage.conversations import ConversationRepo, UserInfo
+from app.services.values import fsm_columns, plan_checkin, snapshot_of, transition_records, utcnow
+from fsm import RelationshipMachine, ResetEvent, Stage
+from scheduler.timing import CheckinPolicy
+from storage.conversations import ConversationRepo
+from storage.database import Database, Transaction
 from storage.dead_letters import DeadLetterRepo
-from storage.dto import ConversationRow
 from storage.export import export_user
 from storage.memory import Forgotten, MemoryRepo, Remembered
-from storage.messages import MessageRepo
 from storage.outbox import OutboxRepo, Outgoing
+from storage.rows import ConversationRow, UserInfo
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 @dataclass
 class UpdateUnit:
     """One update's transaction, and the chats it queued answers for (to send once committed)."""
 
-    session: AsyncSession
+    tx: Transaction
     chat_id: int
     user: UserInfo
     queued: set[int] = field(default_factory=set)
 
 
 class CommandService:
-    def __init__(self, conversation: ConversationService) -> None:
-        self.conversation = conversation
-        self.persona = conversation.persona
+    def __init__(
+        self,
+        *,
+        database: Database,
+        persona: Persona,
+        machine: RelationshipMachine,
+        checkins: CheckinPolicy,
+        metrics: Metrics,
+    ) -> None:
+        self.database = database
+        self.persona = persona
+        self.machine = machine
+        self.checkins = checkins
+        self.metrics = metrics
 
     @contextlib.asynccontextmanager
     async def handling(
         self, chat_id: int, user: UserInfo, *, update_id: int | None = None
     ) -> AsyncIterator[UpdateUnit | None]:
         """A unit of work for one update; None when the update was handled before."""
-        async with self.conversation.database.sessions() as session, session.begin():
-            if update_id is not None and not await ConversationRepo(session).record_update(update_id, chat_id):
+        async with self.database.transaction() as tx:
+            if update_id is not None and not await ConversationRepo(tx).record_update(update_id, chat_id):
                 log.info("update_duplicate_skipped")
                 yield None
                 return
-            yield UpdateUnit(session, chat_id, user)
+            yield UpdateUnit(tx, chat_id, user)
 
     async def _open(self, unit: UpdateUnit) -> ConversationRow:
-        return await self.conversation.open_in(unit.session, unit.chat_id, unit.user)
+        """The locked conversation, created (with its `start` transition) on first contact."""
+        conversations = ConversationRepo(unit.tx)
+        row, created = await conversations.open(unit.chat_id, unit.user)
+        if created:
+            start = RelationshipMachine.begin().transitions
+            await conversations.add_transitions(unit.chat_id, transition_records(start))
+            log.info("conversation_started")
+            announce(self.metrics, start)
+        return row
 
     async def _queue(self, unit: UpdateUnit, sends: list[Outgoing], message_id: int | None = None) -> None:
-        await OutboxRepo(unit.session).enqueue(unit.chat_id, sends, message_id=message_id)
+        await OutboxRepo(unit.tx).enqueue(unit.chat_id, sends, message_id=message_id)
         unit.queued.add(unit.chat_id)
 
     async def _store(self, unit: UpdateUnit, *, role: str, kind: str, text: str) -> int:
-        message_id = await MessageRepo(unit.session).add(
+        return await ConversationRepo(unit.tx).add_message(
             unit.chat_id, role=role, kind=kind, text=storable(text) or "…", answered=role == "user"
         )
-        assert message_id is not None
-        return message_id
 
     async def answer(
         self,
@@ -93,28 +112,19 @@ class CommandService:
         """`/start`: open the conversation (icebreaker) and say hello."""
         row = await self._open(unit)
         await self.answer(unit, self.persona.greeting, command=command, kind="greeting")
-        await ConversationRepo(unit.session).update(
-            unit.chat_id,
-            bot_messages=row.bot_messages + 1,
-            last_bot_message_at=utcnow(),
-            active=True,
-            next_checkin_at=row.next_checkin_at
-            or self.conversation.plan_checkin(utcnow(), enabled=row.checkins_enabled),
-        )
+        planned = plan_checkin(self.checkins, utcnow(), enabled=row.checkins_enabled)
+        await ConversationRepo(unit.tx).greeted(unit.chat_id, next_checkin_at=planned)
 
     async def reset(self, unit: UpdateUnit, command: str = "/clear") -> Stage:
         """`/clear`: back to icebreaker with a fresh short-term history (trigger `reset`)."""
         row = await self._open(unit)
-        conversations = ConversationRepo(unit.session)
         await self._store(unit, role="user", kind="command", text=command)
-        outcome = self.conversation.machine.advance(snapshot_of(row), ResetEvent())
-        await conversations.update(
-            unit.chat_id,
-            **fsm_columns(outcome.snapshot),
-            history_since_id=await MessageRepo(unit.session).last_id(unit.chat_id),
-        )
+        outcome = self.machine.advance(snapshot_of(row), ResetEvent())
+        conversations = ConversationRepo(unit.tx)
+        await conversations.reset(unit.chat_id, fsm_columns(outcome.snapshot))
         await conversations.add_transitions(unit.chat_id, transition_records(outcome.transitions))
         log.info("conversation_reset")
+        announce(self.metrics, outcome.transitions)
         return outcome.snapshot.stage
 
     async def note_other(self, unit: UpdateUnit, what: str, answer: str) -> None:
@@ -126,36 +136,35 @@ class CommandService:
 
     async def set_timezone(self, unit: UpdateUnit, timezone: str) -> None:
         await self._open(unit)
-        await ConversationRepo(unit.session).set_timezone(unit.user.user_id, timezone)
+        await ConversationRepo(unit.tx).set_timezone(unit.user.user_id, timezone)
 
     async def set_checkins(self, unit: UpdateUnit, enabled: bool) -> None:
         row = await self._open(unit)
         last = max(filter(None, (row.last_user_message_at, row.last_checkin_at)), default=utcnow())
-        await ConversationRepo(unit.session).update(
-            unit.chat_id,
-            checkins_enabled=enabled,
-            next_checkin_at=self.conversation.plan_checkin(last, enabled=enabled, unanswered=row.checkins_unanswered),
-        )
+        planned = plan_checkin(self.checkins, last, enabled=enabled, unanswered=row.checkins_unanswered)
+        await ConversationRepo(unit.tx).set_checkins(unit.chat_id, enabled=enabled, next_checkin_at=planned)
 
     async def checkins_enabled(self, unit: UpdateUnit) -> bool:
-        row = await ConversationRepo(unit.session).get(unit.chat_id)
+        row = await ConversationRepo(unit.tx).get(unit.chat_id)
         return row is None or row.checkins_enabled
 
     async def forget(self, unit: UpdateUnit) -> int:
         """Delete every row about the user (their queued messages included); how many users went."""
-        return await ConversationRepo(unit.session).forget(unit.user.user_id)
+        return await ConversationRepo(unit.tx).forget(unit.user.user_id)
 
     async def remembered(self, unit: UpdateUnit, days: int = 7) -> Remembered:
         """`/memory`: the notebook, the latest day summaries, how much recall can reach."""
         await self._open(unit)
-        return await MemoryRepo(unit.session).remembered(unit.chat_id, days)
+        return await MemoryRepo(unit.tx).remembered(unit.chat_id, days)
 
     async def searchable(self, unit: UpdateUnit, words: str) -> bool:
         """Whether `words` are specific enough to forget by (not only stop words)."""
         await self._open(unit)
-        return await MemoryRepo(unit.session).forget_query(unit.chat_id, words) is not None
+        return await MemoryRepo(unit.tx).forget_query(unit.chat_id, words) is not None
 
-    async def ask_to_forget(self, unit: UpdateUnit, command: str, text: str, buttons: Any) -> None:
+    async def ask_to_forget(
+        self, unit: UpdateUnit, command: str, text: str, buttons: Callable[[int], dict[str, Any]]
+    ) -> None:
         """Store `/memory forget WORDS` and ask for confirmation; the buttons name the stored command
         (`buttons(message_id)`), so the answer finds the words again, however long they are."""
         await self._open(unit)
@@ -165,10 +174,10 @@ class CommandService:
 
     async def stored_command(self, unit: UpdateUnit, message_id: int) -> str | None:
         """The text of a command this chat sent (for a button under its answer)."""
-        return await MessageRepo(unit.session).command_text(unit.chat_id, message_id)
+        return await ConversationRepo(unit.tx).command_text(unit.chat_id, message_id)
 
     async def forget_memory(self, unit: UpdateUnit, words: str) -> Forgotten | None:
-        forgotten = await MemoryRepo(unit.session).forget(unit.chat_id, words)
+        forgotten = await MemoryRepo(unit.tx).forget(unit.chat_id, words)
         if forgotten is not None:
             log.info(
                 "memory_forgotten",
@@ -183,7 +192,7 @@ class CommandService:
         await self._queue(unit, [Outgoing("editMessageText", {"text": text, "message_id": message_id})])
 
     async def export(self, unit: UpdateUnit) -> dict[str, Any] | None:
-        return await export_user(unit.session, unit.user.user_id)
+        return await export_user(unit.tx, unit.user.user_id)
 
     async def send_document(self, unit: UpdateUnit, *, filename: str, content: str, caption: str, command: str) -> None:
         await self._open(unit)
@@ -193,21 +202,14 @@ class CommandService:
         await self._queue(unit, [document], message_id)
 
     async def set_aside(
-        self,
-        *,
-        update_id: int | None,
-        chat_id: int | None,
-        error: str,
-        raw: str,
-        attempts: int,
-        apology: str | None,
+        self, *, update_id: int | None, chat_id: int | None, error: str, raw: str, attempts: int, apology: str | None
     ) -> bool:
         """Dead-letter an update (once), apologizing to its chat when one can be told; True if queued."""
-        async with self.conversation.database.sessions() as session, session.begin():
-            new = await DeadLetterRepo(session).add(
+        async with self.database.transaction() as tx:
+            new = await DeadLetterRepo(tx).add(
                 update_id=update_id, chat_id=chat_id, error=error, raw=raw, attempts=attempts
             )
             if new and apology and chat_id is not None:
-                await OutboxRepo(session).enqueue(chat_id, text_sends(apology))
+                await OutboxRepo(tx).enqueue(chat_id, text_sends(apology))
                 return True
         return False

@@ -1,10 +1,11 @@
 """A reply shown while it is written (`sendMessageDraft`), inside Telegram's limits.
 
 Drafts are a courtesy: they are throttled per chat (at most one every DRAFT_EVERY seconds, and
-only when enough new text arrived), share a budget across the process, never wait for one
-another, and never delay or replace the final message, which goes through the outbox as
-always. A 429 pauses that chat's drafts for its `retry_after`; a Bot API server that does not
-know the method turns drafts off for the process (said once in the log), leaving "typing".
+only when enough new text arrived), share a budget across the process (at most PROCESS_BUDGET in
+any one second: a moving window, so no burst goes past it), never wait for one another, and
+never delay or replace the final message, which goes through the outbox as always. A 429
+pauses that chat's drafts for its `retry_after`; a Bot API server that does not know the method
+turns drafts off for the process (said once in the log), leaving "typing".
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import structlog
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 DRAFT_EVERY = 0.5  # seconds between two drafts of one chat
 MIN_NEW_CHARS = 12  # ...and at least this much new text since the last one
-PROCESS_BUDGET = 20.0  # drafts a second across all chats of the process (Telegram allows ~30 messages/s)
+PROCESS_BUDGET = 20  # drafts in any second across all chats of the process (Telegram allows ~30 messages/s)
 MAX_DRAFT = 4096
 FINISH_WAIT = 1.0  # how long the final message waits for a draft call still in flight
 
@@ -53,13 +57,12 @@ class DraftPreview:
     transport: DraftTransport
     every: float = DRAFT_EVERY
     min_new_chars: int = MIN_NEW_CHARS
-    budget: float = PROCESS_BUDGET
+    budget: int = PROCESS_BUDGET
     enabled: bool = True
     sent: int = 0
     skipped: int = 0
     _chats: dict[int, _Chat] = field(default_factory=dict)
-    _tokens: float = PROCESS_BUDGET
-    _refilled: float = field(default_factory=time.monotonic)
+    _window: MovingWindowRateLimiter = field(default_factory=lambda: MovingWindowRateLimiter(MemoryStorage()))
 
     def show(self, chat_id: int, draft_id: int, text: str) -> None:
         """Offer the text written so far; it is sent if this chat's throttle and the budget allow."""
@@ -73,7 +76,7 @@ class DraftPreview:
             or now < chat.paused_until
             or now - chat.shown_at < self.every
             or (chat.shown_chars and len(text) - chat.shown_chars < self.min_new_chars)
-            or not self._take_token(now)
+            or not self._window.hit(RateLimitItemPerSecond(self.budget), "drafts")
         ):
             self.skipped += 1
             return
@@ -91,14 +94,6 @@ class DraftPreview:
             chat.in_flight.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await chat.in_flight
-
-    def _take_token(self, now: float) -> bool:
-        self._tokens = min(self.budget, self._tokens + (now - self._refilled) * self.budget)
-        self._refilled = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     async def _send(self, chat_id: int, chat: _Chat, draft_id: int, text: str) -> None:
         try:

@@ -20,17 +20,17 @@ from llm.errors import LLMError
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_tokens
 from storage.conversations import ConversationRepo
 from storage.database import Database
-from storage.dto import MessageRow
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
+from storage.rows import MessageRow
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 HISTORY_SHARE = 0.6  # of the prompt budget; the rest is the system prompt and the memory
 # Fold when unsummarized turns fill FOLD_AT of their share, down to KEEP (newest turns kept
-# verbatim). Every fold changes the prompt's start, which TGI's prefix cache then cannot reuse:
-# folding further, less often, kept 92 % of each prompt a prefix of the previous one (89.9 %
-# with 0.75/0.4) and made prompts shorter on average (tests/bench/roundtrips.py).
+# verbatim). Every fold changes the prompt's start, which the model server's prefix cache then
+# cannot reuse: folding further, less often, keeps more of each prompt a prefix of the previous
+# one (docs/performance.md, `tests/bench/roundtrips.py`).
 FOLD_AT = 0.8
 KEEP = 0.2
 SUMMARY_PARAMS = GenerationParams(temperature=0.3, top_p=0.9, max_new_tokens=300, repetition_penalty=1.05)
@@ -52,8 +52,7 @@ class MemoryKeeper:
     async def refresh_common_words(self) -> int:
         """Recall skips words in more than 0.2 % of all messages; which ones changes as the table
         grows (autovacuum's ANALYZE updates the statistics), so the bot re-reads them hourly."""
-        async with self.database.sessions() as session, session.begin():
-            return await MemoryRepo(session).refresh_common_words()
+        return await MemoryRepo(self.database).refresh_common_words()
 
     async def history_budget(self) -> int:
         limits = await self.model.limits()
@@ -90,11 +89,10 @@ class MemoryKeeper:
         folds = 0
         budget = await self.history_budget()
         while True:
-            async with self.database.sessions() as session, session.begin():
-                row = await ConversationRepo(session).get(chat_id)
-                if row is None:
-                    return folds
-                unsummarized = await MessageRepo(session).recent(chat_id, row.summarized_through_id, 1000)
+            row = await ConversationRepo(self.database).get(chat_id)
+            if row is None:
+                return folds
+            unsummarized = await MessageRepo(self.database).recent(chat_id, row.summarized_through_id, 1000)
             kept = [m for m in unsummarized if m.kind in _KINDS]
             if sum(_cost(m) for m in kept) <= budget * FOLD_AT or not kept:
                 return folds
@@ -111,10 +109,9 @@ class MemoryKeeper:
             summary = await self._summarize_turns(row.memory_summary, [Turn(m.role, m.text) for m in fold], budget)
             if summary is None:
                 return folds
-            async with self.database.sessions() as session, session.begin():
-                done = await MemoryRepo(session).fold(
-                    chat_id, expected_through=row.summarized_through_id, through=fold[-1].id, summary=summary
-                )
+            done = await MemoryRepo(self.database).fold(
+                chat_id, expected_through=row.summarized_through_id, through=fold[-1].id, summary=summary
+            )
             if not done:  # another worker folded first; look again
                 continue
             folds += 1
@@ -137,10 +134,9 @@ class MemoryKeeper:
         """Write the summary of one calendar day (in the user's zone) if it is missing."""
         start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
-        async with self.database.sessions() as session, session.begin():
-            if await MemoryRepo(session).has_day(chat_id, day):
-                return False
-            messages = await MessageRepo(session).on_day(chat_id, start, end, 300)
+        if await MemoryRepo(self.database).has_day(chat_id, day):
+            return False
+        messages = await MessageRepo(self.database).on_day(chat_id, start, end, 300)
         kept = [m for m in messages if m.kind in _KINDS]
         if not kept:
             return False
@@ -152,7 +148,6 @@ class MemoryKeeper:
         except LLMError as exc:
             log.warning("day_summary_failed", day=day.isoformat(), error=str(exc))
             return False
-        async with self.database.sessions() as session, session.begin():
-            await MemoryRepo(session).save_day(chat_id, day, completion.text.strip(), kept[-1].id)
+        await MemoryRepo(self.database).save_day(chat_id, day, completion.text.strip(), kept[-1].id)
         log.info("day_summarized", day=day.isoformat(), messages=len(kept))
         return True

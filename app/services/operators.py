@@ -14,18 +14,14 @@ class OperatorReports:
         self.database = database
 
     async def conversation(self, chat_id: int) -> ConversationReport | None:
-        async with self.database.sessions() as session:
-            return await conversation_report(session, chat_id)
+        return await conversation_report(self.database, chat_id)
 
     async def transitions(self, chat_id: int) -> list[dict[str, Any]]:
-        async with self.database.sessions() as session:
-            report = await conversation_report(session, chat_id, last=1000)
+        report = await conversation_report(self.database, chat_id, last=1000)
         return report.transitions if report else []
 
     async def stats(self) -> StatsReport:
-        async with self.database.sessions() as session:
-            return await stats_report(session)
+        return await stats_report(self.database)
 
     async def export(self, user_id: int) -> dict[str, Any] | None:
-        async with self.database.sessions() as session:
-            return await export_user(session, user_id)
+        return await export_user(self.database, user_id)

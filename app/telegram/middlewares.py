@@ -14,7 +14,7 @@ from app.services.outbox import Outbox
 from app.services.text import clean_text
 from app.telegram.handlers.common import user_info
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 

@@ -6,28 +6,30 @@ parses a whole batch at once, so one malformed update fails them all. Here the b
 back as raw JSON through aiogram's session (its errors, its retries after 429) and each update
 is read on its own. Each batch is handled with one sequential lane per chat (a chat's messages
 are stored in order) and all chats at once; the offset moves past the batch once every update
-in it is handled, ignored or set aside. Nothing the network returns (an HTML error page, a
-reset, a timeout) stops the loop: it waits, longer each time up to half a minute, and asks again.
+in it is handled, ignored or set aside. Whatever the network returns (an HTML error page, a
+reset, a timeout) is waited out with the retry policy, up to OUTAGE_PATIENCE; a refused token
+stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from aiogram import Bot
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.methods.base import TelegramMethod
 
-from app.telegram.intake import Incoming, UpdateIntake
+from app.retry import retrying
+from app.telegram.errors import TokenRefusedError, worth_retrying
+from app.telegram.updates import Incoming, UpdateIntake
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 POLL_TIMEOUT = 10
-RETRY_CAP = 30.0
 
 
 class GetRawUpdates(TelegramMethod[list[Any]]):
@@ -63,45 +65,47 @@ def next_offset(items: Sequence[Incoming], offset: int | None) -> int | None:
     return max(ids) + 1 if ids else offset
 
 
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def poll(bot: Bot, intake: UpdateIntake, allowed: list[str], stop: asyncio.Event) -> None:
+async def poll(bot: Bot, intake: UpdateIntake, allowed: list[str], stop: asyncio.Event, *, patience: float) -> None:
+    """Until `stop`: fetch, handle, confirm. Telegram unreachable for longer than `patience` ends it
+    with the last error (the process's supervisor starts it again)."""
     offset: int | None = None
-    failures = 0
-    stopping = asyncio.create_task(stop.wait())
+    while not stop.is_set():
+        raw_updates = await _fetch(
+            bot, GetRawUpdates(offset=offset, timeout=POLL_TIMEOUT, allowed_updates=allowed), stop, patience
+        )
+        if not raw_updates:
+            continue
+        items = [intake.read(raw) for raw in raw_updates]
+        if await handle_batch(intake, items):
+            offset = next_offset(items, offset)
+
+
+async def _fetch(bot: Bot, request: GetRawUpdates, stop: asyncio.Event, patience: float) -> list[Any]:
+    """One `getUpdates`, tried again while it fails; empty once `stop` is set."""
     try:
-        while not stop.is_set():
-            request = GetRawUpdates(offset=offset, timeout=POLL_TIMEOUT, allowed_updates=allowed)
-            fetch = asyncio.create_task(bot(request, request_timeout=POLL_TIMEOUT + 15))
-            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                fetch.cancel()
-                with contextlib.suppress(BaseException):
-                    await fetch
-                return
-            try:
-                raw_updates = fetch.result()
-            except Exception as exc:
-                failures += 1
-                delay = min(RETRY_CAP, 0.5 * 2**failures)
-                log.warning(
-                    "get_updates_failed",
-                    error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
-                    retry_in=delay,
-                    failures=failures,
-                )
-                await _pause(stop, delay)
-                continue
-            if failures:
-                log.info("get_updates_recovered", after_failures=failures)
-            failures = 0
-            if not raw_updates:
-                continue
-            items = [intake.read(raw) for raw in raw_updates]
-            if await handle_batch(intake, items):
-                offset = next_offset(items, offset)
+        async for attempt in retrying("get_updates_failed", retry_on=worth_retrying, patience=patience, stop=stop):
+            with attempt:
+                return await _until_stopped(bot(request, request_timeout=POLL_TIMEOUT + 15), stop)
+    except TelegramUnauthorizedError:
+        raise TokenRefusedError() from None
+    except Exception:
+        if stop.is_set():
+            return []
+        raise
+    return []
+
+
+async def _until_stopped(call: Any, stop: asyncio.Event) -> list[Any]:
+    """A long poll, called off as soon as the process is told to stop."""
+    fetch = asyncio.ensure_future(call)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
+    if not fetch.done():
+        fetch.cancel()
+        await asyncio.gather(fetch, return_exceptions=True)
+        return []
+    result: list[Any] = fetch.result()
+    return result

@@ -1,11 +1,4 @@
-"""One attempt at a Bot API call for the outbox, and what is known after it.
-
-Not done, safe to retry: a 429 (wait its `retry_after`), a 5xx with an answer, an answer
-that is not the Bot API's (a proxy's HTML page), a connection that was never made. Unknown:
-the connection died or timed out after the request left; Telegram may have the message, and
-the Bot API has no idempotency key, so it is sent again (at least once). Done for good: a
-400 (it cannot work however often it is tried) or a 403 (the user blocked the bot).
-"""
+"""One attempt at a Bot API call for the outbox, and what is known after it (`app.telegram.errors`)."""
 
 from __future__ import annotations
 
@@ -14,29 +7,17 @@ import asyncio
 import structlog
 from aiogram import Bot
 from aiogram.enums import ChatAction
-from aiogram.exceptions import (
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramNotFound,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.methods import SendMessageDraft
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from aiohttp import ClientConnectorError
 
-from app.services.delivery import SendOutcome
 from app.services.drafts import DraftOutcome
+from app.services.outbox import SendOutcome
 from app.services.when_slow import WhenSlow
+from app.telegram.errors import draft_outcome, send_outcome
 from storage.outbox import QueuedSend
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 SEND_TIMEOUT = 10  # seconds; well inside the outbox claim, so no other sender starts meanwhile
 TYPING_EVERY = 4.5  # Telegram shows "typing" for about five seconds per action
@@ -51,25 +32,8 @@ class TelegramTransport:
     async def deliver(self, send: QueuedSend) -> SendOutcome:
         try:
             return SendOutcome("sent", telegram_message_id=await self._call(send))
-        except TelegramRetryAfter as exc:
-            return SendOutcome("retry", retry_after=float(exc.retry_after), error=f"429: {exc.message}")
-        except TelegramForbiddenError as exc:
-            return SendOutcome("blocked", error=f"403: {exc.message}")
-        except TelegramBadRequest as exc:
-            if "message is not modified" in exc.message:  # an edit made before a crash: it is there
-                return SendOutcome("sent")
-            return SendOutcome("give_up", error=f"400: {exc.message}")
-        except (TelegramNotFound, TelegramEntityTooLarge, TelegramMigrateToChat) as exc:
-            return SendOutcome("give_up", error=f"{exc.__class__.__name__}: {exc.message}")
-        except TelegramNetworkError as exc:
-            never_connected = isinstance(exc.__cause__, ClientConnectorError)
-            return SendOutcome("retry", error=exc.message, unknown=not never_connected)
-        except (TelegramServerError, TelegramUnauthorizedError) as exc:
-            return SendOutcome("retry", error=f"{exc.__class__.__name__}: {exc.message}")
-        except ClientDecodeError as exc:
-            return SendOutcome("retry", error=f"not a Bot API answer: {str(exc)[:200]}")
-        except TelegramAPIError as exc:
-            return SendOutcome("retry", error=f"{exc.__class__.__name__}: {exc.message}")
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            return send_outcome(exc)
 
     async def _call(self, send: QueuedSend) -> int | None:
         payload, timeout = send.payload, self.send_timeout
@@ -104,16 +68,8 @@ class TelegramTransport:
             await self.bot(
                 SendMessageDraft(chat_id=chat_id, draft_id=draft_id, text=text), request_timeout=self.send_timeout
             )
-        except TelegramRetryAfter as exc:
-            return DraftOutcome("retry", retry_after=float(exc.retry_after), error=exc.message)
-        except TelegramNotFound as exc:  # an older or self-hosted Bot API server
-            return DraftOutcome("unsupported", error=f"404: {exc.message}")
-        except TelegramBadRequest as exc:
-            if "method" in exc.message.lower() and "not found" in exc.message.lower():
-                return DraftOutcome("unsupported", error=f"400: {exc.message}")
-            return DraftOutcome("failed", error=f"400: {exc.message}")
         except (TelegramAPIError, ClientDecodeError) as exc:
-            return DraftOutcome("failed", error=f"{exc.__class__.__name__}: {exc}")
+            return draft_outcome(exc)
         return DraftOutcome("shown")
 
     def typing(self, chat_id: int) -> WhenSlow:

@@ -11,10 +11,8 @@ without counting against the update, and nothing is confirmed meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,17 +22,17 @@ from aiogram.types import Update
 from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 
+from app.metrics import Metrics
+from app.retry import retrying
 from app.services.commands import CommandService
 from app.services.outbox import Outbox
 from app.telegram import texts
-from storage.errors import is_transient
+from storage.errors import DatabaseError, DatabaseUnavailableError
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ATTEMPTS = 3  # tries of an update whose handling fails, before it is set aside
-RETRY_PAUSE = 0.5  # doubled after each failed try
-OUTAGE_PAUSE_CAP = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +109,20 @@ class UpdateIntake:
         dispatcher: Dispatcher,
         commands: CommandService,
         outbox: Outbox,
+        metrics: Metrics,
         *,
+        patience: float,
         attempts: int = ATTEMPTS,
-        retry_pause: float = RETRY_PAUSE,
     ) -> None:
+        """`patience`: how long one update waits out a database outage (DATABASE_PATIENCE) before it
+        is given back unconfirmed, for Telegram to deliver again."""
         self.bot = bot
         self.dispatcher = dispatcher
         self.commands = commands
         self.outbox = outbox
+        self.metrics = metrics
+        self.patience = patience
         self.attempts = attempts
-        self.retry_pause = retry_pause
 
     def read(self, raw: Any) -> Incoming:
         update_id = raw.get("update_id") if isinstance(raw, dict) else None
@@ -140,63 +142,67 @@ class UpdateIntake:
             return Incoming(raw, update_id, chat_id, private)
         return Incoming(raw, update_id, chat_id, private, update=update)
 
-    async def handle(self, item: Incoming, *, patience: float | None = None) -> bool:
-        """True once the update is handled, ignored or set aside; False if an outage outlasted `patience`."""
+    async def handle(self, item: Incoming) -> bool:
+        """True once the update is handled, ignored or set aside; False if a database outage outlasted
+        the patience (nothing of it is confirmed then)."""
         if item.problem is not None:
-            return await self._set_aside(item, item.problem, attempts=1, patience=patience)
+            return await self._set_aside(item, item.problem, attempts=1)
         if item.update is None:
             return True
-        started, failures, outage = time.monotonic(), 0, 0
-        while True:
-            try:
-                await self.dispatcher.feed_update(self.bot, item.update)
-                return True
-            except Exception as exc:
-                if is_transient(exc):
-                    outage += 1
-                    if patience is not None and time.monotonic() - started > patience:
-                        return False
-                    log.warning("update_waits_for_database", update_id=item.update_id, error=_describe(exc))
-                    await asyncio.sleep(min(OUTAGE_PAUSE_CAP, self.retry_pause * 2**outage))
-                    continue
-                failures += 1
-                if failures >= self.attempts:
-                    log.error(
-                        "update_failed_set_aside", update_id=item.update_id, attempts=failures, error=_describe(exc)
-                    )
-                    return await self._set_aside(item, _describe(exc), attempts=failures, patience=patience)
-                log.warning("update_failed_retrying", update_id=item.update_id, attempt=failures, error=_describe(exc))
-                await asyncio.sleep(self.retry_pause * 2 ** (failures - 1))
+        failed = retrying(
+            "update_failed_retrying",
+            retry_on=lambda e: not isinstance(e, DatabaseUnavailableError),
+            patience=self.patience,
+            attempts=self.attempts,
+        )
+        try:
+            async for attempt in failed:
+                with attempt:
+                    await self._feed(item.update)
+        except DatabaseUnavailableError:
+            return False
+        except Exception as exc:
+            log.error("update_failed_set_aside", update_id=item.update_id, attempts=self.attempts, error=_describe(exc))
+            return await self._set_aside(item, _describe(exc), attempts=self.attempts)
+        return True
 
-    async def set_aside_unreadable(self, body: bytes, error: str, *, patience: float | None = None) -> bool:
+    async def _feed(self, update: Update) -> None:
+        """Handle the update, waiting out a database outage (it is not the update's fault)."""
+        outage = retrying(
+            "update_waits_for_database",
+            retry_on=lambda e: isinstance(e, DatabaseUnavailableError),
+            patience=self.patience,
+        )
+        async for attempt in outage:
+            with attempt:
+                await self.dispatcher.feed_update(self.bot, update)
+
+    async def set_aside_unreadable(self, body: bytes, error: str) -> bool:
         """A webhook body that is not JSON at all."""
-        return await self._set_aside(Incoming(body, None, None, False), error, attempts=1, patience=patience)
+        return await self._set_aside(Incoming(body, None, None, False), error, attempts=1)
 
-    async def _set_aside(self, item: Incoming, error: str, *, attempts: int, patience: float | None) -> bool:
-        started, pause = time.monotonic(), self.retry_pause
+    async def _set_aside(self, item: Incoming, error: str, *, attempts: int) -> bool:
         apology = texts.UPDATE_SET_ASIDE if item.private else None
-        while True:
-            try:
-                queued = await self.commands.set_aside(
-                    update_id=item.update_id,
-                    chat_id=item.chat_id,
-                    error=error,
-                    raw=escaped(item.raw),
-                    attempts=attempts,
-                    apology=apology,
-                )
-            except Exception as exc:
-                if patience is not None and time.monotonic() - started > patience:
-                    return False
-                log.warning("dead_letter_not_written", update_id=item.update_id, error=_describe(exc))
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, OUTAGE_PAUSE_CAP)
-                continue
-            log.warning("update_set_aside", update_id=item.update_id, chat_id=item.chat_id, error=error[:300])
-            self.commands.conversation.metrics.inc("aifriend_updates_set_aside_total")
-            if queued and item.chat_id is not None:
-                self.outbox.kick(item.chat_id)
-            return True
+        try:
+            async for attempt in retrying(
+                "dead_letter_not_written", retry_on=lambda e: isinstance(e, DatabaseError), patience=self.patience
+            ):
+                with attempt:
+                    queued = await self.commands.set_aside(
+                        update_id=item.update_id,
+                        chat_id=item.chat_id,
+                        error=error,
+                        raw=escaped(item.raw),
+                        attempts=attempts,
+                        apology=apology,
+                    )
+        except DatabaseError:
+            return False
+        log.warning("update_set_aside", update_id=item.update_id, chat_id=item.chat_id, error=error[:300])
+        self.metrics.inc("aifriend_updates_set_aside_total")
+        if queued and item.chat_id is not None:
+            self.outbox.kick(item.chat_id)
+        return True
 
 
 def _validation(exc: ValidationError) -> str:

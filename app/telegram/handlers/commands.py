@@ -26,7 +26,7 @@ from storage.memory import Remembered
 
 router = Router(name=__name__)
 router.message.filter(private_chat, looks_like_command)  # plain text passes this router in one check
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
 FORGET_KEYBOARD = {

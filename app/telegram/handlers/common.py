@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram.types import User
 
-from storage.conversations import UserInfo
+from storage.rows import UserInfo
 
 
 def user_info(user: User | None, fallback_id: int) -> UserInfo:

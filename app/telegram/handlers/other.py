@@ -11,7 +11,7 @@ from app.telegram import texts
 from app.telegram.filters import private_chat
 
 router = Router(name=__name__)
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 @router.message(private_chat)

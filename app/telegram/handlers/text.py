@@ -6,7 +6,7 @@ from aiogram import Router
 from aiogram.types import Message, Update
 
 from app.services.commands import CommandService, UpdateUnit
-from app.services.conversation import ConversationService
+from app.services.friend import Friend
 from app.services.outbox import Outbox
 from app.telegram import texts
 from app.telegram.filters import has_text, private_chat
@@ -20,7 +20,7 @@ router.message.filter(private_chat)
 async def on_text(
     message: Message,
     event_update: Update,
-    conversation: ConversationService,
+    friend: Friend,
     commands: CommandService,
     outbox: Outbox,
     unit: UpdateUnit | None = None,
@@ -29,13 +29,11 @@ async def on_text(
     if unit is not None:  # text that is nothing once cleaned (control characters only): not plain text
         await commands.note_other(unit, "[empty text]", texts.EMPTY_TEXT)
         return
-    received = await conversation.receive(
+    await friend.take(
         message.chat.id,
         user_info(message.from_user, message.chat.id),
         message.text or "",
+        outbox,
         telegram_message_id=message.message_id,
         update_id=event_update.update_id,
-        outbox=outbox,
     )
-    if received.responder:
-        conversation.spawn(conversation.respond(message.chat.id, outbox, received.context, received.ahead))

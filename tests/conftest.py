@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy.engine import make_url
 
-from storage import migrate
+from migrations import schema
 from storage.database import Database, connect
 from tests.postgres import fresh_database, server_url
 
 if TYPE_CHECKING:
     from app.emulators.telegram import TelegramEmulator
     from app.emulators.tgi import TGIEmulator
-    from app.services.conversation import ConversationService
+    from app.services.friend import Friend
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 async def migrated_template(pg_url: str) -> AsyncIterator[str | None]:
     """A database at head that per-test databases are cloned from."""
     async with fresh_database(pg_url) as url:
-        await asyncio.to_thread(migrate.upgrade, url)
+        await asyncio.to_thread(schema.upgrade, url)
         yield make_url(url).database
 
 
@@ -49,7 +49,7 @@ async def empty_database_url(pg_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = connect(database_url, pool_size=5)
+    database = await connect(database_url, pool_size=5)
     try:
         yield database
     finally:
@@ -74,19 +74,16 @@ async def tgi() -> AsyncIterator[TGIEmulator]:
 
 
 @pytest.fixture
-async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[ConversationService]:
-    from app.persona import load_persona
-    from app.services.conversation import ConversationService
-    from llm.sentiment import VaderScorer
-    from llm.tgi import TGIChatModel
+async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[Friend]:
+    """The companion's services as `aifriend run` builds them, on this test's database and the TGI emulator."""
+    from tests.helpers import build_friend
 
-    model = TGIChatModel(tgi.url, backoff=0.01)
-    conversation = ConversationService(database=db, model=model, scorer=VaderScorer(), persona=load_persona())
+    friend = build_friend(db, tgi)
     try:
-        yield conversation
+        yield friend
     finally:
-        await conversation.close()
-        await model.close()
+        await friend.background.stop(0)
+        await friend.model.close()
 
 
 @pytest.fixture

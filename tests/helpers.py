@@ -5,10 +5,46 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
-from app.services.delivery import DeliveryQueue, SendOutcome
+from app.emulators.tgi import TGIEmulator
+from app.persona import load_persona
+from app.services.delivery import DeliveryQueue
+from app.services.friend import Friend
+from app.services.outbox import SendOutcome
+from app.services.values import ReplyRules
+from llm.sentiment import VaderScorer
+from llm.tgi import TGIChatModel
+from llm.types import ChatModel
+from scheduler.timing import CheckinPolicy
 from storage.database import Database
 from storage.outbox import QueuedSend
+
+
+def build_friend(
+    database: Database,
+    tgi: TGIEmulator | None = None,
+    *,
+    model: ChatModel | None = None,
+    worker: str = "local",
+    policy: CheckinPolicy | None = None,
+    debounce: timedelta = timedelta(0),
+    lease: timedelta = timedelta(seconds=15),
+    **build: Any,
+) -> Friend:
+    """The services as the wiring builds them (with no debounce unless asked): on the TGI emulator,
+    or on `model` (another friend's, so it is closed once)."""
+    assert model is not None or tgi is not None
+    return Friend.build(
+        database=database,
+        model=model or TGIChatModel(tgi.url, backoff=0.01),
+        scorer=VaderScorer(),  # type: ignore[union-attr]
+        persona=load_persona(),
+        rules=ReplyRules(worker=worker, debounce=debounce, lease=lease),
+        policy=policy,
+        **build,
+    )
 
 
 @dataclass

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from storage.database import asyncpg_url
+from storage.database import with_database as _on_database
 from storage.embedded import embedded_database_url
 
 _counter = itertools.count()
@@ -30,7 +30,7 @@ def server_url(tmp_root: Path) -> str:
 
 
 def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
+    return _on_database(url, name)
 
 
 def plain_dsn(url: str) -> str:

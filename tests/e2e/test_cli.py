@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from app.services.conversation import ConversationService
-from storage.conversations import UserInfo
+from app.services.friend import Friend
 from storage.dead_letters import DeadLetterRepo
+from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox
 
 
@@ -28,9 +28,7 @@ async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, st
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def test_inspect_and_stats_read_the_database(
-    service: ConversationService, database_url: str, tmp_path: Path
-) -> None:
+async def test_inspect_and_stats_read_the_database(service: Friend, database_url: str, tmp_path: Path) -> None:
     outbox = RecordingOutbox(service.database)
     for text in ("hello", "I had an awful, horrible day"):
         await service.handle_text(77, UserInfo(user_id=77, username="kim"), text, outbox)
@@ -47,14 +45,13 @@ async def test_inspect_and_stats_read_the_database(
 
 
 async def test_stats_shows_updates_set_aside_and_sends_given_up(
-    service: ConversationService, database_url: str, tmp_path: Path
+    service: Friend, database_url: str, tmp_path: Path
 ) -> None:
     outbox = RecordingOutbox(service.database, blocked={78})
     await service.handle_text(78, UserInfo(user_id=78, username="lee"), "hello", outbox)
-    async with service.database.sessions.begin() as session:
-        await DeadLetterRepo(session).add(
-            update_id=9001, chat_id=79, error="DataError: invalid byte sequence", raw="{}", attempts=3
-        )
+    await DeadLetterRepo(service.database).add(
+        update_id=9001, chat_id=79, error="DataError: invalid byte sequence", raw="{}", attempts=3
+    )
     code, out, err = await _run("stats", env={"DATABASE_URL": database_url}, cwd=tmp_path)
     assert code == 0, err
     assert "updates set aside (dead_letter_log) in the same days: 1" in out

@@ -10,16 +10,12 @@ import asyncpg
 import pytest
 
 from app.emulators.tgi import TGIEmulator
-from app.persona import load_persona
-from app.services.checkins import CheckinService
-from app.services.commands import CommandService
-from app.services.conversation import ConversationService
-from llm.sentiment import VaderScorer
-from llm.tgi import TGIChatModel
+from app.services.friend import Friend
+from scheduler.runner import Job, running
 from scheduler.timing import CheckinPolicy, QuietHours
-from storage.conversations import UserInfo
-from storage.database import connect
-from tests.helpers import RecordingOutbox
+from storage.database import Database, connect
+from storage.rows import UserInfo
+from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
 
@@ -27,23 +23,32 @@ NEVER_QUIET = QuietHours(0, 0)
 BREAK = timedelta(seconds=0.6)
 
 
-def _service(database, tgi: TGIEmulator, worker: str = "w1", **policy: object) -> ConversationService:  # type: ignore[no-untyped-def]
-    return ConversationService(
-        database=database,
-        model=TGIChatModel(tgi.url, backoff=0.01),
-        scorer=VaderScorer(),
-        persona=load_persona(),
-        checkins=CheckinPolicy(**{"after": BREAK, "quiet_hours": NEVER_QUIET, "jitter": 0.0, **policy}),  # type: ignore[arg-type]
+def _service(
+    database: Database,
+    tgi: TGIEmulator,
+    worker: str = "w1",
+    *,
+    lease: timedelta = timedelta(seconds=30),
+    batch: int = 50,
+    **policy: object,
+) -> Friend:
+    friend = build_friend(
+        database,
+        tgi,
         worker=worker,
+        checkin_lease=lease,
+        policy=CheckinPolicy(**{"after": BREAK, "quiet_hours": NEVER_QUIET, "jitter": 0.0, **policy}),  # type: ignore[arg-type]
     )
+    friend.checkins.batch = batch
+    return friend
 
 
-async def _close(service: ConversationService) -> None:
-    await service.close()
+async def _close(service: Friend) -> None:
+    await service.background.stop(0)
     await service.model.close()
 
 
-async def _say(service: ConversationService, chat: int, text: str, outbox: RecordingOutbox) -> None:
+async def _say(service: Friend, chat: int, text: str, outbox: RecordingOutbox) -> None:
     await service.handle_text(chat, UserInfo(user_id=chat), text, outbox)
 
 
@@ -51,7 +56,7 @@ async def test_one_checkin_after_a_break_and_a_second_only_after_another(
     db, tgi: TGIEmulator, database_url: str
 ) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
-    checkins = CheckinService(service)
+    checkins = service.checkins
     outbox = RecordingOutbox(db)
     await _say(service, 7, "I have a big exam on Friday", outbox)
     assert (await checkins.sweep(outbox)).sent == 0, "no check-in before the break"
@@ -81,7 +86,7 @@ async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEm
     outbox = RecordingOutbox(db)
     await _say(service, 8, "good night", outbox)
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
-    report = await CheckinService(service).sweep(outbox)
+    report = await service.checkins.sweep(outbox)
     assert (report.sent, report.postponed) == (0, 1)
     planned = (await _rows(database_url, "SELECT next_checkin_at FROM conversations"))[0][0]
     assert planned >= datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2) - timedelta(
@@ -93,10 +98,10 @@ async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEm
 
 async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
     service = _service(db, tgi)
-    checkins = CheckinService(service)
+    checkins = service.checkins
     outbox = RecordingOutbox(db)
     await _say(service, 9, "hi", outbox)
-    commands = CommandService(service)
+    commands = service.commands
     async with commands.handling(9, UserInfo(user_id=9)) as unit:
         assert unit is not None
         await commands.set_checkins(unit, False)
@@ -113,16 +118,18 @@ async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator, database
 
 
 async def test_three_workers_send_each_checkin_exactly_once(database_url: str, tgi: TGIEmulator) -> None:
-    databases = [connect(database_url) for _ in range(3)]
+    databases = [await connect(database_url) for _ in range(3)]
     # One check-in per chat is allowed, so any second one would be a duplicate.
-    services = [_service(database, tgi, worker=f"w{n}", max_unanswered=1) for n, database in enumerate(databases)]
+    services = [
+        _service(database, tgi, worker=f"w{n}", batch=7, max_unanswered=1) for n, database in enumerate(databases)
+    ]
     outbox = RecordingOutbox(databases[0])
     chats = list(range(100, 160))
     for chat in chats:
         await services[0].receive(chat, UserInfo(user_id=chat), "hello there")
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
     tgi.latency = 0.01
-    workers = [CheckinService(service, batch=7) for service in services]
+    workers = [service.checkins for service in services]
     for _ in range(6):
         await asyncio.gather(*(worker.sweep(outbox) for worker in workers))
     per_chat = Counter(chat for chat, _ in outbox.sent)
@@ -143,7 +150,7 @@ async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, dat
         f"UPDATE conversations SET state = '{state}', last_user_message_at = now() - interval '15 days'"
     )
     await connection.close()
-    report = await CheckinService(service).sweep(RecordingOutbox(db))
+    report = await service.checkins.sweep(RecordingOutbox(db))
     assert report.cooled == 1
     log = await _rows(database_url, "SELECT trigger, to_state FROM state_transition_log ORDER BY id DESC LIMIT 1")
     assert tuple(log[0]) == ("cooldown", "warming")
@@ -151,24 +158,25 @@ async def test_the_sweep_cools_long_silent_close_chats(db, tgi: TGIEmulator, dat
 
 
 async def test_a_stopping_worker_hands_its_claims_to_another_at_once(db, tgi: TGIEmulator, database_url: str) -> None:  # type: ignore[no-untyped-def]
-    from scheduler.runner import sweeping
-
-    leaving, staying = _service(db, tgi, worker="leaving"), _service(db, tgi, worker="staying")
+    leaving = _service(db, tgi, worker="leaving", lease=timedelta(minutes=10))
+    staying = _service(db, tgi, worker="staying")
     outbox = RecordingOutbox(db)
     for chat in (31, 32, 33):
         await _say(leaving, chat, "a long week ahead", outbox)
     await asyncio.sleep(BREAK.total_seconds() + 0.1)
     tgi.latency = 3.0  # the leaving worker is mid-way through writing when it is told to stop
-    long_lease = CheckinService(leaving, lease=timedelta(minutes=10))
-    async with sweeping(long_lease, outbox, timedelta(seconds=60), grace=0.2):
+    sweep = Job("checkin_sweep", timedelta(seconds=60), lambda: leaving.checkins.sweep(outbox))
+    async with running([sweep]) as periodic:
         for _ in range(100):
             if await _rows(database_url, "SELECT 1 FROM checkins WHERE status = 'claimed'"):
                 break
             await asyncio.sleep(0.05)
+        await periodic.stop(0.2)
+    await leaving.checkins.release_claims()
     statuses = Counter(r["status"] for r in await _rows(database_url, "SELECT status FROM checkins"))
     assert statuses == {"released": 3}, statuses
     tgi.latency = 0.0
-    report = await CheckinService(staying).sweep(outbox)  # not ten minutes later: now
+    report = await staying.checkins.sweep(outbox)  # not ten minutes later: now
     assert report.sent == 3
     await asyncio.sleep(3.5)  # the leaving worker's writes finish after all: they must not be sent
     checkins = [text for chat, text in outbox.sent if chat in (31, 32, 33)]

@@ -13,15 +13,17 @@ import pytest
 
 from app.emulators.tgi import TGIEmulator
 from app.prompt import Memory
-from app.services.commands import CommandService
-from app.services.conversation import ConversationService
-from app.services.delivery import DeliveryQueue, SendOutcome
-from app.services.records import ReplyContext
-from storage.conversations import UserInfo
+from app.serve import UPDATE_IDS_KEPT
+from app.services.delivery import DeliveryQueue
+from app.services.friend import Friend
+from app.services.outbox import SendOutcome
+from app.services.values import ReplyContext, utcnow
+from storage.conversations import ConversationRepo
 from storage.messages import MessageRepo
 from storage.outbox import QueuedSend
 from storage.reply_path import ReplyPathRepo
-from tests.helpers import RecordingOutbox, RecordingTransport
+from storage.rows import UserInfo
+from tests.helpers import RecordingOutbox, RecordingTransport, build_friend
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
 
@@ -36,13 +38,13 @@ CALM_LINES = [
 ]
 
 
-async def _say(service: ConversationService, outbox: RecordingOutbox, text: str, chat: int = 501) -> list[str]:
+async def _say(service: Friend, outbox: RecordingOutbox, text: str, chat: int = 501) -> list[str]:
     replies = await service.handle_text(chat, UserInfo(user_id=chat, username="ann"), text, outbox)
     return [r.text for r in replies]
 
 
 async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     outbox = RecordingOutbox(service.database)
     persona = service.persona
@@ -70,7 +72,7 @@ async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
     assert len(outbox.sent) == 30
 
 
-async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService, database_url: str) -> None:
+async def test_a_bad_day_enters_repair_and_recovers(service: Friend, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     for line in CALM_LINES[:3]:
         await _say(service, outbox, line)
@@ -87,7 +89,7 @@ async def test_a_bad_day_enters_repair_and_recovers(service: ConversationService
     assert log[1]["sentiment_negative"] > 0.3 and log[2]["sentiment_positive"] > 0.5
 
 
-async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: TGIEmulator, database_url: str) -> None:
+async def test_crisis_uses_the_safety_prompt(service: Friend, tgi: TGIEmulator, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "Hello there, nice to meet you")
     await _say(service, outbox, "Honestly I feel fine but sometimes I want to kill myself")
@@ -101,14 +103,14 @@ async def test_crisis_uses_the_safety_prompt(service: ConversationService, tgi: 
 
 
 async def test_clear_resets_to_icebreaker_with_fresh_history(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     outbox = RecordingOutbox(service.database)
     for number in range(12):
         await _say(service, outbox, f"Remember the blue kite {number}")
-    async with CommandService(service).handling(501, ANN) as unit:
+    async with service.commands.handling(501, ANN) as unit:
         assert unit is not None
-        stage = await CommandService(service).reset(unit)
+        stage = await service.commands.reset(unit)
     assert stage.value == "icebreaker"
     await _say(service, outbox, "Hi again")
     prompt = tgi.chat_requests()[-1]["messages"]
@@ -121,19 +123,19 @@ async def test_clear_resets_to_icebreaker_with_fresh_history(
     assert [tuple(r) for r in log] == [("warming", "icebreaker", "reset")]
 
 
-async def test_fourteen_days_of_silence_cool_close_to_warming(service: ConversationService, database_url: str) -> None:
+async def test_fourteen_days_of_silence_cool_close_to_warming(service: Friend, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "hello")
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute(
         "UPDATE conversations SET state = 'close', stage_messages = 40, last_user_message_at = now() - interval '13 days' WHERE chat_id = 501"
     )
-    assert await service.cool_down(501) is False
+    assert await service.cooldown.cool_down(501) is False
     await connection.execute(
         "UPDATE conversations SET last_user_message_at = now() - interval '15 days' WHERE chat_id = 501"
     )
     await connection.close()
-    assert await service.cool_down(501) is True
+    assert await service.cooldown.cool_down(501) is True
     log = await _rows(
         database_url,
         "SELECT from_state, to_state, trigger FROM state_transition_log WHERE chat_id = 501 ORDER BY id DESC LIMIT 1",
@@ -142,7 +144,7 @@ async def test_fourteen_days_of_silence_cool_close_to_warming(service: Conversat
 
 
 async def test_model_down_gets_the_fallback_line_and_the_message_is_kept(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.fail_next(503, "overloaded", times=3)
     outbox = RecordingOutbox(service.database)
@@ -154,14 +156,14 @@ async def test_model_down_gets_the_fallback_line_and_the_message_is_kept(
     assert overview["user_messages"] == 1
 
 
-async def test_a_transient_overload_is_retried(service: ConversationService, tgi: TGIEmulator) -> None:
+async def test_a_transient_overload_is_retried(service: Friend, tgi: TGIEmulator) -> None:
     tgi.fail_next(429, "overloaded", times=2)
     replies = await _say(service, RecordingOutbox(service.database), "hello after a busy moment")
     assert replies[0].startswith("[emulated model]")
 
 
 async def test_messages_arriving_together_are_all_answered_in_order(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.latency = 0.2
     outbox = RecordingOutbox(service.database)
@@ -178,7 +180,7 @@ async def test_messages_arriving_together_are_all_answered_in_order(
 
 
 async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     tgi.max_input_tokens, tgi.max_total_tokens = 767, 768
     outbox = RecordingOutbox(service.database)
@@ -190,7 +192,7 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
         )
         replies = await _say(service, outbox, text)
         assert len(replies) == 1
-        await service.drain()
+        await service.background.drain()
     assert tgi.rejected == 0
     sizes = []
     from app.emulators.tgi import template, tokenize
@@ -210,9 +212,7 @@ async def test_a_long_conversation_stays_in_budget_and_remembers_early_facts(
     assert "Biscuit" not in " ".join(m["content"] for m in last_prompt[1:])
 
 
-async def test_a_new_day_starts_with_yesterdays_summary(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
-) -> None:
+async def test_a_new_day_starts_with_yesterdays_summary(service: Friend, tgi: TGIEmulator, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "I adopted a cat named Pepper")
     connection = await asyncpg.connect(plain_dsn(database_url))
@@ -222,7 +222,7 @@ async def test_a_new_day_starts_with_yesterdays_summary(
     )
     await connection.close()
     await _say(service, outbox, "Good morning")
-    await service.drain()
+    await service.background.drain()
     days = await _rows(database_url, "SELECT day, text FROM daily_summaries WHERE chat_id = 501")
     assert len(days) == 1 and "Pepper" in days[0]["text"]
     await _say(service, outbox, "What do you remember?")
@@ -230,9 +230,7 @@ async def test_a_new_day_starts_with_yesterdays_summary(
     assert service.persona.prompts.memory_heading in system and "Pepper" in system
 
 
-async def test_a_redelivered_message_is_stored_and_answered_once(
-    service: ConversationService, database_url: str
-) -> None:
+async def test_a_redelivered_message_is_stored_and_answered_once(service: Friend, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     first = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
     again = await service.handle_text(501, ANN, "hello once", outbox, telegram_message_id=77, update_id=1000)
@@ -240,29 +238,27 @@ async def test_a_redelivered_message_is_stored_and_answered_once(
     assert (await _rows(database_url, "SELECT count(*) FROM messages WHERE role = 'user'"))[0][0] == 1
 
 
-async def test_a_crash_before_the_reply_is_healed(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
-) -> None:
+async def test_a_crash_before_the_reply_is_healed(service: Friend, tgi: TGIEmulator, database_url: str) -> None:
     received = await service.receive(501, ANN, "did you get this?")
     assert received.responder  # ...and then the worker died before replying
     connection = await asyncpg.connect(plain_dsn(database_url))
     await connection.execute("UPDATE conversations SET reply_lease_until = now() - interval '1 second'")
     await connection.close()
     outbox = RecordingOutbox(service.database)
-    assert await service.heal(outbox) == 1
-    await service.drain()
+    assert await service.healer.heal(outbox) == 1
+    await service.background.drain()
     assert len(outbox.sent) == 1 and "did you get this?" in outbox.sent[0][1]
-    assert await service.heal(outbox) == 0
+    assert await service.healer.heal(outbox) == 0
 
 
-async def test_a_blocked_user_marks_the_chat_inactive(service: ConversationService, database_url: str) -> None:
+async def test_a_blocked_user_marks_the_chat_inactive(service: Friend, database_url: str) -> None:
     outbox = RecordingOutbox(service.database, blocked={501})
     assert await _say(service, outbox, "hi") != []
     active = await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 501")
     assert active[0][0] is False
 
 
-async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationService, database_url: str) -> None:
+async def test_old_update_ids_are_pruned_recent_ones_kept(service: Friend, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     await service.handle_text(501, ANN, "old", outbox, telegram_message_id=1, update_id=10)
     await service.handle_text(501, ANN, "new", outbox, telegram_message_id=2, update_id=11)
@@ -271,16 +267,14 @@ async def test_old_update_ids_are_pruned_recent_ones_kept(service: ConversationS
         "UPDATE processed_updates SET received_at = now() - interval '8 days' WHERE update_id = 10"
     )
     await connection.close()
-    assert await service.prune_updates() == 1
+    assert await ConversationRepo(service.database).prune_updates(utcnow() - UPDATE_IDS_KEPT) == 1
     assert [r[0] for r in await _rows(database_url, "SELECT update_id FROM processed_updates")] == [11]
 
 
-async def test_a_debounced_burst_gets_one_reply_that_knows_the_history(
-    service: ConversationService, tgi: TGIEmulator
-) -> None:
+async def test_a_debounced_burst_gets_one_reply_that_knows_the_history(service: Friend, tgi: TGIEmulator) -> None:
     outbox = RecordingOutbox(service.database)
     await _say(service, outbox, "My dog is called Biscuit")
-    service.reply_debounce = timedelta(seconds=0.4)
+    service = build_friend(service.database, model=service.model, debounce=timedelta(seconds=0.4))
     burst = [_say(service, outbox, "so"), _say(service, outbox, "guess what happened today")]
     results = await asyncio.gather(*burst)
     assert sum(len(r) for r in results) == 1, "one reply for the whole burst"
@@ -306,7 +300,7 @@ class _FlakyTransport(RecordingTransport):
 
 
 async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_once(
-    service: ConversationService, database_url: str
+    service: Friend, database_url: str
 ) -> None:
     transport = _FlakyTransport(failures=2)
     outbox = DeliveryQueue(service.database, transport, worker="test")
@@ -322,19 +316,18 @@ async def test_a_reply_telegram_did_not_take_is_retried_within_seconds_and_sent_
 
 
 async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_round(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     """A message stored after what a reply owes was decided is in the history but not owed yet
     (a context read before it, a reply written after). It must not be answered now (it would be
     answered twice)."""
     first = await service.receive(501, ANN, "first message")
     await service.receive(501, ANN, "second message")  # arrives while the first is being answered
-    async with service.database.sessions() as session:
-        everything = await MessageRepo(session).recent(501, 0, 50)
-    row = await service.conversation(501)
+    everything = await MessageRepo(service.database).recent(501, 0, 50)
+    row = await ConversationRepo(service.database).get(501)
     assert row is not None and first.message_id is not None
     owed_then = [m for m in everything if m.id == first.message_id]
-    reply = await service._write_reply(
+    reply = await service.responder.answer(
         ReplyContext(row, owed_then, everything, Memory()), RecordingOutbox(service.database)
     )
     assert reply is not None
@@ -345,23 +338,23 @@ async def test_a_message_stored_while_the_context_is_read_waits_for_the_next_rou
 
 
 async def test_a_reply_slower_than_its_lease_keeps_the_lease(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     """The lease is renewed while the model writes, so no other worker takes the chat meanwhile."""
-    service.reply_lease = timedelta(seconds=0.6)  # renewed every 0.2 s
+    service = build_friend(service.database, model=service.model, lease=timedelta(seconds=0.6))  # renewed every 0.2 s
     tgi.latency = 1.5
     outbox = RecordingOutbox(service.database)
     replying = asyncio.create_task(service.handle_text(501, ANN, "take your time", outbox))
     await asyncio.sleep(1.1)  # the first lease ran out 0.5 s ago
     held = await _rows(database_url, "SELECT reply_lease_owner, reply_lease_until > now() AS live FROM conversations")
-    assert (held[0]["reply_lease_owner"], held[0]["live"]) == (service.worker, True)
+    assert (held[0]["reply_lease_owner"], held[0]["live"]) == (service.rules.worker, True)
     assert [r.text for r in await replying] == ["[emulated model] take your time"]
     released = await _rows(database_url, "SELECT reply_lease_owner FROM conversations")
     assert released[0]["reply_lease_owner"] is None
 
 
 async def test_a_first_message_stores_the_user_the_chat_and_both_moves_in_order(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     """A new chat's first message (here one with signs of crisis) is stored with its user, the
     conversation's `start` and the message's own move, in that order, searchable in the user's language."""
@@ -403,17 +396,17 @@ def between_read_and_store(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[],
     pending: list[Callable[[], Awaitable[None]]] = []
     store_message = ReplyPathRepo.store_message
 
-    async def store_after(self: ReplyPathRepo, *args: Any) -> Any:
+    async def store_after(self: ReplyPathRepo, *args: Any, **kwargs: Any) -> Any:
         while pending:
             await pending.pop(0)()
-        return await store_message(self, *args)
+        return await store_message(self, *args, **kwargs)
 
     monkeypatch.setattr(ReplyPathRepo, "store_message", store_after)
     return pending
 
 
 async def test_a_context_read_before_a_clear_is_read_again(
-    service: ConversationService,
+    service: Friend,
     tgi: TGIEmulator,
     database_url: str,
     between_read_and_store: list[Callable[[], Awaitable[None]]],
@@ -425,9 +418,9 @@ async def test_a_context_read_before_a_clear_is_read_again(
         await _say(service, outbox, f"Remember the blue kite {number}")
 
     async def clear() -> None:
-        async with CommandService(service).handling(501, SAID_BY) as unit:
+        async with service.commands.handling(501, SAID_BY) as unit:
             assert unit is not None
-            await CommandService(service).reset(unit)
+            await service.commands.reset(unit)
 
     between_read_and_store.append(clear)
     await _say(service, outbox, "what did I tell you?")
@@ -441,7 +434,7 @@ async def test_a_context_read_before_a_clear_is_read_again(
 
 
 async def test_a_context_read_before_the_history_moved_is_read_again(
-    service: ConversationService,
+    service: Friend,
     tgi: TGIEmulator,
     database_url: str,
     between_read_and_store: list[Callable[[], Awaitable[None]]],
@@ -479,7 +472,7 @@ async def _holding_the_chat(database_url: str, chat: int, then: str | None = Non
 
 
 async def test_a_reply_written_ahead_asks_the_model_only_once_its_message_is_stored(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     """The reply's prompt and request are made while its message is stored; nothing reaches the
     model server before the message is in the database."""
@@ -501,7 +494,7 @@ async def test_a_reply_written_ahead_asks_the_model_only_once_its_message_is_sto
 
 
 async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sent(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     """The chat changed while the message was being stored (here its history was cut, as /clear
     does), so the store wrote nothing and was read again: the reply prepared from the old state is
@@ -524,6 +517,3 @@ async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sen
     asked = tgi.chat_requests()[asked_before:]
     assert len(asked) == 1, "one reply, one request: the one prepared from the old state never left"
     assert "blue kite" not in " ".join(m["content"] for m in asked[0]["messages"][1:])
-    await asyncio.sleep(0)
-    waiting = [t for t in asyncio.all_tasks() if "write_ahead" in t.get_coro().__qualname__ and not t.done()]
-    assert waiting == [], "the dropped reply was called off, not left waiting"

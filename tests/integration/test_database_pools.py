@@ -1,4 +1,5 @@
-"""The two connection pools a process keeps: bounded together, and healed when the server drops them."""
+"""The process's connection pool (asyncpg's): bounded, healed when the server drops connections,
+closed on time, and patient with a server that is full."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import asyncio
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from storage.database import Database, connect
-from storage.direct import PoolClosedError
-from storage.errors import is_transient
+from storage.errors import DatabaseUnavailableError
+from storage.sql import Statement
 from tests.postgres import admin_execute, unique_name
+
+PID = Statement("SELECT pg_backend_pid()")
+DOUBLE = Statement("SELECT CAST(:n AS integer) * 2")
 
 
 async def _backends(url: str) -> int:
-    """Connections open to this test's database, seen from outside the process's pools."""
+    """Connections open to this test's database, seen from outside the process's pool."""
     outside = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
         count = await outside.fetchval(
@@ -28,23 +31,17 @@ async def _backends(url: str) -> int:
 
 
 async def test_a_busy_process_opens_no_more_connections_than_its_pool_size(database_url: str) -> None:
-    database = connect(database_url, pool_size=5)
+    database = await connect(database_url, pool_size=5)
     most = 0
     release = asyncio.Event()
 
-    async def reply_path() -> None:
-        async with database.raw() as connection:
-            await connection.fetchval("SELECT 1")
-            await release.wait()
-
-    async def command() -> None:
-        async with database.sessions() as session:
-            await session.execute(text("SELECT 1"))
+    async def unit_of_work() -> None:
+        async with database.transaction() as tx:
+            await tx.fetchval(PID)
             await release.wait()
 
     try:
-        tasks = [asyncio.create_task(reply_path()) for _ in range(20)]
-        tasks += [asyncio.create_task(command()) for _ in range(10)]
+        tasks = [asyncio.create_task(unit_of_work()) for _ in range(30)]
         for _ in range(20):
             await asyncio.sleep(0.05)
             most = max(most, await _backends(database_url))
@@ -56,87 +53,70 @@ async def test_a_busy_process_opens_no_more_connections_than_its_pool_size(datab
 
 
 async def test_connections_the_server_dropped_are_replaced(db: Database, database_url: str) -> None:
-    async with db.raw() as connection:
-        before = await connection.fetchval("SELECT pg_backend_pid()")
+    before = await db.fetchval(PID)
     outside = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
         assert await outside.fetchval("SELECT pg_terminate_backend($1)", before)
     finally:
         await outside.close()
     await asyncio.sleep(0.2)  # what a restart, a failover or an idle timeout leaves in the pool
-    async with db.raw() as connection:
-        after = await connection.fetchval("SELECT pg_backend_pid()")
-        assert await connection.fetchval("SELECT 41 + 1") == 42
-    assert after != before
+    assert await db.fetchval(DOUBLE, n=21) == 42
+    assert await db.fetchval(PID) != before
 
 
-async def test_the_reply_path_connects_with_the_options_the_url_carries(database_url: str) -> None:
+async def test_the_pool_connects_with_the_options_the_url_carries(database_url: str) -> None:
     url = make_url(database_url)
-    database = connect(
-        url.update_query_dict({"ssl": "disable", "command_timeout": "30"}).render_as_string(hide_password=False),
-        pool_size=4,
-    )
+    options = url.update_query_dict({"ssl": "disable", "command_timeout": "30"}).render_as_string(hide_password=False)
+    database = await connect(options, pool_size=4)
     try:
-        async with database.raw() as connection:
-            assert await connection.fetchval("SELECT current_database()") == url.database
-        async with database.sessions() as session:
-            assert await session.scalar(text("SELECT 1")) == 1
+        assert await database.fetchval(Statement("SELECT current_database()")) == url.database
     finally:
         await database.close()
 
 
 async def test_closing_does_not_wait_forever_for_a_connection_still_held(database_url: str) -> None:
-    database = connect(database_url, pool_size=4)
+    database = await connect(database_url, pool_size=4)
     held = asyncio.Event()
 
     async def stuck() -> None:
-        async with database.raw() as connection:
-            await connection.fetchval("SELECT 1")
+        async with database.transaction() as tx:
+            await tx.fetchval(PID)
             held.set()
             await asyncio.sleep(3600)
 
     task = asyncio.create_task(stuck())
     await held.wait()
-    await asyncio.wait_for(database.direct.close(patience=0.5), 5)
+    await asyncio.wait_for(database.close(patience=0.5), 5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    await database.engine.dispose()
 
 
-async def test_a_connection_whose_statement_was_cut_off_is_not_used_again(database_url: str) -> None:
-    database = connect(database_url, pool_size=4)
+async def test_a_statement_cut_off_leaves_the_pool_usable_and_nothing_running(database_url: str) -> None:
+    """A reply cancelled mid-statement (as on shutdown): the server stops the statement, and the
+    next statement is answered."""
+    database = await connect(database_url, pool_size=1)
     try:
-        async with database.raw() as connection:
-            warm = await connection.fetchval("SELECT pg_backend_pid()")
-        async with database.raw() as connection:
-            assert await connection.fetchval("SELECT pg_backend_pid()") == warm, "the warm connection is reused"
-
-        async def slow() -> None:
-            async with database.raw() as connection:
-                await connection.execute("SELECT pg_sleep(30)")
-
-        task = asyncio.create_task(slow())
+        task = asyncio.create_task(database.execute(Statement("SELECT pg_sleep(30)")))
         await asyncio.sleep(0.3)
-        task.cancel()  # a reply cancelled mid-statement, as on shutdown
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        async with database.raw() as connection:
-            after = await connection.fetchval("SELECT pg_backend_pid()")
-            assert await connection.fetchval("SELECT 41 + 1") == 42
-        assert after != warm
-        await asyncio.sleep(0.3)
-        assert await _backends(database_url) == 1, "the cut-off connection was closed, not left open"
+        assert await database.fetchval(DOUBLE, n=21) == 42
+        running = await database.fetchval(
+            Statement("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")
+        )
+        assert running == 0
     finally:
         await database.close()
 
 
-async def test_many_blocks_share_few_connections_in_turn(database_url: str) -> None:
-    database = connect(database_url, pool_size=4)  # three for the reply path
+async def test_many_statements_share_few_connections_in_turn(database_url: str) -> None:
+    database = await connect(database_url, pool_size=3)
     seen: set[int] = set()
 
     async def statement(n: int) -> int:
-        async with database.raw() as connection:
-            seen.add(await connection.fetchval("SELECT pg_backend_pid()"))
-            return int(await connection.fetchval("SELECT $1::int * 2", n))
+        async with database.transaction() as tx:
+            seen.add(await tx.fetchval(PID))
+            return int(await tx.fetchval(DOUBLE, n=n))
 
     try:
         results = await asyncio.gather(*(statement(n) for n in range(50)))
@@ -147,13 +127,12 @@ async def test_many_blocks_share_few_connections_in_turn(database_url: str) -> N
 
 
 async def test_spare_connections_are_closed_once_a_burst_is_over(database_url: str) -> None:
-    database = connect(database_url, pool_size=8)
-    database.direct._idle_lifetime = 0.2
+    database = await connect(database_url, pool_size=8, idle_lifetime=0.2)
     release = asyncio.Event()
 
     async def held() -> None:
-        async with database.raw() as connection:
-            await connection.fetchval("SELECT 1")
+        async with database.transaction() as tx:
+            await tx.fetchval(PID)
             await release.wait()
 
     try:
@@ -162,24 +141,18 @@ async def test_spare_connections_are_closed_once_a_burst_is_over(database_url: s
         assert await _backends(database_url) == 5
         release.set()
         await asyncio.gather(*tasks)
-        await asyncio.sleep(0.3)
-        async with database.raw() as connection:  # the next statement after the burst
-            await connection.fetchval("SELECT 1")
-        await asyncio.sleep(0.3)
-        assert await _backends(database_url) == 1
+        await asyncio.sleep(0.6)
+        assert await _backends(database_url) <= 1
     finally:
         await database.close()
 
 
-async def test_after_close_the_reply_path_refuses_new_statements(database_url: str) -> None:
-    database = connect(database_url, pool_size=4)
-    async with database.raw() as connection:
-        await connection.fetchval("SELECT 1")
+async def test_after_close_new_statements_are_refused_as_an_outage(database_url: str) -> None:
+    database = await connect(database_url, pool_size=4)
+    await database.fetchval(PID)
     await database.close()
-    with pytest.raises(PoolClosedError):
-        async with database.raw() as connection:
-            await connection.fetchval("SELECT 1")
-    assert is_transient(PoolClosedError("stopping")), "an update then waits, as for any outage"
+    with pytest.raises(DatabaseUnavailableError):
+        await database.fetchval(PID)
     assert await _backends(database_url) == 0
 
 
@@ -187,24 +160,24 @@ def _as_role(url: str, role: str) -> str:
     return make_url(url).set(username=role).render_as_string(hide_password=False)
 
 
-async def test_a_server_that_is_full_makes_replies_share_the_connections_the_process_has(database_url: str) -> None:
+async def test_a_server_that_is_full_makes_statements_share_the_connections_the_process_has(database_url: str) -> None:
     """More replicas than the server was sized for: each gets fewer connections than its pool
     size. The replies queue for the ones it got rather than fail (which left their chats to the
     healer, 15-30 s later, in a benchmark with seven bots on a server of 100 connections)."""
     role = unique_name("aif_limited")
     await admin_execute(database_url, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
-    database = connect(_as_role(database_url, role), pool_size=9)
+    database = await connect(_as_role(database_url, role), pool_size=9)
     seen: set[int] = set()
 
     async def reply_statement(n: int) -> int:
-        async with database.raw() as connection:
-            seen.add(await connection.fetchval("SELECT pg_backend_pid()"))
+        async with database.transaction() as tx:
+            seen.add(await tx.fetchval(PID))
             await asyncio.sleep(0.02)  # long enough for all of them to want a connection at once
-            return int(await connection.fetchval("SELECT $1::int * 2", n))
+            return int(await tx.fetchval(DOUBLE, n=n))
 
     try:
         results = await asyncio.gather(*(reply_statement(n) for n in range(40)))
-        again = await asyncio.gather(*(reply_statement(n) for n in range(40)))  # and after the pause
+        again = await asyncio.gather(*(reply_statement(n) for n in range(40)))
     finally:
         await database.close()
         await admin_execute(database_url, f"DROP ROLE {role}")
@@ -215,11 +188,10 @@ async def test_a_server_that_is_full_makes_replies_share_the_connections_the_pro
 async def test_a_process_the_server_refuses_any_connection_gets_the_error(database_url: str) -> None:
     role = unique_name("aif_refused")
     await admin_execute(database_url, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
-    database = connect(_as_role(database_url, role), pool_size=4)
+    database = await connect(_as_role(database_url, role), pool_size=4, connect_patience=0.5)
     try:
-        with pytest.raises(asyncpg.TooManyConnectionsError):
-            async with database.raw() as connection:
-                await connection.fetchval("SELECT 1")
+        with pytest.raises(DatabaseUnavailableError, match="TooManyConnections"):
+            await database.fetchval(PID)
     finally:
         await database.close()
         await admin_execute(database_url, f"DROP ROLE {role}")

@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from storage.database import open_database
+from app.settings import load_settings
+from app.wiring import open_database
 from storage.embedded import embedded_database_url
 from storage.errors import SchemaOutdatedError
 from tests.postgres import plain_dsn
@@ -21,14 +23,17 @@ from tests.postgres import plain_dsn
 HOLD = textwrap.dedent(
     """
     import asyncio, sys
+    from datetime import timedelta
     from pathlib import Path
-    from storage.database import open_database
+    from app.settings import load_settings
+    from app.wiring import open_database
+    from storage.sql import Statement
 
     async def main():
-        database = await open_database(None, Path(sys.argv[1]))
-        async with database.engine.connect() as connection:
-            await connection.exec_driver_sql("INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING" % sys.argv[2])
-            await connection.commit()
+        settings = load_settings(database_url=None, data_dir=Path(sys.argv[1]))
+        database = await open_database(settings, patience=timedelta(seconds=30))
+        insert = Statement("INSERT INTO users (id) VALUES (CAST(:id AS bigint)) ON CONFLICT DO NOTHING")
+        await database.execute(insert, id=int(sys.argv[2]))
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         await database.close()
@@ -114,5 +119,6 @@ def test_two_processes_share_one_server_and_data_survives_restarts(tmp_path: Pat
 
 
 async def test_an_external_database_on_an_old_schema_is_refused(empty_database_url: str, tmp_path: Path) -> None:
+    settings = load_settings(database_url=SecretStr(empty_database_url), data_dir=tmp_path)
     with pytest.raises(SchemaOutdatedError, match="aifriend migrate"):
-        await open_database(SecretStr(empty_database_url), tmp_path)
+        await open_database(settings, patience=timedelta(seconds=5))

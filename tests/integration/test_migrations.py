@@ -10,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage import migrate
+from migrations import schema as migrate
+from storage.database import connect
 from storage.models import Base
 from tests.postgres import plain_dsn
 
@@ -175,8 +176,8 @@ async def test_migrations_started_at_once_by_several_pods_do_not_race(empty_data
     ]
     outputs = await asyncio.gather(*(asyncio.wait_for(p.communicate(), 120) for p in processes))
     assert [p.returncode for p in processes] == [0, 0, 0], [err.decode()[-500:] for _, err in outputs]
-    engine = create_async_engine(empty_database_url)
+    database = await connect(empty_database_url, pool_size=1)
     try:
-        assert await migrate.current_revision(engine) == migrate.head_revision()
+        assert await database.schema_revision() == migrate.head_revision()
     finally:
-        await engine.dispose()
+        await database.close()

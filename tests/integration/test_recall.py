@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncpg
 
 from app.emulators.tgi import TGIEmulator
-from app.services.conversation import ConversationService
-from app.services.records import Reply
+from app.services.friend import Friend
+from app.services.values import Reply
 from llm.types import estimate_prompt_tokens
-from storage.conversations import UserInfo
+from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox
 from tests.postgres import plain_dsn
 
@@ -55,7 +55,7 @@ async def _seed(database_url: str, chat_id: int, count: int) -> None:
         await connection.close()
 
 
-async def _reply(service: ConversationService, chat_id: int, text: str) -> Reply:
+async def _reply(service: Friend, chat_id: int, text: str) -> Reply:
     replies = await service.handle_text(
         chat_id, UserInfo(user_id=chat_id, username="ann"), text, RecordingOutbox(service.database)
     )
@@ -63,12 +63,12 @@ async def _reply(service: ConversationService, chat_id: int, text: str) -> Reply
     return replies[0]
 
 
-async def _say(service: ConversationService, chat_id: int, text: str) -> tuple[str, ...]:
+async def _say(service: Friend, chat_id: int, text: str) -> tuple[str, ...]:
     return tuple(m.content for m in (await _reply(service, chat_id, text)).prompt)
 
 
 async def test_a_fact_from_message_three_of_two_thousand_is_in_the_prompt_of_a_question_about_it(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
+    service: Friend, tgi: TGIEmulator, database_url: str
 ) -> None:
     await _say(service, 601, "hi there")
     await _say(service, 601, "how are you doing?")
@@ -87,9 +87,7 @@ async def test_a_fact_from_message_three_of_two_thousand_is_in_the_prompt_of_a_q
     assert tgi.rejected == 0
 
 
-async def test_recall_never_reaches_into_another_chat(
-    service: ConversationService, tgi: TGIEmulator, database_url: str
-) -> None:
+async def test_recall_never_reaches_into_another_chat(service: Friend, tgi: TGIEmulator, database_url: str) -> None:
     await _say(service, 701, "My kayak is called Blue Heron, I paddle it every weekend")
     await _seed(database_url, 701, 300)
     await _say(service, 702, "hello, I am new here")
@@ -104,9 +102,7 @@ async def test_recall_never_reaches_into_another_chat(
             assert "Blue Heron" not in text
 
 
-async def test_lines_already_in_the_recent_turns_are_not_repeated(
-    service: ConversationService, tgi: TGIEmulator
-) -> None:
+async def test_lines_already_in_the_recent_turns_are_not_repeated(service: Friend, tgi: TGIEmulator) -> None:
     await _say(service, 801, "My kayak is called Blue Heron")
     prompt = await _say(service, 801, "What was the name of my kayak again?")
     assert "My kayak is called Blue Heron" in prompt[1], "it is right there in the recent turns"
@@ -114,7 +110,7 @@ async def test_lines_already_in_the_recent_turns_are_not_repeated(
 
 
 async def test_a_word_common_across_all_chats_recalls_nothing_once_the_statistics_say_so(
-    service: ConversationService, database_url: str
+    service: Friend, database_url: str
 ) -> None:
     await _say(service, 901, "I love marmalade on my toast")
     await _seed(database_url, 901, 300)

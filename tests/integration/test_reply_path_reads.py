@@ -1,41 +1,41 @@
-"""Chats read together (`ReplyPathRepo.read_many`, gathered by `NaturalBatch`), against PostgreSQL:
-each chat gets its own state in one statement, and each stays an index lookup however many
+"""The reply path's read (`ReplyPathRepo.read`), against PostgreSQL: each chat gets its own state in
+one statement, and it stays an index lookup, planned once per connection, however many
 conversations there are."""
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from app.services.conversation import ConversationService
-from storage.conversations import UserInfo
-from storage.reply_path import _READ, ReadWanted, ReplyPathRepo
+from app.services.friend import Friend
+from storage.database import connect
+from storage.reply_path import _READ, ReplyPathRepo
+from storage.rows import UserInfo
+from storage.sql import Statement
 from tests.helpers import RecordingOutbox
 
+_TYPES = {
+    "chat_id": "bigint",
+    "default_tz": "text",
+    "window": "integer",
+    "days": "integer",
+    "query": "text",
+    "recall": "integer",
+}
 
-async def _chat(service: ConversationService, chat: int, *lines: str) -> None:
+
+async def _chat(service: Friend, chat: int, *lines: str) -> None:
     outbox = RecordingOutbox(service.database)
     user = UserInfo(user_id=chat, username=f"u{chat}", first_name="U", language_code="en")
     for line in lines:
         await service.handle_text(chat, user, line, outbox)
 
 
-async def test_several_chats_are_read_in_one_statement_each_with_its_own_state(service: ConversationService) -> None:
+async def test_each_chat_is_read_with_its_own_state_in_one_statement(service: Friend) -> None:
     await _chat(service, 801, "my sister Lena plays the cello", "we talked about the weather")
     await _chat(service, 802, "I am learning to bake sourdough bread")
-    async with service.database.raw() as connection:
-        states = await ReplyPathRepo(connection).read_many(
-            [
-                ReadWanted(801, "how is Lena and her cello?", 8),
-                ReadWanted(999, "nobody", 8),
-                ReadWanted(802, "bread again", 8),
-                ReadWanted(801, None, 0),
-            ],
-            default_tz="UTC",
-            window=20,
-        )
-    first, unknown, second, again = states
+    repo = ReplyPathRepo(service.database)
+    first = await repo.read(801, default_tz="UTC", window=20, query="how is Lena and her cello?", recall=8)
+    unknown = await repo.read(999, default_tz="UTC", window=20, query="nobody", recall=8)
+    second = await repo.read(802, default_tz="UTC", window=20, query="bread again", recall=8)
+    again = await repo.read(801, default_tz="UTC", window=20, query=None, recall=0)
     assert unknown is None
     assert first is not None and second is not None and again is not None
     assert first.conversation.chat_id == again.conversation.chat_id == 801
@@ -49,59 +49,57 @@ async def test_several_chats_are_read_in_one_statement_each_with_its_own_state(s
     assert again.recalled == [], "no recall asked for this one"
 
 
-async def test_reads_that_arrive_together_share_a_statement(
-    service: ConversationService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for chat in range(811, 816):
-        await _chat(service, chat, f"hello from {chat}")
-    sizes: list[int] = []
-    read_many = ReplyPathRepo.read_many
-
-    async def counted(self: ReplyPathRepo, wanted: list[ReadWanted], **options: object) -> list[object]:
-        sizes.append(len(wanted))
-        return await read_many(self, wanted, **options)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ReplyPathRepo, "read_many", counted)
-    contexts = await asyncio.gather(*(service._context(chat) for chat in range(811, 816)))
-    assert sizes == [5]
-    assert all(context is not None for context in contexts)
-    assert [context.conversation.chat_id for context in contexts if context] == list(range(811, 816))
-
-
-async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(service: ConversationService) -> None:
-    """The plan PostgreSQL keeps for the prepared statement (a generic one: it knows neither the
-    chats nor how many) must not scan every conversation."""
-    async with service.database.raw() as connection:
-        await connection.execute(
-            "INSERT INTO users (id) SELECT g FROM generate_series(100000, 120000) AS g;"
-            "INSERT INTO conversations (chat_id, user_id, state) "
-            "SELECT g, g, 'icebreaker' FROM generate_series(100000, 120000) AS g;"
-            "ANALYZE conversations; ANALYZE users;"
-            f"PREPARE read_plan(bigint[], text, integer, integer, text[], integer[]) AS {_READ};"
-            "SET plan_cache_mode = force_generic_plan"
-        )
-        plan = "\n".join(
-            row[0]
-            for row in await connection.fetch("EXPLAIN EXECUTE read_plan('{100123}', 'UTC', 20, 3, '{hello}', '{8}')")
-        )
-        await connection.execute("DEALLOCATE read_plan; RESET plan_cache_mode")
+async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(service: Friend, database_url: str) -> None:
+    """The plan PostgreSQL keeps for the prepared statement (a generic one: it knows no chat) must
+    not scan every conversation."""
+    types = ", ".join(_TYPES[name] for name in _READ.names)
+    values = {
+        "chat_id": "100123",
+        "default_tz": "'UTC'",
+        "window": "20",
+        "days": "3",
+        "query": "'hello'",
+        "recall": "8",
+    }
+    arguments = ", ".join(values[name] for name in _READ.names)
+    database = await connect(database_url, pool_size=1)
+    try:
+        async with database.transaction() as tx:
+            for setup in (
+                "INSERT INTO users (id) SELECT g FROM generate_series(100000, 120000) AS g",
+                "INSERT INTO conversations (chat_id, user_id, state) "
+                "SELECT g, g, 'icebreaker' FROM generate_series(100000, 120000) AS g",
+                "ANALYZE conversations",
+                "ANALYZE users",
+                f"PREPARE read_plan({types}) AS {_READ.sql}",
+                "SET LOCAL plan_cache_mode = force_generic_plan",
+            ):
+                await tx.execute(Statement(setup))
+            plan = "\n".join(row[0] for row in await tx.fetch(Statement(f"EXPLAIN EXECUTE read_plan({arguments})")))
+            await tx.execute(Statement("DEALLOCATE read_plan"))
+    finally:
+        await database.close()
     assert "Seq Scan on conversations" not in plan, plan
     assert "Index Scan using pk_conversations on conversations" in plan, plan
 
 
-async def test_the_reply_paths_statements_are_planned_once_per_connection(service: ConversationService) -> None:
+async def test_the_reply_paths_statements_are_planned_once_per_connection(service: Friend, database_url: str) -> None:
     """Left to choose, PostgreSQL planned a one-chat read afresh on every reply (its estimate for one
     chat beat the kept plan's): a millisecond of server CPU each time. The pool's connections keep
     one plan per statement, whatever the chats and messages are."""
     await _chat(service, 821, "my sister Lena plays the cello", "we talked about the weather")
-    async with service.database.raw() as connection:
-        repo = ReplyPathRepo(connection)
+    database = await connect(database_url, pool_size=1)  # one connection: the one the reads were prepared on
+    try:
+        repo = ReplyPathRepo(database)
         for n in range(8):
             state = await repo.read(821, default_tz="UTC", window=2, query=f"Lena and the cello, take {n}")
             assert state is not None and state.recalled, "recall still finds the older line"
-        plans = await connection.fetchrow(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1", _READ
+        plans = await database.fetchrow(
+            Statement("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = :sql"),
+            sql=_READ.sql,
         )
+    finally:
+        await database.close()
     assert plans is not None, "the read is a prepared statement on the connection"
     assert plans["custom_plans"] == 0, dict(plans)
     assert plans["generic_plans"] >= 8, dict(plans)

@@ -69,3 +69,23 @@ async def test_the_terminal_prints_a_reply_as_it_grows_and_never_twice(capsys: p
     final = QueuedSend(1, -1, None, True, "sendMessage", {"text": "Hello there, friend. How are you?"}, 1, None)  # type: ignore[arg-type]
     await terminal.deliver(final)
     assert capsys.readouterr().out == ". How are you?\n"
+
+
+async def test_the_process_budget_holds_in_any_second_even_when_many_chats_start_together() -> None:
+    """A token bucket that starts full lets through its size at once and as many again within the
+    same second: drafts burst to twice the budget. No second may see more than the budget."""
+    recorder = Recorder()
+    preview = DraftPreview(recorder, every=0.0, min_new_chars=0, budget=20)
+    shown: list[float] = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < 2.5:
+        for chat in range(20):
+            before = len(recorder.calls)
+            preview.show(chat, 1, f"hello at {loop.time()}")
+            await asyncio.sleep(0)
+            if len(recorder.calls) > before:
+                shown.append(loop.time())
+        await asyncio.sleep(0.01)
+    busiest = max(sum(1 for t in shown if start <= t < start + 1.0) for start in shown)
+    assert len(shown) >= 20 and busiest <= 20, f"{busiest} drafts in one second"

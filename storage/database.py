@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -157,14 +157,22 @@ async def connect(
     embedded: bool = False,
     connect_patience: float = 10.0,
     idle_lifetime: float = IDLE_LIFETIME,
+    on_connection: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> Database:
-    """A pool of at most `pool_size` connections, opened only as load needs them."""
+    """A pool of at most `pool_size` connections, opened only as load needs them. `on_connection`
+    runs on each new connection (the benchmarks count statements with it)."""
+
+    async def prepare(connection: asyncpg.Connection) -> None:
+        await _prepare_connection(connection)
+        if on_connection is not None:
+            await on_connection(connection)
+
     try:
         pool = await asyncpg.create_pool(
             min_size=0,
             max_size=pool_size,
             max_inactive_connection_lifetime=idle_lifetime,
-            init=_prepare_connection,
+            init=prepare,
             reset=_keep_as_is,
             **connect_arguments(url),
         )

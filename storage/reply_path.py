@@ -6,8 +6,7 @@ its reply need no transaction held open.
 2. `store_message`: record the update id, store the message, move the conversation (stage,
    counters, reply lease) and log its transitions, only if the conversation is still as `read`
    saw it; otherwise nothing is written and the caller reads again (`Changed`).
-3. `store_reply`: store the reply, mark what it answers, count it, queue it in the outbox and,
-   if no message arrived since the context was read, hand the reply lease back.
+(The reply is stored by `storage.replies`.)
 """
 
 from __future__ import annotations
@@ -153,35 +152,6 @@ _STORE_FIRST_MESSAGE = Statement(f"""
     ), {_SEEN_AND_STORED}
 """)
 
-_STORE_REPLY = Statement("""
-    WITH conv AS (
-        UPDATE conversations
-           SET bot_messages = bot_messages + 1, last_bot_message_at = now(), updated_at = now(),
-               reply_lease_until = CASE WHEN user_messages = :seen_user_messages THEN NULL
-                                        ELSE CAST(:lease_until AS timestamptz) END,
-               reply_lease_owner = CASE WHEN user_messages = :seen_user_messages THEN NULL ELSE reply_lease_owner END
-         WHERE chat_id = :chat_id AND (reply_lease_owner = :worker OR reply_lease_owner IS NULL)
-        RETURNING chat_id, reply_lease_owner IS NULL AS released
-    ), stored AS (
-        INSERT INTO messages (chat_id, role, kind, text) SELECT chat_id, 'assistant', :kind, :text FROM conv
-        RETURNING id
-    ), answered AS (
-        UPDATE messages SET answered_at = now(),
-                            recall_note = CASE WHEN id = :through_id THEN CAST(:recall_note AS text) END
-         WHERE chat_id = :chat_id AND role = 'user' AND answered_at IS NULL AND id <= :through_id
-           AND EXISTS (SELECT 1 FROM conv)
-    ), ahead AS (
-        SELECT count(*) AS sends FROM outbox WHERE chat_id = :chat_id AND status = 'pending'
-    ), queued AS (
-        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload)
-        SELECT :chat_id, stored.id, s.piece = jsonb_array_length(CAST(:sends AS jsonb)), s.method, s.payload
-          FROM stored, jsonb_to_recordset(CAST(:sends AS jsonb)) AS s(piece integer, method text, payload jsonb)
-         ORDER BY s.piece
-    )
-    SELECT (SELECT id FROM stored) AS message_id, coalesce((SELECT released FROM conv), false) AS released,
-           (SELECT sends FROM ahead) AS queued_before
-""")
-
 
 @dataclass(frozen=True, slots=True)
 class ChatState:
@@ -227,31 +197,6 @@ class Changed:
     """The conversation changed since it was read (or was created meanwhile): nothing was written."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReply:
-    message_id: int
-    released: bool  # the lease was handed back: nothing arrived since the context was read
-    queued_before: int  # sends of the chat already waiting ahead of this reply
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseLost:
-    """Another worker writes this chat's replies now: the reply was not stored."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyWrite:
-    chat_id: int
-    worker: str
-    kind: str
-    text: str
-    through_id: int  # the newest message it answers
-    seen_user_messages: int  # the count when the context was read: unchanged, the lease is handed back
-    lease_until: datetime
-    sends: tuple[tuple[str, dict[str, Any]], ...]  # (Bot API method, parameters) in order
-    recall_note: str | None = None
-
-
 class ReplyPathRepo:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
@@ -284,16 +229,6 @@ class ReplyPathRepo:
         if row["message_id"] is not None:
             return Stored(row["message_id"], row["created_at"])
         return Duplicate() if row["seen_before"] else Changed()
-
-    async def store_reply(self, write: ReplyWrite) -> StoredReply | LeaseLost:
-        sends = [
-            {"piece": n, "method": method, "payload": payload} for n, (method, payload) in enumerate(write.sends, 1)
-        ]
-        row = await self.executor.fetchrow(_STORE_REPLY, **{**values_of(write), "sends": sends})
-        assert row is not None
-        if row["message_id"] is None:
-            return LeaseLost()
-        return StoredReply(row["message_id"], row["released"], int(row["queued_before"]))
 
 
 def _messages(rows: Sequence[dict[str, Any]]) -> list[MessageRow]:

@@ -31,6 +31,7 @@ def build_friend(
     policy: CheckinPolicy | None = None,
     debounce: timedelta = timedelta(0),
     lease: timedelta = timedelta(seconds=15),
+    recall: int = 8,
     **build: Any,
 ) -> Friend:
     """The services as the wiring builds them (with no debounce unless asked): on the TGI emulator,
@@ -41,7 +42,7 @@ def build_friend(
         model=model or TGIChatModel(tgi.url, backoff=0.01),
         scorer=VaderScorer(),  # type: ignore[union-attr]
         persona=load_persona(),
-        rules=ReplyRules(worker=worker, debounce=debounce, lease=lease),
+        rules=ReplyRules(worker=worker, debounce=debounce, lease=lease, recall=recall),
         policy=policy,
         **build,
     )

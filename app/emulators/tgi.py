@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -21,30 +20,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-MARKER = "[emulated model]"
-_CONTEXT_BLOCK = re.compile(r"<recalled>.*?</recalled>", re.DOTALL)
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+from app.emulators.echo import MARKER, echo, pieces_of, template, token_count, tokenize
 
-
-def tokenize(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-
-
-def token_count(text: str) -> int:
-    """len(tokenize(text)), without building every token's span (a chat request counts its whole prompt)."""
-    return len(_TOKEN.findall(text))
-
-
-def template(messages: list[dict[str, Any]]) -> str:
-    parts = [f"<|{m.get('role', 'user')}|>\n{_content(m)}<|end|>\n" for m in messages]
-    return "".join(parts) + "<|assistant|>\n"
-
-
-def _content(message: dict[str, Any]) -> str:
-    content = message.get("content") or ""
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+__all__ = ["MARKER", "TGIEmulator", "template", "tokenize"]
 
 
 @dataclass
@@ -80,15 +58,7 @@ class TGIEmulator:
 
     # ---- the model ----
     def echo(self, prompt_messages: list[dict[str, Any]], max_new: int) -> str:
-        last_user = next((_content(m) for m in reversed(prompt_messages) if m.get("role") == "user"), "")
-        # Context the prompt marks as such is not what the user said: a model does not parrot it.
-        last_user = _CONTEXT_BLOCK.sub(" ", last_user)
-        body = " ".join(last_user.replace(MARKER, " ").split())
-        words = tokenize(f"{MARKER} {body}")
-        if len(words) <= max_new:
-            return f"{MARKER} {body}".strip()
-        cut = words[max_new - 1][2]
-        return f"{MARKER} {body}"[:cut]
+        return echo(prompt_messages, max_new)
 
     # ---- HTTP ----
     def app(self) -> web.Application:
@@ -232,81 +202,40 @@ class TGIEmulator:
         text = self.echo(messages, budget)
         generated = token_count(text)
         finish = "length" if generated >= budget else "stop"
-        created = int(time.time())
-        pace = 1 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
-        if not body.get("stream"):
-            await asyncio.sleep(pace * generated)
-            return web.json_response(
-                {
-                    "object": "chat.completion",
-                    "id": "",
-                    "created": created,
-                    "model": "aifriend/emulated-echo",
-                    "system_fingerprint": "3.3.6-emulated",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "logprobs": None,
-                            "finish_reason": finish,
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": input_tokens,
-                        "completion_tokens": generated,
-                        "total_tokens": input_tokens + generated,
-                    },
-                }
-            )
+        if body.get("stream"):
+            return await self._stream_chat(request, text, finish)
+        await asyncio.sleep(generated / self.tokens_per_second if self.tokens_per_second > 0 else 0.0)
+        answer = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        usage = {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": generated,
+            "total_tokens": input_tokens + generated,
+        }
+        return web.json_response({**_envelope("chat.completion"), "choices": [answer], "usage": usage})
+
+    async def _stream_chat(self, request: web.Request, text: str, finish: str) -> web.StreamResponse:
+        """Server-sent chunks, one per token, that add up to exactly the non-streamed text; a broken
+        stream (`break_streams`) ends half-way with an error event, as TGI's do."""
         response = await self._sse(request)
-        # Each token with the text before it: the pieces add up to exactly the non-streamed text.
-        pieces, start = [], 0
-        for _, _, end in tokenize(text):
-            pieces.append(text[start:end])
-            start = end
-        if start < len(text):
-            pieces.append(text[start:])
+        pieces = pieces_of(text)
         broken = self.break_streams > 0
         if broken:
             self.break_streams -= 1
         for index, piece in enumerate(pieces):
             if broken and index == len(pieces) // 2:
-                await self._event(
-                    response, {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}}
-                )
+                failure = {"error": {"message": "emulated failure mid-stream", "http_status_code": 422}}
+                await self._event(response, failure)
                 await response.write(b"data: [DONE]\n\n")
                 return response
-            if pace:
-                await asyncio.sleep(pace)
-            chunk = {
-                "object": "chat.completion.chunk",
-                "id": "",
-                "created": created,
-                "model": "aifriend/emulated-echo",
-                "system_fingerprint": "3.3.6-emulated",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": piece},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                ],
-                "usage": None,
-            }
-            await self._event(response, chunk)
-        last = {
-            "object": "chat.completion.chunk",
-            "id": "",
-            "created": created,
-            "model": "aifriend/emulated-echo",
-            "system_fingerprint": "3.3.6-emulated",
-            "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": None,
-        }
-        await self._event(response, last)
+            if self.tokens_per_second > 0:
+                await asyncio.sleep(1 / self.tokens_per_second)
+            await self._event(response, _chunk(piece, None))
+        await self._event(response, _chunk("", finish))
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -365,3 +294,18 @@ class TGIEmulator:
     @staticmethod
     async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
         await response.write(f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())
+
+
+def _envelope(kind: str) -> dict[str, Any]:
+    return {
+        "object": kind,
+        "id": "",
+        "created": int(time.time()),
+        "model": "aifriend/emulated-echo",
+        "system_fingerprint": "3.3.6-emulated",
+    }
+
+
+def _chunk(piece: str, finish: str | None) -> dict[str, Any]:
+    delta = {"index": 0, "delta": {"role": "assistant", "content": piece}, "logprobs": None, "finish_reason": finish}
+    return {**_envelope("chat.completion.chunk"), "choices": [delta], "usage": None}

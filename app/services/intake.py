@@ -25,6 +25,7 @@ from app.services.text import clean_text
 from app.services.values import (
     DayEnded,
     Received,
+    ReplyContext,
     ReplyRules,
     context_of,
     fsm_columns,
@@ -33,12 +34,12 @@ from app.services.values import (
     transition_records,
     utcnow,
 )
-from fsm import MessageEvent, RelationshipMachine
+from fsm import MessageEvent, RelationshipMachine, Stage, Transition
 from llm.sentiment import SentimentScorer, detect_crisis
 from scheduler.timing import CheckinPolicy
 from storage.conversations import ConversationRepo
 from storage.database import Database, Executor
-from storage.reply_path import Changed, Duplicate, MessageWrite, ReplyPathRepo
+from storage.reply_path import Changed, ChatState, Duplicate, MessageWrite, ReplyPathRepo, Stored
 from storage.rows import ConversationRow, MessageRow, UserInfo
 from storage.sql import values_of
 
@@ -57,6 +58,14 @@ class Incoming:
     event: MessageEvent
     telegram_message_id: int | None
     update_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    write: MessageWrite  # what storing the message writes
+    stage: Stage
+    transitions: tuple[Transition, ...]
+    responder: bool
 
 
 class Intake:
@@ -115,35 +124,9 @@ class Intake:
             query=message.text,
             recall=recall,
         )
-        now = utcnow()
         row = state.conversation if state else None
-        if row is None:  # the chat's first message: it starts in icebreaker
-            begin = RelationshipMachine.begin()
-            snapshot, started = begin.snapshot, begin.transitions
-        else:
-            snapshot, started = snapshot_of(row), ()
-        moved = self.machine.advance(snapshot, message.event)
-        transitions = started + moved.transitions
-        lease_until: datetime | None
-        lease_owner: str | None
-        if row is None or row.reply_lease_until is None or row.reply_lease_until < now:
-            responder, lease_until, lease_owner = True, now + self.rules.lease, self.rules.worker
-        else:
-            responder, lease_until, lease_owner = False, row.reply_lease_until, row.reply_lease_owner
-        write = MessageWrite(
-            text=message.text,
-            telegram_message_id=message.telegram_message_id,
-            update_id=message.update_id,
-            negative=message.event.negative,
-            positive=message.event.positive,
-            moved=fsm_columns(moved.snapshot),
-            transitions=transition_records(transitions),
-            now=now,
-            next_checkin_at=plan_checkin(self.checkins, now, enabled=row.checkins_enabled if row else True),
-            lease_until=lease_until,
-            lease_owner=lease_owner,
-        )
-        stored = await repo.store_message(message.chat_id, message.user, write, seen=row)
+        decision = self._decide(row, message, utcnow())
+        stored = await repo.store_message(message.chat_id, message.user, decision.write, seen=row)
         if isinstance(stored, Changed):
             return None
         if isinstance(stored, Duplicate):
@@ -152,33 +135,43 @@ class Intake:
         self.metrics.inc("aifriend_messages_received_total")
         if row is None:
             log.info("conversation_started")
-        announce(self.metrics, transitions)
+        announce(self.metrics, decision.transitions)
         context = None
-        if responder and state is not None:
-            this = MessageRow(
-                stored.message_id,
-                message.chat_id,
-                "user",
-                "text",
-                message.text,
-                stored.created_at,
-                message.telegram_message_id,
-                sentiment_negative=message.event.negative,
-                sentiment_positive=message.event.positive,
-            )
-            stored_row = replace(
-                state.conversation,
-                **values_of(write.moved),
-                user_messages=state.conversation.user_messages + 1,
-                last_user_message_at=now,
-                reply_lease_until=lease_until,
-                reply_lease_owner=lease_owner,
-            )
-            context = context_of(state, self.rules, also=this, now=stored_row)
-        day_ended = self._day_ended(row, now) if row else None
+        if decision.responder and state is not None:  # the first reply needs what was just read
+            context = _context_after(state, message, stored, decision.write, self.rules)
         return Received(
-            stored.message_id, moved.snapshot.stage, transitions, responder, context=context, day_ended=day_ended
+            stored.message_id,
+            decision.stage,
+            decision.transitions,
+            decision.responder,
+            context=context,
+            day_ended=self._day_ended(row, decision.write.now) if row else None,
         )
+
+    def _decide(self, row: ConversationRow | None, message: Incoming, now: datetime) -> Decision:
+        """Where the message moves the relationship, and whether this worker becomes the responder:
+        it does unless another holds a live lease on the chat."""
+        if row is None:  # the chat's first message: it starts in icebreaker
+            begin = RelationshipMachine.begin()
+            snapshot, started = begin.snapshot, begin.transitions
+        else:
+            snapshot, started = snapshot_of(row), ()
+        moved = self.machine.advance(snapshot, message.event)
+        responder = row is None or row.reply_lease_until is None or row.reply_lease_until < now
+        write = MessageWrite(
+            text=message.text,
+            telegram_message_id=message.telegram_message_id,
+            update_id=message.update_id,
+            negative=message.event.negative,
+            positive=message.event.positive,
+            moved=fsm_columns(moved.snapshot),
+            transitions=transition_records(started + moved.transitions),
+            now=now,
+            next_checkin_at=plan_checkin(self.checkins, now, enabled=row.checkins_enabled if row else True),
+            lease_until=now + self.rules.lease if responder or row is None else row.reply_lease_until,
+            lease_owner=self.rules.worker if responder or row is None else row.reply_lease_owner,
+        )
+        return Decision(write, moved.snapshot.stage, started + moved.transitions, responder)
 
     def _day_ended(self, row: ConversationRow, now: datetime) -> DayEnded | None:
         if row.last_user_message_at is None:
@@ -186,3 +179,29 @@ class Intake:
         zone = ZoneInfo(row.timezone or self.rules.default_tz)
         previous = row.last_user_message_at.astimezone(zone).date()
         return DayEnded(previous, zone) if previous != now.astimezone(zone).date() else None
+
+
+def _context_after(
+    state: ChatState, message: Incoming, stored: Stored, write: MessageWrite, rules: ReplyRules
+) -> ReplyContext:
+    """The reply context once the message is stored, from what was read just before the store."""
+    this = MessageRow(
+        stored.message_id,
+        message.chat_id,
+        "user",
+        "text",
+        message.text,
+        stored.created_at,
+        message.telegram_message_id,
+        sentiment_negative=write.negative,
+        sentiment_positive=write.positive,
+    )
+    now = replace(
+        state.conversation,
+        **values_of(write.moved),
+        user_messages=state.conversation.user_messages + 1,
+        last_user_message_at=write.now,
+        reply_lease_until=write.lease_until,
+        reply_lease_owner=write.lease_owner,
+    )
+    return context_of(state, rules, also=this, now=now)

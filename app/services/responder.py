@@ -27,7 +27,8 @@ from app.services.writer import ReplyWriter
 from storage.database import Database
 from storage.errors import DatabaseError
 from storage.leases import Idle, LeaseRepo
-from storage.reply_path import LeaseLost, ReplyPathRepo, ReplyWrite
+from storage.replies import LeaseLost, ReplyRepo, ReplyWrite
+from storage.reply_path import ReplyPathRepo
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +97,7 @@ class Responder:
         async with outbox.typing(chat_id):
             written = await self.writer.write(context, outbox.drafts if self.rules.stream else None)
         sends = text_sends(written.text)
-        stored = await ReplyPathRepo(self.database).store_reply(
+        stored = await ReplyRepo(self.database).store_reply(
             ReplyWrite(
                 chat_id=chat_id,
                 worker=self.rules.worker,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from storage import migrate
+from migrations import schema as migrate
 from tests.bench.cpu_profile import report, sampling
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin

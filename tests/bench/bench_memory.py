@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from storage import migrate
+from migrations import schema as migrate
 from tests.bench.bench_bot import rss_mb
 from tests.e2e.bot import running_bot
 from tests.postgres import fresh_database, server_url

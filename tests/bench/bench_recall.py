@@ -5,7 +5,7 @@ Run on demand:  python -m tests.bench.bench_recall [--messages 5000 --large 5000
 A conversation of `--messages` messages over 30 simulated days holds 50 distinct facts (names,
 places, dates) among everyday small talk; all but its last turns are folded into memory, as the
 memory keeper leaves it. Then each fact is asked about in a new message, through the real
-ConversationService, PostgreSQL and the TGI emulator; recall = the share of those questions whose
+services, PostgreSQL and the TGI emulator; recall = the share of those questions whose
 prompt (what the model is sent) contains the fact. Twice: with retrieval, and with summaries
 alone (MEMORY_RECALL=false).
 
@@ -32,17 +32,18 @@ from pathlib import Path
 import asyncpg
 
 from app.emulators.tgi import TGIEmulator
-from app.persona import load_persona
-from app.services.conversation import HISTORY_WINDOW, RECALL_CANDIDATES, ConversationService
-from llm.sentiment import VaderScorer
+from app.services.friend import Friend
 from llm.tgi import TGIChatModel
 from llm.types import estimate_prompt_tokens
-from storage import migrate
-from storage.conversations import UserInfo
+from migrations import schema as migrate
 from storage.database import connect
 from storage.reply_path import ReplyPathRepo
-from tests.helpers import RecordingOutbox
+from storage.rows import UserInfo
+from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fresh_database, plain_dsn, server_url
+
+HISTORY_WINDOW = 200  # as the services read it (ReplyRules.history_window)
+RECALL_CANDIDATES = 8  # as the services recall (ReplyRules.recall)
 
 NAMES = [
     "Alma",
@@ -289,7 +290,7 @@ async def large_chat(dsn: str, chat_id: int, total: int) -> None:
     await analyze(dsn)
 
 
-async def ask(service: ConversationService, chat_id: int, planted: list[tuple[str, str, str]]) -> tuple[float, float]:
+async def ask(service: Friend, chat_id: int, planted: list[tuple[str, str, str]]) -> tuple[float, float]:
     """Recall (share of questions whose prompt holds the answer) and the mean prompt size in tokens."""
     hits, sizes = 0, []
     outbox = RecordingOutbox(service.database)
@@ -304,15 +305,14 @@ async def ask(service: ConversationService, chat_id: int, planted: list[tuple[st
 async def read_times(url: str, chat_id: int, questions: list[str], recall: int) -> float:
     """Median time of the reply path's read statement, in ms, on a connection of the bot's own pool
     (planned as the bot's are)."""
-    database = connect(url, pool_size=2)
+    database = await connect(url, pool_size=1)
     try:
-        async with database.raw() as connection:
-            repo = ReplyPathRepo(connection)
-            timings = []
-            for question in questions * 3:
-                started = time.perf_counter()
-                await repo.read(chat_id, default_tz="UTC", window=HISTORY_WINDOW, query=question, recall=recall)
-                timings.append((time.perf_counter() - started) * 1000)
+        repo = ReplyPathRepo(database)
+        timings = []
+        for question in questions * 3:
+            started = time.perf_counter()
+            await repo.read(chat_id, default_tz="UTC", window=HISTORY_WINDOW, query=question, recall=recall)
+            timings.append((time.perf_counter() - started) * 1000)
         return statistics.median(timings[len(questions) :])  # the first round warms caches and plans
     finally:
         await database.close()
@@ -330,16 +330,14 @@ async def main(options: argparse.Namespace) -> None:
             await analyze(dsn)
             tgi = TGIEmulator()
             await tgi.start()
-            database = connect(url, pool_size=4)
+            database = await connect(url, pool_size=4)
             model = TGIChatModel(tgi.url)
             results = {}
             try:
                 for chat_id, recall in ((1, True), (2, False)):
-                    service = ConversationService(
-                        database=database, model=model, scorer=VaderScorer(), persona=load_persona(), recall=recall
-                    )
+                    service = build_friend(database, model=model, recall=RECALL_CANDIDATES if recall else 0)
                     results[recall] = await ask(service, chat_id, planted)
-                    await service.close()
+                    await service.background.stop(0)
             finally:
                 await database.close()
                 await model.close()

@@ -25,19 +25,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-
 from app.emulators.tgi import TGIEmulator, template, tokenize
-from app.persona import load_persona
-from app.services.conversation import HISTORY_WINDOW, RECALL_CANDIDATES, ConversationService
+from app.services.friend import Friend
 from app.settings import Settings
-from llm.sentiment import VaderScorer
 from llm.tgi import TGIChatModel
-from storage import migrate
-from storage.conversations import UserInfo
+from migrations import schema as migrate
 from storage.database import Database, connect
 from storage.reply_path import ReplyPathRepo
-from tests.helpers import RecordingOutbox
+from storage.rows import UserInfo
+from storage.sql import Statement
+from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fresh_database, server_url
 
 TOPICS = [
@@ -55,36 +52,22 @@ TOPICS = [
 
 
 class RoundTrips:
-    """Counts what reaches PostgreSQL from both pools: statements SQLAlchemy runs (its prepared
-    statements), statements sent straight through asyncpg (asyncpg's query logger sees those, on
-    SQLAlchemy's connections and on the reply path's own pool), and a BEGIN and a COMMIT for each
-    transaction that is not in autocommit."""
+    """Counts every query that reaches PostgreSQL from the process's pool (asyncpg's query logger
+    on each connection): statements, and the BEGIN and COMMIT of each transaction."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self) -> None:
         self.statements = 0
         self.transactions = 0
-        engine = database.engine.sync_engine
-        event.listen(engine, "connect", self._watch)
-        database.direct.on_connect(self._watch_direct)
-        event.listen(engine, "before_cursor_execute", self._statement)
-        event.listen(engine, "begin", self._begin)
 
-    def _watch(self, dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.driver_connection.add_query_logger(self._raw)
+    async def watch(self, connection: Any) -> None:
+        connection.add_query_logger(self._query)
 
-    async def _watch_direct(self, connection: Any) -> None:
-        connection.add_query_logger(self._raw)
-
-    def _raw(self, record: Any) -> None:
-        if record.query.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            self.statements += 1
-
-    def _statement(self, *_: Any) -> None:
-        self.statements += 1
-
-    def _begin(self, connection: Any) -> None:
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+    def _query(self, record: Any) -> None:
+        verb = record.query.split(None, 1)[0].upper()
+        if verb == "BEGIN":
             self.transactions += 1
+        elif verb not in ("COMMIT", "ROLLBACK"):
+            self.statements += 1
 
     def reset(self) -> None:
         self.statements = self.transactions = 0
@@ -108,16 +91,16 @@ def shared_prefix(previous: list[str], current: list[str]) -> int:
 
 
 async def count_round_trips(
-    service: ConversationService, counter: RoundTrips, outbox: RecordingOutbox, tgi: TGIEmulator, chat: int
+    service: Friend, counter: RoundTrips, outbox: RecordingOutbox, tgi: TGIEmulator, chat: int
 ) -> None:
     user = UserInfo(user_id=chat)
     await service.handle_text(chat, user, "hello, first message", outbox)  # creates the conversation
     for n in range(200):  # a history for recall to search
         await service.handle_text(chat, user, f"Today I want to tell you about {TOPICS[n % len(TOPICS)]}, {n}.", outbox)
-    await service.drain()
-    print(f"recall {'on' if service.recall else 'off'}:")
+    await service.background.drain()
+    print(f"recall {'on' if service.rules.recall else 'off'}:")
     for debounce, messages in ((timedelta(0), 20), (Settings.model_fields["reply_debounce"].default, 3)):
-        service.reply_debounce = debounce
+        service = build_friend(service.database, model=service.model, debounce=debounce, recall=service.rules.recall)
         totals, statements, transactions, took = [], [], [], []
         for n in range(messages):
             counter.reset()
@@ -133,7 +116,7 @@ async def count_round_trips(
                 update_id=chat * 100_000 + sent,
             )
             took.append((time.perf_counter() - started) * 1000 - debounce.total_seconds() * 1000)
-            await service.drain()
+            await service.background.drain()
             totals.append(counter.total)
             statements.append(counter.statements)
             transactions.append(counter.transactions)
@@ -145,41 +128,39 @@ async def count_round_trips(
             f"{calls.count('/chat_tokenize')} token count; {statistics.median(took):.1f} ms per reply "
             f"(median, the debounce wait not counted)"
         )
-    if service.recall:
+    if service.rules.recall:
         print("  the context read on this chat, median statement time (what retrieval adds to a reply):")
         for moment in ("before any statistics", "after ANALYZE and the hourly refresh of recall's common words"):
             if moment.startswith("after"):
-                async with service.database.raw() as connection:
-                    await connection.execute("ANALYZE messages")
-                    await connection.execute("SELECT aifriend_refresh_common_words()")
-            with_recall = await read_time(service, chat, service.recall)
+                await service.database.execute(Statement("ANALYZE messages"))
+                await service.memory.refresh_common_words()
+            with_recall = await read_time(service, chat, service.rules.recall)
             without = await read_time(service, chat, 0)
             print(f"    {moment}: {with_recall:.2f} ms with recall, {without:.2f} ms without")
 
 
-async def read_time(service: ConversationService, chat: int, recall: int) -> float:
+async def read_time(service: Friend, chat: int, recall: int) -> float:
     """Median time of the reply path's read statement on `chat`, asking about each topic in turn, in ms."""
-    async with service.database.raw() as connection:
-        repo = ReplyPathRepo(connection)
-        timings = []
-        for n in range(110):
-            started = time.perf_counter()
-            await repo.read(
-                chat,
-                default_tz="UTC",
-                window=HISTORY_WINDOW,
-                query=f"do you remember {TOPICS[n % len(TOPICS)]}?",
-                recall=recall,
-            )
-            timings.append((time.perf_counter() - started) * 1000)
+    repo = ReplyPathRepo(service.database)
+    timings = []
+    for n in range(110):
+        started = time.perf_counter()
+        await repo.read(
+            chat,
+            default_tz="UTC",
+            window=service.rules.history_window,
+            query=f"do you remember {TOPICS[n % len(TOPICS)]}?",
+            recall=recall,
+        )
+        timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings[10:])  # the first ones plan the statement and warm the caches
 
 
 async def prompt_reuse(
-    service: ConversationService,
+    service: Friend,
     outbox: RecordingOutbox,
     tgi: TGIEmulator,
-    database: Any,
+    database: Database,
     messages: int,
     per_day: int,
     chat: int,
@@ -189,17 +170,17 @@ async def prompt_reuse(
     first_request = len(tgi.requests)
     for n in range(messages):
         if n and n % per_day == 0:  # a new day: yesterday's messages get a day summary
-            async with database.engine.begin() as connection:
-                await connection.execute(
-                    text("UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = :c"),
-                    {"c": chat},
+            async with database.transaction() as tx:
+                await tx.execute(
+                    Statement("UPDATE messages SET created_at = created_at - interval '1 day' WHERE chat_id = :c"),
+                    c=chat,
                 )
-                await connection.execute(
-                    text(
+                await tx.execute(
+                    Statement(
                         "UPDATE conversations SET last_user_message_at = last_user_message_at - interval '1 day' "
                         "WHERE chat_id = :c"
                     ),
-                    {"c": chat},
+                    c=chat,
                 )
         topic = TOPICS[n % len(TOPICS)]
         await service.handle_text(
@@ -209,7 +190,7 @@ async def prompt_reuse(
             outbox,
             update_id=chat * 100_000 + 50_000 + n,
         )
-        await service.drain()
+        await service.background.drain()
     replies = [
         body
         for path, body in tgi.requests[first_request:]
@@ -251,17 +232,15 @@ async def main(options: argparse.Namespace) -> None:
                 max_input_tokens=options.max_input_tokens, max_total_tokens=options.max_input_tokens + 256
             )
             await tgi.start()
-            database = connect(url)
-            counter = RoundTrips(database)
+            counter = RoundTrips()
+            database = await connect(url, on_connection=counter.watch)
             model = TGIChatModel(tgi.url)
-            service = ConversationService(database=database, model=model, scorer=VaderScorer(), persona=load_persona())
             outbox = RecordingOutbox(database)
-            for chat, recall in ((1, RECALL_CANDIDATES), (2, 0)):
-                service.recall = recall
+            for chat, recall in ((1, 8), (2, 0)):
+                service = build_friend(database, model=model, recall=recall)
                 await count_round_trips(service, counter, outbox, tgi, chat)
-                service.reply_debounce = timedelta(0)
+                service = build_friend(database, model=model, recall=recall)
                 await prompt_reuse(service, outbox, tgi, database, options.messages, options.per_day, chat + 10)
-            await service.close()
             await model.close()
             await outbox.close(1.0)
             await database.close()

@@ -1,64 +1,33 @@
-"""The schema as SQLAlchemy models; migrations must build exactly this (a test checks)."""
+"""Users, their conversations and messages, the relationship's history and memory."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Identity,
     Index,
     Integer,
-    MetaData,
-    Table,
     Text,
-    func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
 
-STATES = ("icebreaker", "warming", "close", "repair")
-TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "cooldown")
-ROLES = ("user", "assistant")
-KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
-CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed", "released")
-OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
-OUTBOX_STATUSES = ("pending", "failed")
-
-
-def table_of(model: type[Base]) -> Table:
-    """The Core table behind a model, for statements that skip the ORM's per-execution work."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-    type_annotation_map = {datetime: DateTime(timezone=True), int: BigInteger, str: Text}
-
-
-def _created() -> Mapped[datetime]:
-    return mapped_column(server_default=func.now())
+from storage.models.base import (
+    KINDS,
+    ROLES,
+    STATES,
+    TRIGGERS,
+    Base,
+    created_now,
+    one_of,
+)
 
 
 class User(Base):
@@ -70,16 +39,16 @@ class User(Base):
     first_name: Mapped[str | None]
     language_code: Mapped[str | None]
     timezone: Mapped[str | None] = mapped_column(comment="IANA zone set with /timezone")
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
+    updated_at: Mapped[datetime] = created_now()
 
 
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (
-        CheckConstraint(_one_of("state", STATES), name="state"),
+        CheckConstraint(one_of("state", STATES), name="state"),
         CheckConstraint(
-            f"stage_before_repair IS NULL OR {_one_of('stage_before_repair', STATES)}",
+            f"stage_before_repair IS NULL OR {one_of('stage_before_repair', STATES)}",
             name="stage_before_repair",
         ),
         Index(
@@ -129,15 +98,15 @@ class Conversation(Base):
     summarized_through_id: Mapped[int] = mapped_column(
         server_default="0", comment="last message id folded into memory_summary"
     )
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
+    updated_at: Mapped[datetime] = created_now()
 
 
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        CheckConstraint(_one_of("role", ROLES), name="role"),
-        CheckConstraint(_one_of("kind", KINDS), name="kind"),
+        CheckConstraint(one_of("role", ROLES), name="role"),
+        CheckConstraint(one_of("kind", KINDS), name="kind"),
         Index("ix_messages_chat_id_id", "chat_id", "id"),
         Index(
             "ix_messages_unanswered",
@@ -192,7 +161,7 @@ class Message(Base):
         comment="false once /memory forget removed it from what the friend recalls and shows the model; "
         "operators still see it until /forget",
     )
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
 
 
 class MemoryForget(Base):
@@ -207,14 +176,14 @@ class MemoryForget(Base):
     messages: Mapped[int] = mapped_column(Integer, comment="messages no longer recalled or shown to the model")
     notebook_lines: Mapped[int] = mapped_column(Integer, comment="sentences removed from the rolling summary")
     day_lines: Mapped[int] = mapped_column(Integer, comment="sentences removed from day summaries")
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
 
 
 class StateTransition(Base):
     __tablename__ = "state_transitions"
     __table_args__ = (
-        CheckConstraint(_one_of("trigger", TRIGGERS), name="trigger"),
-        CheckConstraint(_one_of("to_state", STATES), name="to_state"),
+        CheckConstraint(one_of("trigger", TRIGGERS), name="trigger"),
+        CheckConstraint(one_of("to_state", STATES), name="to_state"),
         Index("ix_state_transitions_chat_id_id", "chat_id", "id"),
         {"comment": "Every change of relationship stage, with the trigger and the numbers behind it."},
     )
@@ -230,7 +199,7 @@ class StateTransition(Base):
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), comment="the message that caused it, if any"
     )
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
 
 
 class DailySummary(Base):
@@ -241,8 +210,8 @@ class DailySummary(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     text: Mapped[str]
     through_message_id: Mapped[int]
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_now()
+    updated_at: Mapped[datetime] = created_now()
 
 
 class ProcessedUpdate(Base):
@@ -254,7 +223,7 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     chat_id: Mapped[int | None] = mapped_column(comment="cleared by /forget")
-    received_at: Mapped[datetime] = _created()
+    received_at: Mapped[datetime] = created_now()
 
 
 class RecallCommonWord(Base):
@@ -267,98 +236,3 @@ class RecallCommonWord(Base):
     )
 
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
-
-
-class Checkin(Base):
-    __tablename__ = "checkins"
-    __table_args__ = (
-        CheckConstraint(_one_of("status", CHECKIN_STATUSES), name="status"),
-        Index("uq_checkins_chat_id_due_at", "chat_id", "due_at", unique=True),
-        {"comment": "Each proactive check-in: which worker claimed it, until when, and how it ended."},
-    )
-
-    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
-    chat_id: Mapped[int] = mapped_column(ForeignKey("conversations.chat_id", ondelete="CASCADE"))
-    due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(server_default="claimed")
-    claimed_by: Mapped[str]
-    lease_until: Mapped[datetime]
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    note: Mapped[str | None]
-    created_at: Mapped[datetime] = _created()
-    finished_at: Mapped[datetime | None]
-
-
-class SendSlot(Base):
-    __tablename__ = "send_slots"
-    __table_args__ = {"comment": "Pacing shared by every worker: the next moment a proactive message may go out."}
-
-    name: Mapped[str] = mapped_column(primary_key=True)
-    next_slot_at: Mapped[datetime] = _created()
-
-
-class Outbox(Base):
-    __tablename__ = "outbox"
-    __table_args__ = (
-        CheckConstraint(_one_of("method", OUTBOX_METHODS), name="method"),
-        CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="status"),
-        Index("ix_outbox_pending", "chat_id", "id", postgresql_where=text("status = 'pending'")),
-        {
-            "comment": "Everything on its way to Telegram, in order per chat: pending sends with their attempts and "
-            "claims (a sent row is deleted; its message row records the delivery), and sends given up."
-        },
-    )
-
-    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
-    chat_id: Mapped[int] = mapped_column(comment="no foreign key: an answer may outlive the conversation (/forget)")
-    message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), comment="the stored message this send delivers, if any"
-    )
-    last_piece: Mapped[bool] = mapped_column(
-        Boolean, server_default="true", comment="sending this row completes the message (long ones go in pieces)"
-    )
-    method: Mapped[str]
-    payload: Mapped[dict[str, object]] = mapped_column(JSONB, comment="the Bot API call's parameters")
-    status: Mapped[str] = mapped_column(server_default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    next_attempt_at: Mapped[datetime] = _created()
-    claimed_by: Mapped[str | None] = mapped_column(comment="the worker sending it now")
-    claimed_until: Mapped[datetime | None]
-    last_error: Mapped[str | None]
-    created_at: Mapped[datetime] = _created()
-    finished_at: Mapped[datetime | None] = mapped_column(comment="when it was given up")
-
-
-class DeadLetter(Base):
-    __tablename__ = "dead_letters"
-    __table_args__ = (
-        Index("uq_dead_letters_update_id", "update_id", unique=True, postgresql_where=text("update_id IS NOT NULL")),
-        {
-            "comment": "Telegram updates that could not be handled after retries (or not even read), set aside "
-            "so they never block the others; raw holds the update as received, escaped."
-        },
-    )
-
-    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
-    update_id: Mapped[int | None]
-    chat_id: Mapped[int | None] = mapped_column(comment="NULL when the update names no chat that can be stored")
-    error: Mapped[str]
-    raw: Mapped[str]
-    attempts: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = _created()
-
-
-class WebhookRegistration(Base):
-    __tablename__ = "webhook_registrations"
-    __table_args__ = (
-        {
-            "comment": "The webhook configuration last registered with Telegram, per bot: replicas call "
-            "setWebhook only when theirs differs (url, secret, update types), never at every start."
-        },
-    )
-
-    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    url: Mapped[str]
-    fingerprint: Mapped[str] = mapped_column(comment="sha256 of url, secret and update types; never the secret itself")
-    registered_by: Mapped[str]
-    registered_at: Mapped[datetime] = _created()

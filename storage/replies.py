@@ -1,0 +1,81 @@
+"""Storing the friend's reply, in one statement: the message, what it answers, the count, its
+outbox rows and, if no message arrived since the context was read, the reply lease handed back.
+It is written only while the worker still holds the chat's lease (or nobody does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.database import Executor
+from storage.sql import Statement, values_of
+
+_STORE_REPLY = Statement("""
+    WITH conv AS (
+        UPDATE conversations
+           SET bot_messages = bot_messages + 1, last_bot_message_at = now(), updated_at = now(),
+               reply_lease_until = CASE WHEN user_messages = :seen_user_messages THEN NULL
+                                        ELSE CAST(:lease_until AS timestamptz) END,
+               reply_lease_owner = CASE WHEN user_messages = :seen_user_messages THEN NULL ELSE reply_lease_owner END
+         WHERE chat_id = :chat_id AND (reply_lease_owner = :worker OR reply_lease_owner IS NULL)
+        RETURNING chat_id, reply_lease_owner IS NULL AS released
+    ), stored AS (
+        INSERT INTO messages (chat_id, role, kind, text) SELECT chat_id, 'assistant', :kind, :text FROM conv
+        RETURNING id
+    ), answered AS (
+        UPDATE messages SET answered_at = now(),
+                            recall_note = CASE WHEN id = :through_id THEN CAST(:recall_note AS text) END
+         WHERE chat_id = :chat_id AND role = 'user' AND answered_at IS NULL AND id <= :through_id
+           AND EXISTS (SELECT 1 FROM conv)
+    ), ahead AS (
+        SELECT count(*) AS sends FROM outbox WHERE chat_id = :chat_id AND status = 'pending'
+    ), queued AS (
+        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload)
+        SELECT :chat_id, stored.id, s.piece = jsonb_array_length(CAST(:sends AS jsonb)), s.method, s.payload
+          FROM stored, jsonb_to_recordset(CAST(:sends AS jsonb)) AS s(piece integer, method text, payload jsonb)
+         ORDER BY s.piece
+    )
+    SELECT (SELECT id FROM stored) AS message_id, coalesce((SELECT released FROM conv), false) AS released,
+           (SELECT sends FROM ahead) AS queued_before
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    message_id: int
+    released: bool  # the lease was handed back: nothing arrived since the context was read
+    queued_before: int  # sends of the chat already waiting ahead of this reply
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """Another worker writes this chat's replies now: the reply was not stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyWrite:
+    chat_id: int
+    worker: str
+    kind: str
+    text: str
+    through_id: int  # the newest message it answers
+    seen_user_messages: int  # the count when the context was read: unchanged, the lease is handed back
+    lease_until: datetime
+    sends: tuple[tuple[str, dict[str, Any]], ...]  # (Bot API method, parameters) in order
+    recall_note: str | None = None
+
+
+class ReplyRepo:
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def store_reply(self, write: ReplyWrite) -> StoredReply | LeaseLost:
+        sends = [
+            {"piece": n, "method": method, "payload": payload} for n, (method, payload) in enumerate(write.sends, 1)
+        ]
+        row = await self.executor.fetchrow(_STORE_REPLY, **{**values_of(write), "sends": sends})
+        assert row is not None
+        if row["message_id"] is None:
+            return LeaseLost()
+        return StoredReply(row["message_id"], row["released"], int(row["queued_before"]))

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 Condition = Callable[[], bool | Awaitable[bool]]
 
 
-async def until(condition: Condition, *, within: float = 15.0, every: float = 0.02, what: str = "") -> None:
-    """Return as soon as `condition` holds; fail if it does not within `within` seconds."""
+async def held_within(condition: Condition, within: float, every: float = 0.02) -> bool:
+    """Whether `condition` held at some point in the next `within` seconds (returns as soon as it does)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -18,7 +18,13 @@ async def until(condition: Condition, *, within: float = 15.0, every: float = 0.
         if inspect.isawaitable(held):
             held = await held
         if held:
-            return
+            return True
         if loop.time() >= deadline:
-            raise AssertionError(f"not within {within:g} s: {what or condition}")
+            return False
         await asyncio.sleep(every)
+
+
+async def until(condition: Condition, *, within: float = 15.0, every: float = 0.02, what: str = "") -> None:
+    """Return as soon as `condition` holds; fail if it does not within `within` seconds."""
+    if not await held_within(condition, within, every):
+        raise AssertionError(f"not within {within:g} s: {what or condition}")

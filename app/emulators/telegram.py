@@ -43,7 +43,7 @@ class TelegramEmulator(SimulatedUsers, BotApiMethods):
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        self.url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self.url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self.url
 
     async def stop(self) -> None:
@@ -73,6 +73,15 @@ class TelegramEmulator(SimulatedUsers, BotApiMethods):
         if request.match_info["token"] != self.token:
             return self._fail(401, "Unauthorized")
         method = request.match_info["method"]
+        if method.lower() == "getupdates":  # a long poll is always waiting: it is not a call in flight
+            return await self._answer(method, request)
+        self.in_flight += 1
+        try:
+            return await self._answer(method, request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, method: str, request: web.Request) -> web.Response:
         params = await self._params(request)
         self.calls.append((method, params))
         handler = getattr(self, f"_m_{method.lower()}", None)

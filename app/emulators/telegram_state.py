@@ -57,9 +57,15 @@ class EmulatorState:
     _waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _pusher: asyncio.Task[None] | None = None
+    in_flight: int = 0  # Bot API calls it is still answering
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(self.first_update_id)
+
+    @property
+    def unconfirmed(self) -> int:
+        """Updates handed out (or waiting) that the bot has not confirmed yet."""
+        return sum(1 for update in self.updates[self._scan_from :] if update["update_id"] > self._confirmed)
 
     def _next_message_id(self, chat_id: int) -> int:
         return next(self._message_ids.setdefault(chat_id, itertools.count(1)))

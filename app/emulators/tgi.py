@@ -46,6 +46,7 @@ class TGIEmulator:
     rejected: int = 0
     api_key: str | None = None  # like `--api-key`: every route but /health wants `Authorization: Bearer <key>`
     unauthorized: int = 0
+    in_flight: int = 0  # requests it is still answering (a latency still running counts)
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -62,7 +63,7 @@ class TGIEmulator:
 
     # ---- HTTP ----
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._auth])
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._counted, self._auth])
         app.router.add_get("/info", self._info)
         app.router.add_get("/health", self._health)
         app.router.add_post("/tokenize", self._tokenize)
@@ -88,13 +89,26 @@ class TGIEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
-        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-        self.url = f"{'https' if tls else 'http'}://{host}:{bound[1]}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self._runner.addresses[0][1]}"
         return self.url
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server holds open (it closes idle ones after its keep-alive)."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @web.middleware
+    async def _counted(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
+from tests.postgres import fetch
+from tests.waiting import until
 
 
 @dataclass
@@ -58,3 +60,20 @@ async def running_bot(
         yield bot
     finally:
         await bot.stop()
+
+
+async def until_idle(telegram: TelegramEmulator, database_url: str, *, within: float = 30.0) -> None:
+    """Until the bot has taken in every update (confirmed to Telegram), answered every message and
+    sent everything it queued, with no Bot API call in flight: after that nothing more arrives."""
+
+    async def idle() -> bool:
+        if telegram.unconfirmed or telegram.in_flight:
+            return False
+        rows = await fetch(
+            database_url,
+            "SELECT NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending')"
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE role = 'user' AND answered_at IS NULL)",
+        )
+        return bool(rows[0][0])
+
+    await until(idle, within=within, what="the bot to be idle")

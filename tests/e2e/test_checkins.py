@@ -13,9 +13,10 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.faults.tally import sends_in_doubt
 from tests.postgres import fetch as _fetch
+from tests.waiting import until
 
 FAST = {"CHECKIN_AFTER": "2s", "CHECKIN_SWEEP_EVERY": "1s", "QUIET_HOURS": "00-00"}
 
@@ -41,7 +42,9 @@ async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
         assert "new job" in " ".join(m["content"] for m in checkin_prompts[0]), "the check-in knows what was said"
         second = await telegram.wait_for(talker, 3, patience=20)
         assert time.monotonic() - first_at >= 1.5, "a second check-in only after another full break"
-        await asyncio.sleep(4)
+        # Nothing is planned for the three any more (the cap, /checkins off, the block): none can come.
+        await until(lambda: _nothing_planned(database_url, (talker, quiet_one, blocker)), what="no plan left")
+        await until_idle(telegram, database_url)
         assert len(telegram.sent[talker]) == 3, "none after CHECKIN_MAX_UNANSWERED (2)"
         assert len(telegram.sent[quiet_one]) == 2 and telegram.sent[blocker][1:] == []
         overview = await _fetch(
@@ -50,11 +53,7 @@ async def test_checkins_arrive_after_breaks_and_stop_when_they_should(
         assert overview[0][0] == 2
         telegram.user_sends(talker, "sorry, busy week!")
         await telegram.wait_for(talker, 4)
-        await asyncio.sleep(0.3)
-        overview = await _fetch(
-            database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", talker
-        )
-        assert overview[0][0] == 0, "a reply resets the count"
+        await until(lambda: _unanswered(database_url, talker, 0), what="a reply to reset the count")
         del second
     inactive = await _fetch(database_url, "SELECT active FROM conversations WHERE chat_id = $1", blocker)
     assert inactive[0][0] is False, "a 403 marks the chat inactive"
@@ -69,7 +68,7 @@ async def test_no_checkins_in_quiet_hours(
         telegram.user_sends(2101, "good night")
         await telegram.wait_for(2101, 1)
         requests = len(tgi.chat_requests())
-        await asyncio.sleep(5)
+        await until(lambda: _postponed_to_the_morning(database_url, 2101), what="the check-in to wait for the morning")
         assert len(telegram.sent[2101]) == 1
         assert len(tgi.chat_requests()) == requests, "no model call for a check-in at night"
     planned = await _fetch(database_url, "SELECT next_checkin_at FROM conversations WHERE chat_id = 2101")
@@ -95,11 +94,36 @@ async def _scheduler(
         )
 
 
-async def _started(log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while "scheduler_started" not in (log.read_text(errors="replace") if log.exists() else ""):
-        assert time.monotonic() < deadline, log.read_text(errors="replace")
-        await asyncio.sleep(0.1)
+async def _started(log: Path) -> None:
+    await until(
+        lambda: "scheduler_started" in (log.read_text(errors="replace") if log.exists() else ""),
+        within=60,
+        what=f"the scheduler to start ({log})",
+    )
+
+
+async def _nothing_planned(database_url: str, chats: tuple[int, ...]) -> bool:
+    rows = await _fetch(
+        database_url,
+        "SELECT count(*) FROM conversations WHERE chat_id = ANY($1) AND next_checkin_at IS NOT NULL",
+        list(chats),
+    )
+    return rows[0][0] == 0
+
+
+async def _unanswered(database_url: str, chat: int, count: int) -> bool:
+    rows = await _fetch(database_url, "SELECT checkins_unanswered FROM conversation_overview WHERE chat_id = $1", chat)
+    return bool(rows) and rows[0][0] == count
+
+
+async def _postponed_to_the_morning(database_url: str, chat: int) -> bool:
+    """The sweep saw the check-in due at night and moved it past the quiet hours (two hours from this one)."""
+    rows = await _fetch(
+        database_url,
+        "SELECT next_checkin_at >= date_trunc('hour', now()) + interval '2 hours' FROM conversations WHERE chat_id = $1",
+        chat,
+    )
+    return bool(rows) and rows[0][0] is True
 
 
 async def test_three_processes_send_each_checkin_once_even_when_one_is_killed(
@@ -115,16 +139,20 @@ async def test_three_processes_send_each_checkin_once_even_when_one_is_killed(
             tgi.latency = 0.05
             for chat in chats:
                 telegram.user_sends(chat, f"hello from chat {chat}")
-            while sum(len(telegram.sent[c]) for c in chats) < len(chats) + 10:
-                await asyncio.sleep(0.02)
+            await until(
+                lambda: sum(len(telegram.sent[c]) for c in chats) >= len(chats) + 10,
+                within=60,
+                what="the first check-ins",
+            )
             workers[0].send_signal(signal.SIGKILL)
             await workers[0].wait()
-            await asyncio.sleep(0.3)  # a request whose bytes were out when the worker died still lands
+            # a request whose bytes were out when the worker died still lands
+            await until(lambda: telegram.in_flight == 0, what="the Bot API calls in flight to land")
             in_doubt = await sends_in_doubt(telegram, database_url)
-            deadline = time.monotonic() + 90
-            while any(len(telegram.sent[c]) < 2 for c in chats) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(3)
+            await until(lambda: all(len(telegram.sent[c]) >= 2 for c in chats), within=90, what="every check-in")
+            # With CHECKIN_MAX_UNANSWERED=1 nothing is planned once each chat had its check-in.
+            await until(lambda: _nothing_planned(database_url, tuple(chats)), within=60, what="no plan left")
+            await until_idle(telegram, database_url)
     finally:
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):

@@ -12,7 +12,7 @@ import aiohttp
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.postgres import fetch
 
 CHAT = 8001
@@ -28,7 +28,7 @@ async def test_a_message_of_control_characters_is_answered_once_even_when_redeli
             telegram.redeliver(update_id)
         telegram.user_sends(CHAT, "and now real words")
         await telegram.wait_for(CHAT, 2)
-        await asyncio.sleep(0.5)
+        await until_idle(telegram, database_url)
     texts = telegram.texts(CHAT)
     assert len(texts) == 2 and "looks empty" in texts[0] and "real words" in texts[1]
     assert tgi.chat_requests()[-1]["messages"][-1]["content"] == "and now real words"
@@ -48,7 +48,7 @@ async def test_timezone_accepts_only_real_zones_and_says_so(
         for n, command in enumerate(asked, start=1):
             telegram.user_sends(CHAT, command)
             await telegram.wait_for(CHAT, n, patience=60)
-        await asyncio.sleep(0.3)
+        await until_idle(telegram, database_url)
     texts = telegram.texts(CHAT)
     assert len(texts) == len(asked)
     assert all("I don't know a time zone called" in text for text in texts[:4]), texts

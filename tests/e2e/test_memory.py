@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.postgres import fetch
+from tests.waiting import until as until_true
 
 CHAT = 4501
 
@@ -23,12 +23,8 @@ async def _press(telegram: TelegramEmulator, button: int, until: str) -> str:
     question = telegram.sent[CHAT][-1]
     data = question["reply_markup"]["inline_keyboard"][0][button]["callback_data"]
     telegram.user_presses(CHAT, question["message_id"], data)
-    for _ in range(200):
-        text = telegram.sent[CHAT][-1].get("text") or ""
-        if until in text:
-            return text
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no answer with {until!r}: {telegram.texts(CHAT)[-2:]}")
+    await until_true(lambda: until in (telegram.sent[CHAT][-1].get("text") or ""), what=f"an answer with {until!r}")
+    return str(telegram.sent[CHAT][-1]["text"])
 
 
 async def test_memory_shows_the_notes_and_forget_removes_a_subject_from_every_later_prompt(

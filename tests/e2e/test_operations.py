@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +17,7 @@ from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
 from tests.faults.users import chatter, settle
+from tests.waiting import until
 
 CHAT = 3101
 
@@ -26,6 +26,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _replies(telegram: TelegramEmulator) -> int:
+    return sum(len(messages) for messages in telegram.sent.values())
 
 
 async def _get(url: str) -> tuple[int, str]:
@@ -38,14 +42,14 @@ async def _get(url: str) -> tuple[int, str]:
 
 
 async def _wait_status(url: str, status: int, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    last = (0, "")
-    while time.monotonic() < deadline:
-        last = await _get(url)
-        if last[0] == status:
-            return last[1]
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} never answered {status}; last {last}")
+    last = [(0, "")]
+
+    async def answered() -> bool:
+        last.append(await _get(url))
+        return last[-1][0] == status
+
+    await until(answered, within=timeout, what=f"{url} to answer {status}")
+    return last[-1][1]
 
 
 async def test_probes_say_alive_ready_and_what_is_down(
@@ -139,9 +143,10 @@ async def test_two_webhook_replicas_behind_a_balancer_answer_each_message_once_i
                 await _wait_status(f"http://{first['METRICS_LISTEN']}/readyz", 200)
                 await _wait_status(f"http://{second['METRICS_LISTEN']}/readyz", 200)
                 users = asyncio.create_task(chatter(telegram, range(3201, 3221), per_chat=12, every=0.4, sent=sent))
-                await asyncio.sleep(2.0)
-            # the first replica stopped (SIGTERM) while users kept writing; it comes back
-            await asyncio.sleep(1.0)
+                await until(lambda: _replies(telegram) >= 40, what="both replicas answering")
+            # the first replica stopped (SIGTERM) while users kept writing; the other answers alone a while
+            alone = _replies(telegram)
+            await until(lambda: _replies(telegram) >= alone + 20, what="the second replica answering alone")
             async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", **first):
                 await users
                 result, _ = await settle(telegram, sent, patience=60)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,12 +13,13 @@ from app.emulators.tgi import TGIEmulator
 from tests.tiny_models import build_chat_lm
 
 
-async def _chat(lines: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+async def _chat(lines: list[str], env: dict[str, str], cwd: Path, *options: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "app",
         "chat",
+        *options,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -55,3 +58,55 @@ async def test_terminal_chat_with_an_in_process_model(database_url: str, tmp_pat
 async def test_transformers_backend_without_a_model_is_a_setting_error(database_url: str, tmp_path: Path) -> None:
     code, _, err = await _chat([], {"DATABASE_URL": database_url, "LLM_BACKEND": "transformers"}, tmp_path)
     assert code == 2 and "LLM_MODEL" in err and "Traceback" not in err
+
+
+async def test_with_no_model_server_the_chat_says_what_is_missing_and_the_ways_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    code, out, err = await _chat(["hello"], {"DATABASE_URL": database_url, "TGI_URL": "http://127.0.0.1:9"}, tmp_path)
+    assert code == 2 and "Traceback" not in err
+    line = [text for text in err.splitlines() if text.startswith("aifriend: ")]
+    assert len(line) == 1 and "no model server answers at http://127.0.0.1:9" in line[0], err
+    for way_on in ("TGI_URL", "LLM_BACKEND=transformers", "aifriend chat --emulated-model"):
+        assert way_on in line[0]
+    assert "friend>" not in out
+
+
+async def test_the_chat_with_the_emulated_model_says_it_is_emulated(database_url: str, tmp_path: Path) -> None:
+    code, out, err = await _chat(["hello there"], {"DATABASE_URL": database_url}, tmp_path, "--emulated-model")
+    assert code == 0, err
+    assert "[emulated model at http://127.0.0.1:" in out and "it echoes what you write" in out
+    assert "friend> [emulated model] hello there" in out
+
+
+def test_in_a_terminal_the_chat_keeps_its_log_out_of_the_conversation(database_url: str, tmp_path: Path) -> None:
+    """stdout and stderr on one terminal, as a person runs it: the log goes to a file, named once."""
+    master, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "chat", "--emulated-model"],
+        stdin=subprocess.PIPE,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=tmp_path,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+    os.close(terminal)
+    assert process.stdin is not None
+    process.stdin.write(b"hello there\n/quit\n")
+    process.stdin.close()
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end closed: the process exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert process.wait(120) == 0
+    text = shown.decode(errors="replace")
+    assert "friend> [emulated model] hello there" in text, text
+    assert text.count("the log is in var/logs/chat.log") == 1, text
+    assert "reply_written" not in text and "conversation_started" not in text, text
+    assert "reply_written" in (tmp_path / "var" / "logs" / "chat.log").read_text()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.faults.proxy import Proxy
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch
+from tests.waiting import until
 
 CHATS = range(6001, 6006)
 
@@ -27,14 +28,14 @@ async def test_postgres_going_away_mid_run_loses_nothing_and_the_bot_stays_up(
         await telegram.wait_for(CHATS[0], 1, patience=60)
         telegram.sent[CHATS[0]].clear()
         users = asyncio.create_task(chatter(telegram, CHATS, per_chat=10, every=1.2, sent=sent))
-        await asyncio.sleep(3)
+        await asyncio.sleep(3)  # the users talk for a while: the scenario's timing, not a wait
         await proxy.down()  # every connection reset, new ones refused: a restart, as clients see it
-        await asyncio.sleep(6)
+        await asyncio.sleep(6)  # the outage lasts this long: the fault's input
         assert bot.process.returncode is None, "the bot waits for its database, it does not exit"
         await proxy.up()
         await users
         result, _ = await settle(telegram, sent, patience=60)
-        await asyncio.sleep(1)
+        await until_idle(telegram, database_url)
         result, _ = await settle(telegram, sent, patience=1)
         assert bot.process.returncode is None
     await proxy.down()
@@ -49,10 +50,7 @@ async def test_a_database_unreachable_at_start_is_waited_for(
 ) -> None:
     proxy = Proxy.to_database(database_url)  # not up yet: connections are refused
     async with running_bot(telegram, tgi, proxy.database_url(database_url), tmp_path, "--no-scheduler") as bot:
-        for _ in range(200):
-            if "database_unreachable" in bot.log():
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: "database_unreachable" in bot.log(), within=20)
         assert "database_unreachable" in bot.log() and bot.process.returncode is None
         await proxy.up()
         telegram.user_sends(CHATS[0], "are you up now?")
@@ -69,10 +67,7 @@ async def test_telegram_unreachable_at_start_is_retried_until_it_answers(
     proxy_port = Proxy(None, None).port  # a free port with nothing on it yet
     telegram.url = f"http://127.0.0.1:{proxy_port}"
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
-        for _ in range(300):
-            if "telegram_unreachable" in bot.log():
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: "telegram_unreachable" in bot.log(), within=30)
         assert "telegram_unreachable" in bot.log() and bot.process.returncode is None
         await telegram.start(port=proxy_port)
         telegram.user_sends(CHATS[1], "hello once Telegram is back")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.faults.tally import numbered, numbers_in, tally
 from tests.postgres import fetch
+from tests.waiting import held_within
 
 BYSTANDERS = range(3001, 3006)
 POISONED = 3100
@@ -69,12 +69,10 @@ async def test_poison_updates_leave_every_other_chat_answered_and_are_set_aside(
                 pushed[(chat, sent[chat])] = telegram.user_sends(chat, numbered(sent[chat], chat))
                 sent[chat] += 1
             await asyncio.sleep(0.5)
-        deadline = time.monotonic() + 15
-        while tally(telegram, sent).lost and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await held_within(lambda: not tally(telegram, sent).lost, 15)  # what is lost then is asserted below
         for chat in (POISONED, POISONED + 3, POISONED + 4):
             await telegram.wait_for(chat, 1, patience=10)
-        await asyncio.sleep(0.5)
+        await until_idle(telegram, database_url)
 
     result = tally(telegram, sent)
     assert (result.lost, result.duplicates, result.order_violations) == (0, 0, 0), result.line()

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.postgres import fetch
+from tests.waiting import until
 
 CHATS = range(7001, 7011)
-
-
-async def _until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_at_once(
@@ -31,7 +24,7 @@ async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_a
         tgi.latency = 30.0  # ten replies in flight, none can finish within the grace
         for chat in CHATS:
             telegram.user_sends(chat, f"a question from {chat}")
-        await _until(lambda: len(tgi.chat_requests()) >= 11, 20)
+        await until(lambda: len(tgi.chat_requests()) >= 11, within=20)
         started = time.monotonic()
         code = await bot.stop(signal.SIGTERM)
         stop_took = time.monotonic() - started
@@ -41,11 +34,11 @@ async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_a
     assert held[0][0] == 0, "leases are handed back, not left to expire"
     tgi.latency = 0.0
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as successor:
-        await _until(lambda: "polling_started" in successor.log(), 60)  # start-up is not what is measured
+        await until(lambda: "polling_started" in successor.log(), within=60)  # start-up is not what is measured
         ready = time.monotonic()
-        await _until(lambda: all(len(telegram.sent[c]) >= (2 if c == CHATS[0] else 1) for c in CHATS), 60)
+        await until(lambda: all(len(telegram.sent[c]) >= (2 if c == CHATS[0] else 1) for c in CHATS), within=60)
         taken_over = time.monotonic() - ready
-        await asyncio.sleep(0.5)
+        await until_idle(telegram, database_url)
     for chat in CHATS:
         texts = [m["text"] for m in telegram.sent[chat]]
         assert texts[-1] == f"[emulated model] a question from {chat}" and len(texts) == (2 if chat == CHATS[0] else 1)
@@ -63,7 +56,7 @@ async def test_sigterm_with_a_grace_long_enough_answers_everything_before_exitin
         tgi.latency = 1.5
         for chat in CHATS:
             telegram.user_sends(chat, f"one more thing from {chat}")
-        await _until(lambda: len(tgi.chat_requests()) >= 11, 20)
+        await until(lambda: len(tgi.chat_requests()) >= 11, within=20)
         started = time.monotonic()
         code = await bot.stop(signal.SIGTERM)
         stop_took = time.monotonic() - started
@@ -82,13 +75,13 @@ async def test_healing_after_a_crash_answers_many_owed_chats_at_once(
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
         for chat in chats:
             telegram.user_sends(chat, f"owed to {chat}")
-        await _until(lambda: len(tgi.chat_requests()) >= len(chats), 30)
+        await until(lambda: len(tgi.chat_requests()) >= len(chats), within=30)
         await bot.stop(signal.SIGKILL)
     tgi.latency = 2.0
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
-        await _until(lambda: "polling_started" in bot.log(), 30)
+        await until(lambda: "polling_started" in bot.log(), within=30)
         restarted = time.monotonic()
-        await _until(lambda: all(telegram.sent[c] for c in chats), 90)
+        await until(lambda: all(telegram.sent[c] for c in chats), within=90)
         recovery = time.monotonic() - restarted
     print(f"40 chats owed, 2 s model: all answered {recovery:.1f} s after the restart (15 s of it the dead leases)")
     assert all(len(telegram.sent[c]) == 1 for c in chats)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import running_bot, until_idle
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch
 
@@ -28,12 +28,12 @@ async def test_bot_api_faults_on_sends_lose_nothing_reorder_nothing_and_duplicat
         # and resets after it accepted the message (only those may honestly arrive twice).
         telegram.chaos(FAULT_SECONDS, rate=0.35)
         users = asyncio.create_task(chatter(telegram, CHATS, per_chat=12, every=FAULT_SECONDS / 12, sent=sent))
-        await asyncio.sleep(FAULT_SECONDS / 2)
+        await asyncio.sleep(FAULT_SECONDS / 2)  # half-way through the faults: the scenario's timing
         for chat in CHATS:
             telegram.user_sends(chat, "/help")
         await users
         result, _ = await settle(telegram, sent, patience=60)
-        await asyncio.sleep(1.0)
+        await until_idle(telegram, database_url)
         result, _ = await settle(telegram, sent, patience=1)
 
     injected = dict(telegram.faults_injected)

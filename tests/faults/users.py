@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from app.emulators.telegram import TelegramEmulator
 from tests.faults.tally import Tally, numbered, tally
+from tests.waiting import held_within
 
 
 async def chatter(
@@ -29,8 +30,6 @@ async def chatter(
 async def settle(telegram: TelegramEmulator, sent: dict[int, int], patience: float) -> tuple[Tally, float]:
     """Wait until every message is answered (or `patience` runs out); the tally and the seconds waited."""
     started = time.monotonic()
-    result = tally(telegram, sent)
-    while result.lost and time.monotonic() - started < patience:
-        await asyncio.sleep(0.2)
-        result = tally(telegram, sent)
-    return result, time.monotonic() - started
+    # what is still lost then is in the tally, for the caller to assert
+    await held_within(lambda: not tally(telegram, sent).lost, patience)
+    return tally(telegram, sent), time.monotonic() - started

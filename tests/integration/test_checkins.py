@@ -18,6 +18,7 @@ from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
+from tests.waiting import until
 
 NEVER_QUIET = QuietHours(0, 0)
 BREAK = timedelta(seconds=0.6)
@@ -48,6 +49,20 @@ async def _close(service: Friend) -> None:
     await service.model.close()
 
 
+async def _break_over(database_url: str) -> None:
+    """Until a break has passed since every chat's last activity (its message, or its last check-in)."""
+
+    async def over() -> bool:
+        rows = await _rows(
+            database_url,
+            "SELECT bool_and(now() >= greatest(last_user_message_at, last_checkin_at) + $1::interval) FROM conversations",
+            BREAK,
+        )
+        return bool(rows[0][0])
+
+    await until(over, what="a break since the last activity")
+
+
 async def _say(service: Friend, chat: int, text: str, outbox: RecordingOutbox) -> None:
     await service.handle_text(chat, UserInfo(user_id=chat), text, outbox)
 
@@ -60,12 +75,12 @@ async def test_one_checkin_after_a_break_and_a_second_only_after_another(
     outbox = RecordingOutbox(db)
     await _say(service, 7, "I have a big exam on Friday", outbox)
     assert (await checkins.sweep(outbox)).sent == 0, "no check-in before the break"
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     assert (await checkins.sweep(outbox)).sent == 1
     assert (await checkins.sweep(outbox)).sent == 0, "not twice for one break"
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     assert (await checkins.sweep(outbox)).sent == 1
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     assert (await checkins.sweep(outbox)).sent == 0, "CHECKIN_MAX_UNANSWERED (2) reached"
     overview = (await _rows(database_url, "SELECT checkins_unanswered, last_checkin_at FROM conversation_overview"))[0]
     assert overview["checkins_unanswered"] == 2 and overview["last_checkin_at"] is not None
@@ -85,7 +100,7 @@ async def test_no_checkin_in_quiet_hours_it_waits_for_the_morning(db, tgi: TGIEm
     service = _service(db, tgi, quiet_hours=QuietHours(hour, (hour + 2) % 24))
     outbox = RecordingOutbox(db)
     await _say(service, 8, "good night", outbox)
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     report = await service.checkins.sweep(outbox)
     assert (report.sent, report.postponed) == (0, 1)
     planned = (await _rows(database_url, "SELECT next_checkin_at FROM conversations"))[0][0]
@@ -108,11 +123,11 @@ async def test_checkins_off_and_a_block_stop_them(db, tgi: TGIEmulator, database
     await _say(service, 10, "hello", outbox)
     outbox.blocked.add(10)
     delivered = len(outbox.sent)
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     await checkins.sweep(outbox)
     assert len(outbox.sent) == delivered, "nothing reaches chat 9 (off) or chat 10 (blocked)"
     assert (await _rows(database_url, "SELECT active FROM conversations WHERE chat_id = 10"))[0][0] is False
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     assert (await checkins.sweep(outbox)).claimed == 0, "a blocked chat is never claimed again"
     await _close(service)
 
@@ -127,7 +142,7 @@ async def test_three_workers_send_each_checkin_exactly_once(database_url: str, t
     chats = list(range(100, 160))
     for chat in chats:
         await services[0].receive(chat, UserInfo(user_id=chat), "hello there")
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     tgi.latency = 0.01
     workers = [service.checkins for service in services]
     for _ in range(6):
@@ -163,14 +178,11 @@ async def test_a_stopping_worker_hands_its_claims_to_another_at_once(db, tgi: TG
     outbox = RecordingOutbox(db)
     for chat in (31, 32, 33):
         await _say(leaving, chat, "a long week ahead", outbox)
-    await asyncio.sleep(BREAK.total_seconds() + 0.1)
+    await _break_over(database_url)
     tgi.latency = 3.0  # the leaving worker is mid-way through writing when it is told to stop
     sweep = Job("checkin_sweep", timedelta(seconds=60), lambda: leaving.checkins.sweep(outbox))
     async with running([sweep]) as periodic:
-        for _ in range(100):
-            if await _rows(database_url, "SELECT 1 FROM checkins WHERE status = 'claimed'"):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: _rows(database_url, "SELECT 1 FROM checkins WHERE status = 'claimed'"), what="a claim")
         await periodic.stop(0.2)
     await leaving.checkins.release_claims()
     statuses = Counter(r["status"] for r in await _rows(database_url, "SELECT status FROM checkins"))
@@ -178,7 +190,8 @@ async def test_a_stopping_worker_hands_its_claims_to_another_at_once(db, tgi: TG
     tgi.latency = 0.0
     report = await staying.checkins.sweep(outbox)  # not ten minutes later: now
     assert report.sent == 3
-    await asyncio.sleep(3.5)  # the leaving worker's writes finish after all: they must not be sent
+    # The leaving worker's writes were cut short; had any finished after all, it must not be sent.
+    await until(lambda: tgi.in_flight == 0, what="the model server to answer everything it was asked")
     checkins = [text for chat, text in outbox.sent if chat in (31, 32, 33)]
     assert len(checkins) == 3 + 3, checkins  # three replies, three check-ins, nothing twice
     await _close(leaving)

@@ -15,6 +15,7 @@ from app.emulators.tgi import TGIEmulator
 from app.prompt import Memory
 from app.serve import UPDATE_IDS_KEPT
 from app.services.delivery import DeliveryQueue
+from app.services.drafts import DraftOutcome
 from app.services.friend import Friend
 from app.services.outbox import SendOutcome
 from app.services.values import ReplyContext, utcnow
@@ -26,6 +27,7 @@ from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox, RecordingTransport, build_friend
 from tests.postgres import fetch as _rows
 from tests.postgres import plain_dsn
+from tests.waiting import until
 
 ANN = UserInfo(user_id=501, username="ann", first_name="Ann")
 CALM_LINES = [
@@ -345,7 +347,9 @@ async def test_a_reply_slower_than_its_lease_keeps_the_lease(
     tgi.latency = 1.5
     outbox = RecordingOutbox(service.database)
     replying = asyncio.create_task(service.handle_text(501, ANN, "take your time", outbox))
-    await asyncio.sleep(1.1)  # the first lease ran out 0.5 s ago
+    await until(lambda: tgi.in_flight == 1, what="the model request")
+    first = (await _rows(database_url, "SELECT reply_lease_until FROM conversations"))[0][0]
+    await until(lambda: _past(database_url, first + timedelta(seconds=0.3)), what="the first lease to run out")
     held = await _rows(database_url, "SELECT reply_lease_owner, reply_lease_until > now() AS live FROM conversations")
     assert (held[0]["reply_lease_owner"], held[0]["live"]) == (service.rules.worker, True)
     assert [r.text for r in await replying] == ["[emulated model] take your time"]
@@ -459,6 +463,18 @@ async def test_a_context_read_before_the_history_moved_is_read_again(
     assert "blue kite" not in " ".join(m["content"] for m in prompt[1:])
 
 
+async def _past(database_url: str, moment: object) -> bool:
+    return bool((await _rows(database_url, "SELECT now() > $1", moment))[0][0])
+
+
+async def _waiting_on_a_lock(database_url: str) -> bool:
+    rows = await _rows(
+        database_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    return bool(rows[0][0])
+
+
 async def _holding_the_chat(database_url: str, chat: int, then: str | None = None) -> tuple[asyncpg.Connection, object]:
     """Another session holding the conversation's row (as a command's transaction does); `then`,
     what it changes before it lets go."""
@@ -482,7 +498,7 @@ async def test_a_reply_written_ahead_asks_the_model_only_once_its_message_is_sto
     connection, transaction = await _holding_the_chat(database_url, 501)
     try:
         replying = asyncio.create_task(_say(service, outbox, "are you writing already?"))
-        await asyncio.sleep(0.5)  # the store waits for the row; the reply is prepared meanwhile
+        await until(lambda: _waiting_on_a_lock(database_url), what="the store to wait for the row")
         assert len(tgi.chat_requests()) == asked_before, "the model was asked before the message was stored"
         stored = await connection.fetchval("SELECT count(*) FROM messages WHERE text = 'are you writing already?'")
         assert stored == 0
@@ -509,7 +525,7 @@ async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sen
     )
     try:
         replying = asyncio.create_task(_say(service, outbox, "what did I say?"))
-        await asyncio.sleep(0.5)
+        await until(lambda: _waiting_on_a_lock(database_url), what="the store to wait for the row")
     finally:
         await transaction.commit()  # type: ignore[attr-defined]
         await connection.close()
@@ -517,3 +533,37 @@ async def test_a_reply_written_ahead_of_a_store_that_did_not_happen_is_never_sen
     asked = tgi.chat_requests()[asked_before:]
     assert len(asked) == 1, "one reply, one request: the one prepared from the old state never left"
     assert "blue kite" not in " ".join(m["content"] for m in asked[0]["messages"][1:])
+
+
+class _Drafting(RecordingTransport):
+    """A transport that shows drafts, so replies are written with the model's stream."""
+
+    async def draft(self, chat_id: int, draft_id: int, text: str) -> DraftOutcome:
+        return DraftOutcome("shown")
+
+
+async def test_a_model_that_never_answers_gets_the_fallback_within_llm_timeout_stream_and_retry_together(
+    service: Friend, tgi: TGIEmulator
+) -> None:
+    """LLM_TIMEOUT is the longest a reply waits for the model: its streamed attempt and the retry
+    without streaming share it (each used to get a whole one)."""
+    tgi.latency = 10.0  # the server accepts the request and answers nothing for longer than the deadline
+    friend = build_friend(service.database, model=service.model, llm_timeout=1.0)
+    outbox = DeliveryQueue(service.database, _Drafting(), worker="test")
+    assert outbox.drafts is not None, "replies are streamed"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    replies = await friend.handle_text(501, ANN, "are you there?", outbox)
+    took = loop.time() - started
+    assert [reply.kind for reply in replies] == ["fallback"]
+    assert took < 1.0 + 0.8, f"the fallback came {took:.1f} s after the message with LLM_TIMEOUT=1s"
+
+
+async def test_every_stage_change_is_counted_the_first_messages_start_included(service: Friend) -> None:
+    outbox = RecordingOutbox(service.database)
+    await service.handle_text(501, ANN, "hello there", outbox)
+    async with service.commands.handling(502, UserInfo(user_id=502)) as unit:
+        assert unit is not None
+        await service.commands.greet(unit)
+    metrics = service.metrics.render().decode()
+    assert 'aifriend_transitions_total{trigger="start"} 2.0' in metrics, "a chat's first message and a /start"

@@ -12,7 +12,8 @@ from sqlalchemy.engine import make_url
 from storage.database import Database, connect
 from storage.errors import DatabaseUnavailableError
 from storage.sql import Statement
-from tests.postgres import admin_execute, unique_name
+from tests.postgres import admin_execute, fetch, unique_name
+from tests.waiting import until
 
 PID = Statement("SELECT pg_backend_pid()")
 DOUBLE = Statement("SELECT CAST(:n AS integer) * 2")
@@ -42,14 +43,14 @@ async def test_a_busy_process_opens_no_more_connections_than_its_pool_size(datab
 
     try:
         tasks = [asyncio.create_task(unit_of_work()) for _ in range(30)]
-        for _ in range(20):
-            await asyncio.sleep(0.05)
+        await until(lambda: _backends_at_least(database_url, 5), what="the pool to fill")
+        for _ in range(5):  # 25 units still wait for a connection: none is opened for them
             most = max(most, await _backends(database_url))
         release.set()
         await asyncio.gather(*tasks)
     finally:
         await database.close()
-    assert 2 <= most <= 5
+    assert most == 5
 
 
 async def test_connections_the_server_dropped_are_replaced(db: Database, database_url: str) -> None:
@@ -59,7 +60,8 @@ async def test_connections_the_server_dropped_are_replaced(db: Database, databas
         assert await outside.fetchval("SELECT pg_terminate_backend($1)", before)
     finally:
         await outside.close()
-    await asyncio.sleep(0.2)  # what a restart, a failover or an idle timeout leaves in the pool
+    # what a restart, a failover or an idle timeout leaves in the pool: a connection that is gone
+    await until(lambda: _gone(database_url, before), what="the backend to be gone")
     assert await db.fetchval(DOUBLE, n=21) == 42
     assert await db.fetchval(PID) != before
 
@@ -97,14 +99,11 @@ async def test_a_statement_cut_off_leaves_the_pool_usable_and_nothing_running(da
     database = await connect(database_url, pool_size=1)
     try:
         task = asyncio.create_task(database.execute(Statement("SELECT pg_sleep(30)")))
-        await asyncio.sleep(0.3)
+        await until(lambda: _sleeping(database_url, running=True), what="the statement to run")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert await database.fetchval(DOUBLE, n=21) == 42
-        running = await database.fetchval(
-            Statement("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")
-        )
-        assert running == 0
+        await until(lambda: _sleeping(database_url, running=False), what="the server to stop the statement")
     finally:
         await database.close()
 
@@ -137,12 +136,10 @@ async def test_spare_connections_are_closed_once_a_burst_is_over(database_url: s
 
     try:
         tasks = [asyncio.create_task(held()) for _ in range(5)]
-        await asyncio.sleep(0.5)
-        assert await _backends(database_url) == 5
+        await until(lambda: _backends_at_least(database_url, 5), what="five connections")
         release.set()
         await asyncio.gather(*tasks)
-        await asyncio.sleep(0.6)
-        assert await _backends(database_url) <= 1
+        await until(lambda: _backends_at_most(database_url, 1), what="the spare connections to close")
     finally:
         await database.close()
 
@@ -154,6 +151,26 @@ async def test_after_close_new_statements_are_refused_as_an_outage(database_url:
     with pytest.raises(DatabaseUnavailableError):
         await database.fetchval(PID)
     assert await _backends(database_url) == 0
+
+
+async def _backends_at_least(url: str, count: int) -> bool:
+    return await _backends(url) >= count
+
+
+async def _backends_at_most(url: str, count: int) -> bool:
+    return await _backends(url) <= count
+
+
+async def _gone(url: str, pid: int) -> bool:
+    return not await fetch(url, "SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid)
+
+
+async def _sleeping(url: str, *, running: bool) -> bool:
+    """Whether the server is (or is no longer) running the test's pg_sleep."""
+    rows = await fetch(
+        url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+    )
+    return bool(rows[0][0]) is running
 
 
 def _as_role(url: str, role: str) -> str:

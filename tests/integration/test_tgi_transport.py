@@ -15,6 +15,7 @@ from app.emulators.tgi import TGIEmulator
 from llm.errors import ModelUnavailableError
 from llm.tgi import TGIChatModel
 from llm.types import ChatMessage, GenerationParams
+from tests.waiting import until
 
 PROMPT = [ChatMessage("system", "be kind"), ChatMessage("user", "hello there friend")]
 SHORT = GenerationParams(max_new_tokens=20)
@@ -34,7 +35,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(emulator:
     model = TGIChatModel(emulator.url, attempts=1)
     try:
         assert (await model.complete(PROMPT, SHORT)).text.startswith("[emulated model]")
-        await asyncio.sleep(0.3)  # the server has closed the connection by now
+        await until(lambda: emulator.open_connections == 0, what="the server to close the idle connection")
         assert (await model.complete(PROMPT, SHORT)).text.startswith("[emulated model]")
         assert len(emulator.chat_requests()) == 2
     finally:
@@ -96,7 +97,8 @@ async def _over_tls(cert: Path, key: Path, monkeypatch: pytest.MonkeyPatch) -> N
         trusting = TGIChatModel(url, attempts=1)
         try:
             assert (await trusting.complete(PROMPT, SHORT)).text.startswith("[emulated model]")
-            await asyncio.sleep(0.3)  # the server closes the idle TLS connection; a new one is made
+            # the server closes the idle TLS connection; a new one is made
+            await until(lambda: emulator.open_connections == 0, what="the server to close the idle connection")
             chunks = [piece async for piece in trusting.stream(PROMPT, SHORT)]
             assert "".join(chunks).startswith("[emulated model]")
             assert (await trusting.health())[0]

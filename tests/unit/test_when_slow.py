@@ -1,10 +1,14 @@
-"""WhenSlow: the typing indicator's and the lease's work starts only for a block that takes long."""
+"""WhenSlow: the typing indicator's and the lease's work starts only for a block that takes long.
+
+A timer is tested by letting time pass: the sleeps inside the blocks are the blocks' durations,
+the input; what is expected to happen is waited for (`until`)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from app.services.when_slow import WhenSlow
+from tests.waiting import until
 
 
 class Beats:
@@ -30,8 +34,7 @@ async def test_a_slow_block_runs_the_work_from_the_delay_until_it_ends() -> None
     async with WhenSlow(0.05, beats.work):
         await asyncio.sleep(0.04)
         assert beats.count == 0, "not before the delay"
-        await asyncio.sleep(0.15)
-        assert beats.count >= 3, "repeated while the block runs"
+        await until(lambda: beats.count >= 3, what="the work repeated while the block runs")
     ended = beats.count
     await asyncio.sleep(0.1)
     assert beats.count == ended, "stopped with the block"
@@ -41,7 +44,7 @@ async def test_stop_ends_the_work_while_the_block_goes_on() -> None:
     beats = Beats()
     slow = WhenSlow(0.01, beats.work)
     async with slow:
-        await asyncio.sleep(0.06)
+        await until(lambda: beats.count >= 1, what="the work to start")
         await slow.stop()
         stopped = beats.count
         assert stopped >= 1

@@ -253,7 +253,8 @@ class TGIChatModel:
         }
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`call`, tried again while its failure is worth it (`_classify`), at most `attempts` times."""
+        """`call`, tried again while its failure is worth it (`_classify`), at most `attempts` times.
+        The first try is made directly; tenacity takes over after a failure worth another."""
 
         async def classified() -> T:
             try:
@@ -264,21 +265,32 @@ class TGIChatModel:
                     self._limits = None  # a restarted server may come back with other limits
                 raise mapped from exc
 
+        try:
+            return await classified()
+        except _Retry as first:
+            if self._attempts <= 1:
+                raise self._gave_up(first) from first.cause
+            log.warning("tgi_retry", attempt=1, error=str(first))
+        await asyncio.sleep(self._backoff)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retry),
             wait=wait_random_exponential(multiplier=self._backoff, max=self._backoff * 2**self._attempts),
-            stop=stop_after_attempt(self._attempts),
+            stop=stop_after_attempt(self._attempts - 1),
             before_sleep=lambda state: log.warning(
-                "tgi_retry", attempt=state.attempt_number, error=str(state.outcome.exception()) if state.outcome else ""
+                "tgi_retry",
+                attempt=state.attempt_number + 1,
+                error=str(state.outcome.exception() if state.outcome else ""),
             ),
         )
         try:
             return await retrying(classified)
         except RetryError as gave_up:
             failure = gave_up.last_attempt.exception()
-            raise ModelUnavailableError(
-                f"the model server at {self._root} failed {self._attempts} times: {failure}"
-            ) from failure
+            assert isinstance(failure, _Retry)
+            raise self._gave_up(failure) from failure.cause
+
+    def _gave_up(self, failure: _Retry) -> ModelUnavailableError:
+        return ModelUnavailableError(f"the model server at {self._root} failed {self._attempts} times: {failure}")
 
     def _silent(self) -> ModelUnavailableError:
         return ModelUnavailableError(f"the model server at {self._root} gave no answer within {self._deadline:g} s")

@@ -117,19 +117,26 @@ class Database(_Statements):
         """A pooled connection. A server that is full (`max_connections`, or a role's or database's
         limit: more replicas than it was sized for) refuses to open more: the statement then waits,
         up to `connect_patience`, for one of this process's own connections to come back."""
+        try:
+            try:
+                connection: asyncpg.Connection = await self._pool.acquire()
+                return connection
+            except asyncpg.TooManyConnectionsError:
+                return await self._acquire_when_full()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise translate(exc) from exc
+
+    async def _acquire_when_full(self) -> asyncpg.Connection:
         full = AsyncRetrying(
             retry=retry_if_exception_type(asyncpg.TooManyConnectionsError),
             wait=wait_random_exponential(multiplier=0.05, max=1.0),
             stop=stop_after_delay(self._connect_patience),
             reraise=True,
         )
-        try:
-            async for attempt in full:
-                with attempt:
-                    connection: asyncpg.Connection = await self._pool.acquire()
-                    return connection
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise translate(exc) from exc
+        async for attempt in full:
+            with attempt:
+                connection: asyncpg.Connection = await self._pool.acquire()
+                return connection
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def schema_revision(self) -> str | None:

@@ -1,15 +1,22 @@
 """Storing the friend's reply, in one statement: the message, what it answers, the count, its
 outbox rows and, if no message arrived since the context was read, the reply lease handed back.
-It is written only while the worker still holds the chat's lease (or nobody does)."""
+It is written only while the worker still holds the chat's lease (or nobody does).
+
+With nothing of the chat waiting ahead, the reply's first send is the chat's head: it is queued
+already claimed by the sender that will send it (`claim_as`), which saves that sender the claim
+of its own. A send queued by another transaction at that very instant is not seen by this check
+and may go out beside the reply, in either order, never twice.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage.database import Executor
-from storage.sql import Statement, values_of
+from storage.outbox import QueuedSend
+from storage.sql import Statement, read_row, values_of
 
 _STORE_REPLY = Statement("""
     WITH conv AS (
@@ -31,13 +38,20 @@ _STORE_REPLY = Statement("""
     ), ahead AS (
         SELECT count(*) AS sends FROM outbox WHERE chat_id = :chat_id AND status = 'pending'
     ), queued AS (
-        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload)
-        SELECT :chat_id, stored.id, s.piece = jsonb_array_length(CAST(:sends AS jsonb)), s.method, s.payload
-          FROM stored, jsonb_to_recordset(CAST(:sends AS jsonb)) AS s(piece integer, method text, payload jsonb)
+        INSERT INTO outbox (chat_id, message_id, last_piece, method, payload, claimed_by, claimed_until, attempts)
+        SELECT :chat_id, stored.id, s.piece = jsonb_array_length(CAST(:sends AS jsonb)), s.method, s.payload,
+               CASE WHEN c.head THEN CAST(:claim_as AS text) END,
+               CASE WHEN c.head THEN now() + CAST(:claim_lease AS interval) END,
+               CASE WHEN c.head THEN 1 ELSE 0 END
+          FROM stored, jsonb_to_recordset(CAST(:sends AS jsonb)) AS s(piece integer, method text, payload jsonb),
+               LATERAL (SELECT s.piece = 1 AND CAST(:claim_as AS text) IS NOT NULL
+                               AND (SELECT sends FROM ahead) = 0 AS head) AS c
          ORDER BY s.piece
+        RETURNING id, message_id, last_piece, method, payload, attempts, created_at, claimed_by IS NOT NULL AS claimed
     )
     SELECT (SELECT id FROM stored) AS message_id, coalesce((SELECT released FROM conv), false) AS released,
-           (SELECT sends FROM ahead) AS queued_before
+           (SELECT sends FROM ahead) AS queued_before,
+           (SELECT row_to_json(q) FROM queued AS q WHERE q.claimed) AS claimed
 """)
 
 
@@ -46,6 +60,7 @@ class StoredReply:
     message_id: int
     released: bool  # the lease was handed back: nothing arrived since the context was read
     queued_before: int  # sends of the chat already waiting ahead of this reply
+    claimed: QueuedSend | None = None  # its first send, queued claimed by `claim_as`: send it without a claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +79,8 @@ class ReplyWrite:
     lease_until: datetime
     sends: tuple[tuple[str, dict[str, Any]], ...]  # (Bot API method, parameters) in order
     recall_note: str | None = None
+    claim_as: str | None = None  # the sender that will send it, if it may take the head queued claimed
+    claim_lease: timedelta = timedelta(seconds=20)
 
 
 class ReplyRepo:
@@ -78,4 +95,8 @@ class ReplyRepo:
         assert row is not None
         if row["message_id"] is None:
             return LeaseLost()
-        return StoredReply(row["message_id"], row["released"], int(row["queued_before"]))
+        claimed = row["claimed"]
+        if claimed is not None:
+            created_at = datetime.fromisoformat(claimed["created_at"])
+            claimed = read_row(QueuedSend, {**claimed, "chat_id": write.chat_id, "created_at": created_at})
+        return StoredReply(row["message_id"], row["released"], int(row["queued_before"]), claimed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from app.metrics import Metrics
-from app.retry import backoff, retrying
+from app.retry import backoff, retried
 from app.services.drafts import DraftPreview, DraftTransport
 from app.services.outbox import SendOutcome, Transport, TransportRefusedError
 from storage.conversations import ConversationRepo
@@ -61,6 +62,7 @@ class DeliveryQueue:
         self.claim_lease = claim_lease
         self.sweep_concurrency = sweep_concurrency
         self.on_refused = on_refused
+        self.trust = claim_lease.total_seconds() / 2  # how long a send queued claimed is sent on that claim
         self.drafts = DraftPreview(transport) if isinstance(transport, DraftTransport) else None
         self._in_flight = asyncio.Semaphore(SEND_CONCURRENCY)
         self._senders: dict[int, asyncio.Task[None]] = {}
@@ -81,8 +83,18 @@ class DeliveryQueue:
         task.add_done_callback(lambda done: self._forget(chat_id, done))
         return task
 
-    async def flush(self, chat_id: int, *, expect: int | None = None) -> None:
-        """Send what is queued for the chat now, and return when it is sent or left for later."""
+    async def flush(self, chat_id: int, *, expect: int | None = None, claimed: QueuedSend | None = None) -> None:
+        """Send what is queued for the chat now, and return when it is sent or left for later.
+        `claimed`: the chat's head, queued already claimed as this sender: it goes out first, without
+        a claim of its own (no other sender can take it while the claim holds)."""
+        if claimed is not None:
+            wait = await self._send_head(chat_id, claimed, trusted_until=time.monotonic() + self.trust)
+            if wait is None:
+                expect = None if expect is None else expect - 1
+            else:  # it failed: the sender looks properly, after the retry's wait if that is soon
+                expect = None
+                if 0 < wait <= INLINE_WAIT:
+                    await asyncio.sleep(wait)
         with contextlib.suppress(Exception):  # a failed sender is logged; its rows wait for the sweep
             await asyncio.shield(self.kick(chat_id, expect=expect))
 
@@ -140,11 +152,16 @@ class DeliveryQueue:
                 return
             await asyncio.sleep(wait)
 
-    async def _send_head(self, chat_id: int) -> float | None:
-        """Claim the chat's head, send it, record what happened. None: done with it; else the seconds
-        until the chat's next attempt (`_EMPTY`: nothing to send now)."""
+    async def _send_head(
+        self, chat_id: int, claimed: QueuedSend | None = None, trusted_until: float = 0.0
+    ) -> float | None:
+        """Claim the chat's head (or take `claimed`), send it, record what happened. None: done with it;
+        else the seconds until the chat's next attempt (`_EMPTY`: nothing to send now)."""
         async with self._in_flight:
-            send = await OutboxRepo(self.database).claim_head(chat_id, self.worker, self.claim_lease)
+            # A claim that may have run out during a long wait for a slot is not trusted: the database
+            # decides again, so no other sender can have the send at the same time.
+            send = claimed if claimed is not None and time.monotonic() < trusted_until else None
+            send = send or await OutboxRepo(self.database).claim_head(chat_id, self.worker, self.claim_lease)
             if send is None:
                 return _EMPTY
             outcome = await self._attempt(send)
@@ -176,13 +193,12 @@ class DeliveryQueue:
         """Tried for as long as the claim lasts: a delivery not written down by then may be sent again
         by another sender (at least once, never lost)."""
         try:
-            async for attempt in retrying(
+            await retried(
+                lambda: OutboxRepo(self.database).sent(send.id, telegram_message_id),
                 "delivery_not_recorded",
                 retry_on=lambda e: isinstance(e, DatabaseError),
                 patience=self.claim_lease.total_seconds(),
-            ):
-                with attempt:
-                    await OutboxRepo(self.database).sent(send.id, telegram_message_id)
+            )
         except DatabaseError as exc:
             log.error(
                 "delivery_record_given_up",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, Protocol
 
 from app.services.drafts import DraftPreview
@@ -41,14 +42,16 @@ class Transport(Protocol):
 
 class Outbox(Protocol):
     drafts: DraftPreview | None  # the reply as it is written, where the transport can show it
+    worker: str  # the sender's name in claims: a reply's first send may be queued claimed by it
+    claim_lease: timedelta
 
     def kick(self, chat_id: int) -> asyncio.Task[None]:
         """Start sending what is queued for the chat, without waiting."""
 
-    async def flush(self, chat_id: int, *, expect: int | None = None) -> None:
+    async def flush(self, chat_id: int, *, expect: int | None = None, claimed: QueuedSend | None = None) -> None:
         """Send what is queued for the chat; returns when it is sent or left for a retry. `expect`:
         the caller just queued exactly this many sends with nothing ahead of them, so no look for
-        more is needed after them."""
+        more is needed after them. `claimed`: the first of them, queued claimed as `worker`."""
 
     def typing(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         """Show that a reply is being written, for as long as the block runs."""

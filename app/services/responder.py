@@ -27,6 +27,7 @@ from app.services.writer import ReplyWriter
 from storage.database import Database
 from storage.errors import DatabaseError
 from storage.leases import Idle, LeaseRepo
+from storage.outbox import QueuedSend
 from storage.replies import LeaseLost, ReplyRepo, ReplyWrite
 from storage.reply_path import ReplyPathRepo
 
@@ -38,6 +39,7 @@ class Queued:
     released: bool  # the lease was handed back with the reply: nothing arrived since it was read
     queued_before: int  # the chat's sends waiting ahead of the reply's
     pieces: int  # the reply's own sends
+    claimed: QueuedSend | None  # the first of them, queued claimed by the outbox's sender
 
 
 class Responder:
@@ -85,7 +87,8 @@ class Responder:
                 if stored.released:  # handed back: nothing to renew while the reply is sent
                     await renewals.stop()
                 # With nothing queued ahead, the sender knows how many sends to make, and stops after them.
-                await outbox.flush(chat_id, expect=stored.pieces if stored.queued_before == 0 else None)
+                expect = stored.pieces if stored.queued_before == 0 else None
+                await outbox.flush(chat_id, expect=expect, claimed=stored.claimed)
                 if stored.released:
                     return replies
                 context = None
@@ -108,6 +111,8 @@ class Responder:
                 lease_until=utcnow() + self.rules.lease,
                 sends=tuple((send.method, send.payload) for send in sends),
                 recall_note=written.note,
+                claim_as=outbox.worker,
+                claim_lease=outbox.claim_lease,
             )
         )
         if isinstance(stored, LeaseLost):
@@ -125,7 +130,7 @@ class Responder:
         if await self.memory.should_fold(context.recent):
             self.background.spawn(self.memory.fold_if_needed(chat_id))
         reply = Reply(stored.message_id, written.text, written.kind, written.stage, written.crisis, written.prompt)
-        return reply, Queued(stored.released, stored.queued_before, len(sends))
+        return reply, Queued(stored.released, stored.queued_before, len(sends), stored.claimed)
 
     async def _owed(self, chat_id: int, outbox: Outbox, context: ReplyContext | None) -> ReplyContext | None:
         """What the next round answers, once any burst it belongs to is over."""

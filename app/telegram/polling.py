@@ -23,7 +23,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.methods.base import TelegramMethod
 
-from app.retry import retrying
+from app.retry import retried
 from app.telegram.errors import TokenRefusedError, worth_retrying
 from app.telegram.updates import Incoming, UpdateIntake
 
@@ -83,16 +83,19 @@ async def poll(bot: Bot, intake: UpdateIntake, allowed: list[str], stop: asyncio
 async def _fetch(bot: Bot, request: GetRawUpdates, stop: asyncio.Event, patience: float) -> list[Any]:
     """One `getUpdates`, tried again while it fails; empty once `stop` is set."""
     try:
-        async for attempt in retrying("get_updates_failed", retry_on=worth_retrying, patience=patience, stop=stop):
-            with attempt:
-                return await _until_stopped(bot(request, request_timeout=POLL_TIMEOUT + 15), stop)
+        return await retried(
+            lambda: _until_stopped(bot(request, request_timeout=POLL_TIMEOUT + 15), stop),
+            "get_updates_failed",
+            retry_on=worth_retrying,
+            patience=patience,
+            stop=stop,
+        )
     except TelegramUnauthorizedError:
         raise TokenRefusedError() from None
     except Exception:
         if stop.is_set():
             return []
         raise
-    return []
 
 
 async def _until_stopped(call: Any, stop: asyncio.Event) -> list[Any]:

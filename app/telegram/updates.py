@@ -23,7 +23,7 @@ from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 
 from app.metrics import Metrics
-from app.retry import retrying
+from app.retry import retried, retrying
 from app.services.commands import CommandService
 from app.services.outbox import Outbox
 from app.telegram import texts
@@ -149,16 +149,15 @@ class UpdateIntake:
             return await self._set_aside(item, item.problem, attempts=1)
         if item.update is None:
             return True
-        failed = retrying(
-            "update_failed_retrying",
-            retry_on=lambda e: not isinstance(e, DatabaseUnavailableError),
-            patience=self.patience,
-            attempts=self.attempts,
-        )
+        update = item.update
         try:
-            async for attempt in failed:
-                with attempt:
-                    await self._feed(item.update)
+            await retried(
+                lambda: self._feed(update),
+                "update_failed_retrying",
+                retry_on=lambda e: not isinstance(e, DatabaseUnavailableError),
+                patience=self.patience,
+                attempts=self.attempts,
+            )
         except DatabaseUnavailableError:
             return False
         except Exception as exc:
@@ -168,14 +167,12 @@ class UpdateIntake:
 
     async def _feed(self, update: Update) -> None:
         """Handle the update, waiting out a database outage (it is not the update's fault)."""
-        outage = retrying(
+        await retried(
+            lambda: self.dispatcher.feed_update(self.bot, update),
             "update_waits_for_database",
             retry_on=lambda e: isinstance(e, DatabaseUnavailableError),
             patience=self.patience,
         )
-        async for attempt in outage:
-            with attempt:
-                await self.dispatcher.feed_update(self.bot, update)
 
     async def set_aside_unreadable(self, body: bytes, error: str) -> bool:
         """A webhook body that is not JSON at all."""

@@ -30,6 +30,40 @@ def claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
+async def test_a_reply_with_nothing_ahead_goes_out_without_a_claim_of_its_own(
+    service: Friend, database_url: str, claims: list[int]
+) -> None:
+    outbox = RecordingOutbox(service.database)
+    replies = await service.handle_text(601, BEA, "hello, anyone there?", outbox)
+    assert [r.text for r in replies] == ["[emulated model] hello, anyone there?"]
+    assert outbox.sent == [(601, "[emulated model] hello, anyone there?")]
+    assert claims == [], "the reply was queued claimed: its sender made no claim"
+    delivered = await rows(database_url, "SELECT delivered_at FROM messages WHERE role = 'assistant'")
+    assert delivered[0]["delivered_at"] is not None
+    assert (await rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
+
+
+async def test_a_claim_that_may_have_run_out_is_not_sent_on(service: Friend, database_url: str) -> None:
+    """A send queued claimed, reached only after its claim could have run out (a long wait for a
+    free slot), is claimed again through the database; here another worker holds it by then."""
+    outbox = RecordingOutbox(service.database)
+    outbox.trust = 0.0  # whatever it was given, it may have run out by the time it is sent
+    row = (
+        await rows(
+            database_url,
+            "INSERT INTO outbox (chat_id, method, payload, claimed_by, claimed_until, attempts)"
+            " VALUES (601, 'sendMessage', $1::jsonb, 'other-worker', now() + interval '20 seconds', 2)"
+            " RETURNING id, created_at",
+            '{"chat_id": 601, "text": "late"}',
+        )
+    )[0]
+    late = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "late"}, 1, row["created_at"])
+    await outbox.flush(601, claimed=late)
+    assert outbox.sent == [], "the other worker sends it; sending it here too would be twice"
+    held = await rows(database_url, "SELECT claimed_by FROM outbox")
+    assert [r["claimed_by"] for r in held] == ["other-worker"]
+
+
 async def test_a_reply_never_overtakes_what_the_chat_had_queued_before_it(service: Friend, claims: list[int]) -> None:
     """A command's answer still waiting (here: queued, not yet sent) is the chat's head: the reply
     is queued behind it and goes out second."""

@@ -55,6 +55,11 @@ _CLAIM = Statement("""
        AND (o.claimed_until IS NULL OR o.claimed_until < now())
     RETURNING o.id, o.chat_id, o.message_id, o.last_piece, o.method, o.payload, o.attempts, o.created_at
 """)
+_KEEP = Statement("""
+    UPDATE outbox SET claimed_until = now() + CAST(:lease AS interval)
+     WHERE id = :send_id AND status = 'pending' AND claimed_by = :worker AND claimed_until > now()
+    RETURNING id
+""")
 _SENT = Statement("""
     WITH sent AS (DELETE FROM outbox WHERE id = :send_id RETURNING message_id, last_piece)
     UPDATE messages SET delivered_at = now(), telegram_message_id = CAST(:telegram_message_id AS bigint)
@@ -108,6 +113,11 @@ class OutboxRepo:
         """The chat's oldest pending send, if it is due and nobody else is sending it."""
         row = await self.executor.fetchrow(_CLAIM, chat_id=chat_id, worker=worker, lease=lease)
         return read_row(QueuedSend, row) if row is not None else None
+
+    async def keep_claim(self, send_id: int, worker: str, lease: timedelta) -> bool:
+        """Extend a claim that is still the worker's (it has not run out: nobody else can have taken
+        it); False if it ran out, or the send is gone."""
+        return await self.executor.fetchval(_KEEP, send_id=send_id, worker=worker, lease=lease) is not None
 
     async def sent(self, send_id: int, telegram_message_id: int | None) -> None:
         """Telegram accepted it: drop the row and record the delivery on its message."""

@@ -88,7 +88,11 @@ class DeliveryQueue:
         `claimed`: the chat's head, queued already claimed as this sender: it goes out first, without
         a claim of its own (no other sender can take it while the claim holds)."""
         if claimed is not None:
-            wait = await self._send_head(chat_id, claimed, trusted_until=time.monotonic() + self.trust)
+            try:
+                wait = await self._send_head(chat_id, claimed, trusted_until=time.monotonic() + self.trust)
+            except DatabaseError as exc:  # its claim runs out, and the sweep hands the send to a sender
+                log.warning("send_left_for_the_sweep", send_id=claimed.id, error=str(exc))
+                return
             if wait is None:
                 expect = None if expect is None else expect - 1
             else:  # it failed: the sender looks properly, after the retry's wait if that is soon
@@ -158,10 +162,7 @@ class DeliveryQueue:
         """Claim the chat's head (or take `claimed`), send it, record what happened. None: done with it;
         else the seconds until the chat's next attempt (`_EMPTY`: nothing to send now)."""
         async with self._in_flight:
-            # A claim that may have run out during a long wait for a slot is not trusted: the database
-            # decides again, so no other sender can have the send at the same time.
-            send = claimed if claimed is not None and time.monotonic() < trusted_until else None
-            send = send or await OutboxRepo(self.database).claim_head(chat_id, self.worker, self.claim_lease)
+            send = await self._take(chat_id, claimed, trusted_until)
             if send is None:
                 return _EMPTY
             outcome = await self._attempt(send)
@@ -171,6 +172,17 @@ class DeliveryQueue:
                 log.debug("message_sent", send_id=send.id, telegram_message_id=outcome.telegram_message_id)
                 return None
         return await self._record_failure(send, outcome)
+
+    async def _take(self, chat_id: int, claimed: QueuedSend | None, trusted_until: float) -> QueuedSend | None:
+        """The send to make: `claimed` while its claim is surely alive; after a long wait for a slot, only
+        if the database says the claim is still this worker's (so no other sender can have it); else
+        the chat's head, if it can be claimed."""
+        outbox = OutboxRepo(self.database)
+        if claimed is None:
+            return await outbox.claim_head(chat_id, self.worker, self.claim_lease)
+        if time.monotonic() < trusted_until or await outbox.keep_claim(claimed.id, self.worker, self.claim_lease):
+            return claimed
+        return await outbox.claim_head(chat_id, self.worker, self.claim_lease)
 
     async def _attempt(self, send: QueuedSend) -> SendOutcome:
         try:

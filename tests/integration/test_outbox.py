@@ -4,6 +4,7 @@ queued, and a delivery the database could not record at once is recorded later, 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -62,6 +63,48 @@ async def test_a_claim_that_may_have_run_out_is_not_sent_on(service: Friend, dat
     assert outbox.sent == [], "the other worker sends it; sending it here too would be twice"
     held = await rows(database_url, "SELECT claimed_by FROM outbox")
     assert [r["claimed_by"] for r in held] == ["other-worker"]
+
+
+async def test_a_claim_still_held_after_a_long_wait_is_kept_and_sent_once(
+    service: Friend, database_url: str, claims: list[int]
+) -> None:
+    """The same late send, still claimed by this worker (its claim has not run out): the claim is
+    extended and the message sent, at once, rather than left until the claim runs out."""
+    outbox = RecordingOutbox(service.database)
+    outbox.trust = 0.0
+    row = (
+        await rows(
+            database_url,
+            "INSERT INTO outbox (chat_id, method, payload, claimed_by, claimed_until, attempts)"
+            " VALUES (601, 'sendMessage', $1::jsonb, 'test', now() + interval '20 seconds', 1)"
+            " RETURNING id, created_at",
+            '{"chat_id": 601, "text": "late"}',
+        )
+    )[0]
+    late = QueuedSend(row["id"], 601, None, True, "sendMessage", {"chat_id": 601, "text": "late"}, 1, row["created_at"])
+    await outbox.flush(601, claimed=late)
+    assert outbox.sent == [(601, "late")]
+    assert claims == [601], "after the send, the sender only looked whether more was queued"
+    assert (await rows(database_url, "SELECT count(*) FROM outbox"))[0][0] == 0
+
+
+async def test_a_claimed_send_the_database_cannot_confirm_is_left_to_the_sweep(
+    service: Friend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database gone while a late claimed send asks whether its claim is still alive: the reply
+    path goes on (the reply is stored), and the send waits for its claim to run out and the sweep."""
+
+    async def gone(*args: object) -> bool:
+        from storage.errors import translate
+
+        raise translate(ConnectionResetError("the database went away"))
+
+    monkeypatch.setattr(OutboxRepo, "keep_claim", gone)
+    outbox = RecordingOutbox(service.database)
+    outbox.trust = 0.0
+    late = QueuedSend(1, 601, None, True, "sendMessage", {"chat_id": 601, "text": "late"}, 1, datetime.now(UTC))
+    await outbox.flush(601, claimed=late)
+    assert outbox.sent == []
 
 
 async def test_a_reply_never_overtakes_what_the_chat_had_queued_before_it(service: Friend, claims: list[int]) -> None:

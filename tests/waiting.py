@@ -8,6 +8,11 @@ from collections.abc import Awaitable, Callable
 
 Condition = Callable[[], bool | Awaitable[bool]]
 
+# How long a wait that includes starting an aifriend process may take before it fails: a start
+# imports aiogram and the openai client, which takes seconds on an idle machine and many times
+# that on a busy CI runner. Only a failure waits this long.
+START_UP = 120.0
+
 
 async def held_within(condition: Condition, within: float, every: float = 0.02) -> bool:
     """Whether `condition` held at some point in the next `within` seconds (returns as soon as it does)."""

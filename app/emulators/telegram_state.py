@@ -73,7 +73,7 @@ class EmulatorState:
     def texts(self, chat_id: int) -> list[str]:
         return [m.get("text") or m.get("caption") or "" for m in self.sent[chat_id]]
 
-    async def wait_for(self, chat_id: int, count: int, patience: float = 30.0) -> list[dict[str, Any]]:
+    async def wait_for(self, chat_id: int, count: int, patience: float = 60.0) -> list[dict[str, Any]]:
         """Until the bot has sent `count` messages to the chat; woken by the sending call itself
         (no polling: a benchmark waits on a thousand chats at once)."""
         if len(self.sent[chat_id]) < count:

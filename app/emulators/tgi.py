@@ -1,4 +1,4 @@
-"""A text-generation-inference emulator following `shared/specs/tgi-openapi.json`.
+"""A text-generation-inference emulator: the routes aifriend uses, as TGI's OpenAPI spec has them.
 
 Its "model" is an honest echo: every answer starts with ``[emulated model]`` and repeats
 the start of the last user message (without a ``<recalled>`` block: context marked as such is
@@ -69,8 +69,6 @@ class TGIEmulator:
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/chat_tokenize", self._chat_tokenize)
         app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/generate", self._generate)
-        app.router.add_post("/generate_stream", self._generate_stream)
         return app
 
     async def start(
@@ -251,52 +249,6 @@ class TGIEmulator:
             await self._event(response, _chunk(piece, None))
         await self._event(response, _chunk("", finish))
         await response.write(b"data: [DONE]\n\n")
-        return response
-
-    async def _generate(self, request: web.Request) -> web.Response:
-        body, failed = await self._before("/generate", request)
-        if failed:
-            return failed
-        inputs = str(body.get("inputs", ""))
-        params = body.get("parameters") or {}
-        max_new = params.get("max_new_tokens") or 100
-        invalid = self._validate(token_count(inputs), max_new)
-        if invalid:
-            return invalid
-        text = self.echo([{"role": "user", "content": inputs}], max_new)
-        return web.json_response({"generated_text": text})
-
-    async def _generate_stream(self, request: web.Request) -> web.StreamResponse:
-        body, failed = await self._before("/generate_stream", request)
-        if failed:
-            return failed
-        inputs = str(body.get("inputs", ""))
-        max_new = (body.get("parameters") or {}).get("max_new_tokens") or 100
-        invalid = self._validate(token_count(inputs), max_new)
-        if invalid:
-            return invalid
-        text = self.echo([{"role": "user", "content": inputs}], max_new)
-        response = await self._sse(request)
-        pieces = tokenize(text)
-        for index, (piece, _, _) in enumerate(pieces):
-            final = index == len(pieces) - 1
-            await self._event(
-                response,
-                {
-                    "index": index,
-                    "token": {"id": index, "text": piece + " ", "logprob": 0.0, "special": False},
-                    "top_tokens": [],
-                    "generated_text": text if final else None,
-                    "details": {
-                        "finish_reason": "length",
-                        "generated_tokens": len(pieces),
-                        "input_length": 0,
-                        "seed": None,
-                    }
-                    if final
-                    else None,
-                },
-            )
         return response
 
     @staticmethod

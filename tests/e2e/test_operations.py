@@ -17,7 +17,7 @@ from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.e2e.roundrobin import RoundRobin
 from tests.faults.users import chatter, settle
-from tests.waiting import until
+from tests.waiting import START_UP, until
 
 CHAT = 3101
 
@@ -41,7 +41,7 @@ async def _get(url: str) -> tuple[int, str]:
             return 0, ""
 
 
-async def _wait_status(url: str, status: int, timeout: float = 30.0) -> str:
+async def _wait_status(url: str, status: int, timeout: float = START_UP) -> str:
     last = [(0, "")]
 
     async def answered() -> bool:

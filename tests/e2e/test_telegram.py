@@ -14,7 +14,7 @@ from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot, until_idle
 from tests.postgres import fetch as _fetch
-from tests.waiting import until
+from tests.waiting import START_UP, until
 
 CHAT = 1001
 
@@ -80,7 +80,7 @@ async def test_a_crash_between_storing_and_replying_is_healed_on_restart(
     async with running_bot(telegram, tgi, database_url, tmp_path) as bot:
         telegram.user_sends(CHAT, "are you still there after the crash?")
         # a start-up under a busy suite takes seconds
-        await until(tgi.chat_requests, within=30, what="the model to be called")
+        await until(tgi.chat_requests, within=START_UP, what="the model to be called")
         await bot.stop(signal.SIGKILL)
     stored = await _fetch(database_url, "SELECT answered_at FROM messages WHERE role = 'user'")
     assert len(stored) == 1 and stored[0]["answered_at"] is None

@@ -12,7 +12,7 @@ from tests.e2e.bot import running_bot, until_idle
 from tests.faults.proxy import Proxy
 from tests.faults.users import chatter, settle
 from tests.postgres import fetch
-from tests.waiting import until
+from tests.waiting import START_UP, until
 
 CHATS = range(6001, 6006)
 
@@ -50,7 +50,7 @@ async def test_a_database_unreachable_at_start_is_waited_for(
 ) -> None:
     proxy = Proxy.to_database(database_url)  # not up yet: connections are refused
     async with running_bot(telegram, tgi, proxy.database_url(database_url), tmp_path, "--no-scheduler") as bot:
-        await until(lambda: "database_unreachable" in bot.log(), within=20)
+        await until(lambda: "database_unreachable" in bot.log(), within=START_UP)
         assert "database_unreachable" in bot.log() and bot.process.returncode is None
         await proxy.up()
         telegram.user_sends(CHATS[0], "are you up now?")
@@ -67,7 +67,7 @@ async def test_telegram_unreachable_at_start_is_retried_until_it_answers(
     proxy_port = Proxy(None, None).port  # a free port with nothing on it yet
     telegram.url = f"http://127.0.0.1:{proxy_port}"
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
-        await until(lambda: "telegram_unreachable" in bot.log(), within=30)
+        await until(lambda: "telegram_unreachable" in bot.log(), within=START_UP)
         assert "telegram_unreachable" in bot.log() and bot.process.returncode is None
         await telegram.start(port=proxy_port)
         telegram.user_sends(CHATS[1], "hello once Telegram is back")

@@ -10,7 +10,7 @@ from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot, until_idle
 from tests.postgres import fetch
-from tests.waiting import until
+from tests.waiting import START_UP, until
 
 CHATS = range(7001, 7011)
 
@@ -24,7 +24,7 @@ async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_a
         tgi.latency = 30.0  # ten replies in flight, none can finish within the grace
         for chat in CHATS:
             telegram.user_sends(chat, f"a question from {chat}")
-        await until(lambda: len(tgi.chat_requests()) >= 11, within=20)
+        await until(lambda: len(tgi.chat_requests()) >= 11, within=START_UP)
         started = time.monotonic()
         code = await bot.stop(signal.SIGTERM)
         stop_took = time.monotonic() - started
@@ -34,7 +34,7 @@ async def test_sigterm_finishes_what_fits_in_the_grace_and_hands_the_rest_over_a
     assert held[0][0] == 0, "leases are handed back, not left to expire"
     tgi.latency = 0.0
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as successor:
-        await until(lambda: "polling_started" in successor.log(), within=60)  # start-up is not what is measured
+        await until(lambda: "polling_started" in successor.log(), within=START_UP)  # start-up is not what is measured
         ready = time.monotonic()
         await until(lambda: all(len(telegram.sent[c]) >= (2 if c == CHATS[0] else 1) for c in CHATS), within=60)
         taken_over = time.monotonic() - ready
@@ -56,7 +56,7 @@ async def test_sigterm_with_a_grace_long_enough_answers_everything_before_exitin
         tgi.latency = 1.5
         for chat in CHATS:
             telegram.user_sends(chat, f"one more thing from {chat}")
-        await until(lambda: len(tgi.chat_requests()) >= 11, within=20)
+        await until(lambda: len(tgi.chat_requests()) >= 11, within=START_UP)
         started = time.monotonic()
         code = await bot.stop(signal.SIGTERM)
         stop_took = time.monotonic() - started
@@ -75,11 +75,11 @@ async def test_healing_after_a_crash_answers_many_owed_chats_at_once(
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
         for chat in chats:
             telegram.user_sends(chat, f"owed to {chat}")
-        await until(lambda: len(tgi.chat_requests()) >= len(chats), within=30)
+        await until(lambda: len(tgi.chat_requests()) >= len(chats), within=START_UP)
         await bot.stop(signal.SIGKILL)
     tgi.latency = 2.0
     async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
-        await until(lambda: "polling_started" in bot.log(), within=30)
+        await until(lambda: "polling_started" in bot.log(), within=START_UP)
         restarted = time.monotonic()
         await until(lambda: all(telegram.sent[c] for c in chats), within=90)
         recovery = time.monotonic() - restarted

@@ -85,9 +85,17 @@ async def test_streaming_yields_the_reply(model: TGIChatModel) -> None:
     assert len(pieces) > 1 and "".join(pieces) == whole.text, "the pieces add up to the same reply"
 
 
-def _responses_alive() -> int:
+def _responses_alive() -> list[httpx2.Response]:
     gc.collect()
-    return sum(type(thing) is httpx2.Response for thing in gc.get_objects())
+    return [thing for thing in gc.get_objects() if type(thing) is httpx2.Response]
+
+
+def _held_by(responses: list[httpx2.Response]) -> list[str]:
+    """What still refers to each response, for a failure to say where a leak is."""
+    return [
+        ", ".join(sorted({type(r).__name__ for r in gc.get_referrers(response) if r is not responses})) or "nothing"
+        for response in responses
+    ]
 
 
 async def test_streamed_replies_are_not_kept_after_their_stream_ends(model: TGIChatModel, tgi: TGIEmulator) -> None:
@@ -95,7 +103,7 @@ async def test_streamed_replies_are_not_kept_after_their_stream_ends(model: TGIC
     that streams its replies (huggingface_hub's did: 1.6 GB over 100,000 chats). Finished,
     abandoned or failed, a stream here keeps nothing."""
     params = GenerationParams(max_new_tokens=20)
-    before = _responses_alive()
+    before = len(_responses_alive())
     for _ in range(20):
         assert "".join([piece async for piece in model.stream(PROMPT, params)]).startswith("[emulated model]")
     for _ in range(20):
@@ -108,7 +116,9 @@ async def test_streamed_replies_are_not_kept_after_their_stream_ends(model: TGIC
         with pytest.raises(GenerationFailedError):
             async for _ in model.stream(PROMPT, params):
                 pass
-    assert _responses_alive() - before <= 3, "45 streams kept their responses"  # the last error may hold one
+    alive = _responses_alive()
+    # the last error may hold one
+    assert len(alive) - before <= 3, f"45 streams kept {len(alive) - before} responses, held by {_held_by(alive)}"
     assert (await model.complete(PROMPT, params)).text.startswith("[emulated model]")
 
 

@@ -157,7 +157,7 @@ def test_the_dashboard_graphs_only_metrics_that_exist() -> None:
         name
         for panel in dashboard["panels"]
         for target in panel["targets"]
-        for name in re.findall(r"\baifriend_[a-z_]+", target["expr"])
+        for name in re.findall(r"\b(?:aifriend|process)_[a-z_]+", target["expr"])
     }
     assert used, "the dashboard graphs aifriend's metrics"
     for name in used:

@@ -1,10 +1,10 @@
 """After start-up, the heap is settled so the garbage collector stops walking it.
 
-Importing aiogram, pydantic, SQLAlchemy and huggingface_hub leaves about 280,000 long-lived
-objects. CPython's oldest-generation collection walks all of them, which takes 100-200 ms on
-a small machine, and it runs every few tens of thousands of surviving allocations: a reply
-caught behind it waits that long. Frozen objects are never walked again, so those pauses
-shrink to what was allocated since start-up.
+Importing aiogram, pydantic, SQLAlchemy and the openai client leaves a few hundred thousand
+long-lived objects. CPython's oldest-generation collection walks all of them, and it runs every
+few tens of thousands of surviving allocations: a reply caught behind it waits that long.
+Frozen objects are never walked again, so those pauses shrink to what was allocated since
+start-up (docs/performance.md).
 """
 
 from __future__ import annotations

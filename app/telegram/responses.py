@@ -2,9 +2,9 @@
 
 aiogram parses every Bot API answer with `Response[method.__returning__]`, a pydantic generic
 built on first use and cached only weakly. Built inside a function, nothing else holds it, so
-each garbage collection frees it and the next call builds it again: about 4 ms of CPU each
-time, 7 % of the reply path's CPU in `bench_bot --profile`. Holding the classes of the answers
-the bot reads makes each one built once.
+each garbage collection frees it and the next call builds it again, a large share of a send's
+CPU (`bench_bot --profile`). Holding the classes of the answers the bot reads makes each one
+built once.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 `aifriend_recall_search` spent most of its time on two things that did not depend on the
 message: it parsed PostgreSQL's column statistics (`pg_stats.most_common_elems`, a thousand
 words as text) to find the common ones, and it planned a fresh `count(*)` for each word
-(`EXECUTE`), then the final search. About 1.2 ms of database time on a reply whose chat has
+(`EXECUTE`), then the final search: most of the database time of a reply whose chat has
 history. Now the common words are a table, `recall_common_words`, filled from the same
 statistics by `aifriend_refresh_common_words()` (here, and hourly by the bot), and the search
 is one SQL statement that PostgreSQL plans once per connection and keeps, written so that
-the kept plan always enters through the (chat_id, search) index: about 0.3 ms.
+the kept plan always enters through the (chat_id, search) index (docs/performance.md).
 The words it looks up, their weights, and what it recalls are the same.
 
 Revision ID: 0008

@@ -9,18 +9,18 @@ from storage.database import Executor
 from storage.rows import ConversationRow, FsmColumns, TransitionRecord, UserInfo
 from storage.sql import Statement, read_row, values_of
 
-_SELECT = """
-    SELECT c.chat_id, c.user_id, c.state, c.stage_before_repair, c.stage_messages, c.calm_streak,
-           c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
-           c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
-           c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
-           c.summarized_through_id, u.timezone, u.username, u.first_name
-      FROM conversations AS c JOIN users AS u ON u.id = c.user_id
-     WHERE c.chat_id = :chat_id"""
-_GET = Statement(_SELECT)
-_LOCK = Statement(_SELECT + " FOR UPDATE OF c")
-_OPEN = Statement("""
-    WITH person AS (
+# A `ConversationRow`'s columns, from `conversations AS c JOIN users AS u` (the reply path reads them too).
+CONVERSATION_COLUMNS = """
+    c.chat_id, c.user_id, c.state, c.stage_before_repair, c.stage_messages, c.calm_streak,
+    c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
+    c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
+    c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
+    c.summarized_through_id, u.timezone, u.username, u.first_name"""
+
+# The user a message comes from, created or brought up to date (only when the name changed, so an
+# unchanged user costs no row version); a CTE named `person` returning the user's id when written.
+UPSERT_PERSON = """
+    person AS (
         INSERT INTO users (id, username, first_name, language_code)
         VALUES (:user_id, CAST(:username AS text), CAST(:first_name AS text), CAST(:language_code AS text))
         ON CONFLICT (id) DO UPDATE
@@ -28,7 +28,17 @@ _OPEN = Statement("""
                language_code = EXCLUDED.language_code, updated_at = now()
          WHERE users.username IS DISTINCT FROM EXCLUDED.username
             OR users.first_name IS DISTINCT FROM EXCLUDED.first_name
-    )
+        RETURNING id
+    )"""
+
+_SELECT = f"""
+    SELECT {CONVERSATION_COLUMNS}
+      FROM conversations AS c JOIN users AS u ON u.id = c.user_id
+     WHERE c.chat_id = :chat_id"""
+_GET = Statement(_SELECT)
+_LOCK = Statement(_SELECT + " FOR UPDATE OF c")
+_OPEN = Statement(f"""
+    WITH {UPSERT_PERSON}
     INSERT INTO conversations (chat_id, user_id) VALUES (:chat_id, :user_id)
     ON CONFLICT DO NOTHING RETURNING chat_id
 """)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from storage.conversations import CONVERSATION_COLUMNS, UPSERT_PERSON
 from storage.database import Executor
 from storage.errors import ConflictError
 from storage.rows import (
@@ -38,11 +39,7 @@ _RECENT = """
      WHERE m.chat_id = c.chat_id AND m.id > greatest(c.history_since_id, c.summarized_through_id) AND m.recallable
      ORDER BY m.id DESC LIMIT :window"""
 _READ = Statement(f"""
-    SELECT c.chat_id, c.user_id, c.state, c.stage_before_repair, c.stage_messages, c.calm_streak,
-           c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
-           c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
-           c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
-           c.summarized_through_id, u.timezone, u.username, u.first_name,
+    SELECT {CONVERSATION_COLUMNS},
            (SELECT coalesce(json_agg(p ORDER BY p.id), '[]') FROM (
                SELECT {_MESSAGE} FROM messages AS m
                 WHERE m.chat_id = c.chat_id AND m.role = 'user' AND m.answered_at IS NULL) AS p) AS pending,
@@ -129,16 +126,7 @@ _STORE_MESSAGE = Statement(f"""
 """)
 
 _STORE_FIRST_MESSAGE = Statement(f"""
-    WITH person AS (
-        INSERT INTO users (id, username, first_name, language_code)
-        VALUES (:user_id, CAST(:username AS text), CAST(:first_name AS text), CAST(:language_code AS text))
-        ON CONFLICT (id) DO UPDATE
-           SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
-               language_code = EXCLUDED.language_code, updated_at = now()
-         WHERE users.username IS DISTINCT FROM EXCLUDED.username
-            OR users.first_name IS DISTINCT FROM EXCLUDED.first_name
-        RETURNING id
-    ), conv AS (
+    WITH {UPSERT_PERSON}, conv AS (
         INSERT INTO conversations (chat_id, user_id, state, stage_before_repair, stage_messages, calm_streak,
                                    user_messages, last_user_message_at, next_checkin_at,
                                    reply_lease_until, reply_lease_owner)

@@ -62,7 +62,7 @@ async def main() -> None:
         f"`aifriend run` to the first reply: median {statistics.median(took):.2f} s "
         f"({', '.join(f'{t:.2f}' for t in took)})"
     )
-    for module in ("app.cli", "app.telegram.bot"):
+    for module in ("app.cli", "app.serve, app.wiring"):  # the CLI alone; what `aifriend run` imports
         total, heaviest = import_costs(module)
         print(
             f"import {module}: {total:.2f} s; heaviest: "

@@ -93,6 +93,7 @@ async def run_demo(settings: Settings) -> int:
         webhook_url=None,
         sentiment_model=None,
         reply_debounce=timedelta(seconds=0.2),
+        limit_replies_per_minute=0,  # the scripted user writes dozens of messages a minute, no person does
         checkin_after=timedelta(seconds=3),
         checkin_sweep_every=timedelta(seconds=1),
         quiet_hours=QuietHours(0, 0),

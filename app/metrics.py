@@ -37,6 +37,12 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aifriend_transitions_total": ("Relationship stage changes, by trigger.", ("trigger",)),
     "aifriend_sends_total": ("Bot API send attempts, by outcome (sent, retry, give_up, blocked).", ("outcome",)),
     "aifriend_updates_set_aside_total": ("Telegram updates set aside as dead letters.", ()),
+    "aifriend_newcomers_admitted_total": ("New users whose first message was let through to the model.", ()),
+    "aifriend_newcomers_deferred_total": ("Times a new user's first reply waited for NEWCOMERS_PER_MINUTE.", ()),
+    "aifriend_held_total": (
+        "Times a chat was held unanswered, by reason (replies, tokens, newcomers, allowlist, invite, approval, ...).",
+        ("reason",),
+    ),
 }
 _HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "aifriend_reply_seconds": (
@@ -47,10 +53,15 @@ _HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
         "Time one reply waited for the model server.",
         (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
     ),
+    "aifriend_model_queue_wait_seconds": (
+        "Time a model request waited in this process's fair queue for one of MODEL_CONCURRENCY slots.",
+        (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    ),
 }
 _GAUGES: dict[str, str] = {
     "aifriend_model_up": "1 when the last contact with the model server succeeded, 0 when it failed.",
     "aifriend_ready": "1 when this process's /readyz checks pass.",
+    "aifriend_model_queue_depth": "Model requests waiting in this process's fair queue for a slot.",
 }
 
 

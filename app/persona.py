@@ -57,6 +57,45 @@ class Prompts(_Strict):
     )
 
 
+class Notices(_Strict):
+    """What the friend says, once, when it will not answer now (ACCESS_MODE and the limits).
+    `{until}` is the time the user can talk again, in their zone (HH:MM, or a weekday and HH:MM)."""
+
+    allowlist: str = Field(
+        default="Hi! I'm only talking with a small group of people for now, and you're not on my list yet. "
+        "I've kept your message; if the people who run me add you, I'll answer it right away.",
+        min_length=1,
+    )
+    invite: str = Field(
+        default="Hi! I'm only talking with people who have an invite link for now. If you have one, open it "
+        "(or send /start followed by the code) and I'll answer what you wrote.",
+        min_length=1,
+    )
+    approval: str = Field(
+        default="Hi! Nice to meet you. I've asked the people who run me to let you in; it usually doesn't take "
+        "long. I've kept your message and I'll answer as soon as they say yes.",
+        min_length=1,
+    )
+    refused: str = Field(
+        default="I'm sorry, I can't talk with you here. Take care of yourself.",
+        min_length=1,
+    )
+    replies: str = Field(
+        default="You're writing faster than I can keep up with! Give me a moment to catch my breath; "
+        "I'll answer everything together at {until}.",
+        min_length=1,
+    )
+    tokens: str = Field(
+        default="We've talked a lot today and I've used up my words for now. I've kept what you wrote and "
+        "I'll answer it when my new day starts ({until}).",
+        min_length=1,
+    )
+    newcomers: str = Field(
+        default="Lots of people are saying hi right now! I'll be with you in a moment; I've kept your message.",
+        min_length=1,
+    )
+
+
 class ThresholdTable(_Strict):
     warming_at: int = Field(ge=1)
     close_at: int = Field(ge=1)
@@ -73,6 +112,7 @@ class Persona(_Strict):
     thresholds: ThresholdTable
     prompts: Prompts
     stages: Stages
+    notices: Notices = Notices()
 
     def style(self, stage: Stage) -> StageStyle:
         return getattr(self.stages, stage.value)  # type: ignore[no-any-return]

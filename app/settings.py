@@ -68,6 +68,11 @@ class Settings(DatabaseSettings):
     database_patience: Duration = timedelta(seconds=20)
     stream_replies: bool = True
     memory_recall: bool = True
+    model_concurrency: int = Field(default=16, ge=0)
+    access_mode: Literal["open", "allowlist", "invite", "approval"] = "open"
+    limit_replies_per_minute: int = Field(default=20, ge=0)
+    limit_tokens_per_day: int = Field(default=0, ge=0)
+    newcomers_per_minute: int = Field(default=0, ge=0)
 
     @field_validator("bot_token")
     @classmethod
@@ -120,6 +125,11 @@ class Settings(DatabaseSettings):
         if value <= timedelta(0):
             raise ValueError("must be longer than zero, e.g. 60s")
         return value
+
+    @field_validator("access_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def telegram_token(self) -> str:
         """The bot token, for the commands that talk to Telegram; a clear error when unset."""

@@ -13,6 +13,7 @@ from app.metrics import Metrics
 from app.persona import PersonaError, load_persona
 from app.retry import retrying
 from app.services.friend import Friend
+from app.services.gate import AccessRules
 from app.services.values import ReplyRules
 from app.settings import Settings, SettingsError
 from llm.errors import ModelUnavailableError
@@ -128,6 +129,13 @@ async def services(
             recall=8 if settings.memory_recall else 0,
             default_tz=settings.default_tz,
             stream=settings.stream_replies,
+            access=AccessRules(
+                mode=settings.access_mode,
+                admins=settings.admin_ids,
+                replies_per_minute=settings.limit_replies_per_minute,
+                tokens_per_day=settings.limit_tokens_per_day,
+                newcomers_per_minute=settings.newcomers_per_minute,
+            ),
         )
         policy = CheckinPolicy(
             after=settings.checkin_after,
@@ -145,6 +153,7 @@ async def services(
             metrics=Metrics(),
             llm_timeout=settings.llm_timeout.total_seconds(),
             checkin_lease=claim_lease(settings.checkin_sweep_every),
+            model_concurrency=settings.model_concurrency,
         )
         try:
             yield friend

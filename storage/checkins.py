@@ -21,6 +21,7 @@ _DUE = Statement("""
     SELECT c.chat_id, c.next_checkin_at AS due_at, u.timezone
       FROM conversations AS c JOIN users AS u ON u.id = c.user_id
      WHERE c.next_checkin_at <= :now AND c.active AND c.checkins_enabled AND c.checkins_unanswered < :max_unanswered
+       AND c.held_for IS NULL
      ORDER BY c.next_checkin_at
      LIMIT :limit
        FOR UPDATE OF c SKIP LOCKED

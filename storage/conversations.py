@@ -15,7 +15,7 @@ CONVERSATION_COLUMNS = """
     c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
     c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
     c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
-    c.summarized_through_id, u.timezone, u.username, u.first_name"""
+    c.summarized_through_id, c.held_for, c.held_until, u.timezone, u.username, u.first_name, u.admitted_at"""
 
 # The user a message comes from, created or brought up to date (only when the name changed, so an
 # unchanged user costs no row version); a CTE named `person` returning the user's id when written.
@@ -93,6 +93,7 @@ _DEACTIVATE = Statement("""
            updated_at = now()
      WHERE chat_id = :chat_id
 """)
+_REACTIVATE = Statement("UPDATE conversations SET active = true, updated_at = now() WHERE chat_id = :chat_id")
 _SET_TIMEZONE = Statement("UPDATE users SET timezone = :timezone, updated_at = now() WHERE id = :user_id")
 _COMMAND_TEXT = Statement("""
     SELECT text FROM messages WHERE id = :message_id AND chat_id = :chat_id AND role = 'user' AND kind = 'command'
@@ -175,6 +176,10 @@ class ConversationRepo:
     async def deactivate(self, chat_id: int) -> None:
         """The user blocked the bot: no check-ins, nobody holding its replies."""
         await self.executor.execute(_DEACTIVATE, chat_id=chat_id)
+
+    async def reactivate(self, chat_id: int) -> None:
+        """The user unblocked the bot: it may write to them again."""
+        await self.executor.execute(_REACTIVATE, chat_id=chat_id)
 
     async def set_timezone(self, user_id: int, timezone: str | None) -> None:
         await self.executor.execute(_SET_TIMEZONE, user_id=user_id, timezone=timezone)

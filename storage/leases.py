@@ -37,6 +37,7 @@ _OWED = Statement("""
     SELECT c.chat_id FROM conversations AS c
      WHERE c.chat_id IN (SELECT m.chat_id FROM messages AS m WHERE m.role = 'user' AND m.answered_at IS NULL)
        AND c.active AND (c.reply_lease_until IS NULL OR c.reply_lease_until < :now)
+       AND (c.held_for IS NULL OR c.held_until < :now)
      LIMIT :limit
 """)
 _RELEASE_ALL = Statement("""
@@ -77,7 +78,8 @@ class LeaseRepo:
         return await self.executor.fetchval(_TAKE, chat_id=chat_id, worker=worker, until=until, now=now) is not None
 
     async def owed(self, now: datetime, limit: int) -> list[int]:
-        """Chats with an unanswered user message and no live responder: what a crashed worker left."""
+        """Chats with an unanswered user message and no live responder: what a crashed worker left,
+        and chats whose hold (a limit) has ended."""
         return [row["chat_id"] for row in await self.executor.fetch(_OWED, now=now, limit=limit)]
 
     async def release_all(self, worker: str) -> int:

@@ -1,5 +1,6 @@
-"""Storing the friend's reply, in one statement: the message, what it answers, the count, its
-outbox rows and, if no message arrived since the context was read, the reply lease handed back.
+"""Storing the friend's reply, in one statement: the message, what it answers, the count, the
+tokens it cost the user today, its outbox rows and, if no message arrived since the context was
+read, the reply lease handed back; a hold on the chat (a limit that passed) is lifted.
 It is written only while the worker still holds the chat's lease (or nobody does).
 
 With nothing of the chat waiting ahead, the reply's first send is the chat's head: it is queued
@@ -24,9 +25,18 @@ _STORE_REPLY = Statement("""
            SET bot_messages = bot_messages + 1, last_bot_message_at = now(), updated_at = now(),
                reply_lease_until = CASE WHEN user_messages = :seen_user_messages THEN NULL
                                         ELSE CAST(:lease_until AS timestamptz) END,
-               reply_lease_owner = CASE WHEN user_messages = :seen_user_messages THEN NULL ELSE reply_lease_owner END
+               reply_lease_owner = CASE WHEN user_messages = :seen_user_messages THEN NULL ELSE reply_lease_owner END,
+               held_for = NULL, held_until = NULL
          WHERE chat_id = :chat_id AND (reply_lease_owner = :worker OR reply_lease_owner IS NULL)
-        RETURNING chat_id, reply_lease_owner IS NULL AS released
+        RETURNING chat_id, user_id, reply_lease_owner IS NULL AS released
+    ), used AS (
+        INSERT INTO usage_days (user_id, day, tokens, replies)
+        SELECT u.id, (now() AT TIME ZONE coalesce(u.timezone, CAST(:default_tz AS text)))::date, :tokens, 1
+          FROM conv JOIN users AS u ON u.id = conv.user_id
+        ON CONFLICT (user_id, day) DO UPDATE
+           SET tokens = usage_days.tokens + EXCLUDED.tokens, replies = usage_days.replies + 1
+    ), admitted AS (
+        UPDATE users SET admitted_at = now() WHERE id = (SELECT user_id FROM conv) AND admitted_at IS NULL
     ), stored AS (
         INSERT INTO messages (chat_id, role, kind, text) SELECT chat_id, 'assistant', :kind, :text FROM conv
         RETURNING id
@@ -79,6 +89,8 @@ class ReplyWrite:
     lease_until: datetime
     sends: tuple[tuple[str, dict[str, Any]], ...]  # (Bot API method, parameters) in order
     recall_note: str | None = None
+    tokens: int = 0  # model tokens the reply cost (prompt and text), counted against the user's day
+    default_tz: str = "UTC"  # the zone of users who set none: whose day the tokens count in
     claim_as: str | None = None  # the sender that will send it, if it may take the head queued claimed
     claim_lease: timedelta = timedelta(seconds=20)
 

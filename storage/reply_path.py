@@ -25,6 +25,7 @@ from storage.rows import (
     FsmColumns,
     MessageRow,
     RecalledRow,
+    Standing,
     TransitionRecord,
     UserInfo,
 )
@@ -57,8 +58,27 @@ _READ = Statement(f"""
                 c.history_since_id,
                 coalesce((SELECT min(w.id) FROM ({_RECENT.format(columns="m.id")}) AS w), 9223372036854775807),
                 c.user_messages, CAST(:recall AS integer)) WITH ORDINALITY AS h(id, text, created_at, rank)
-             WHERE CAST(:recall AS integer) > 0) AS recalled
+             WHERE CAST(:recall AS integer) > 0) AS recalled,
+           a.access, l.replies_limit, l.tokens_limit,
+           (SELECT count(*) FROM (
+               SELECT m.created_at FROM messages AS m
+                WHERE m.chat_id = c.chat_id AND m.role = 'assistant' AND m.kind IN ('reply', 'fallback')
+                ORDER BY m.id DESC LIMIT l.replies_limit) AS w
+             WHERE w.created_at > now() - interval '60 seconds') AS replies_in_window,
+           (SELECT min(w.created_at) FROM (
+               SELECT m.created_at FROM messages AS m
+                WHERE m.chat_id = c.chat_id AND m.role = 'assistant' AND m.kind IN ('reply', 'fallback')
+                ORDER BY m.id DESC LIMIT l.replies_limit) AS w
+             WHERE w.created_at > now() - interval '60 seconds') AS window_started,
+           coalesce((SELECT d.tokens FROM usage_days AS d
+                      WHERE d.user_id = c.user_id
+                        AND d.day = (now() AT TIME ZONE coalesce(u.timezone, CAST(:default_tz AS text)))::date), 0)
+               AS tokens_today
       FROM conversations AS c JOIN users AS u ON u.id = c.user_id
+           LEFT JOIN user_access AS a ON a.user_id = c.user_id
+           CROSS JOIN LATERAL (
+               SELECT coalesce(a.limit_replies_per_minute, CAST(:replies_limit AS integer)) AS replies_limit,
+                      coalesce(a.limit_tokens_per_day, CAST(:tokens_limit AS bigint)) AS tokens_limit) AS l
      WHERE c.chat_id = :chat_id
 """)
 
@@ -150,6 +170,7 @@ class ChatState:
     recent: list[MessageRow]
     days: list[DailySummaryRow]
     recalled: list[RecalledRow]  # best match first
+    standing: Standing
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +211,29 @@ class ReplyPathRepo:
         self.executor = executor
 
     async def read(
-        self, chat_id: int, *, default_tz: str, window: int, days: int = 3, query: str | None = None, recall: int = 8
+        self,
+        chat_id: int,
+        *,
+        default_tz: str,
+        window: int,
+        days: int = 3,
+        query: str | None = None,
+        recall: int = 8,
+        replies_limit: int = 0,
+        tokens_limit: int = 0,
     ) -> ChatState | None:
-        """`query`: what recall looks for (the new message); None: the messages still owed a reply."""
+        """`query`: what recall looks for (the new message); None: the messages still owed a reply.
+        `replies_limit`, `tokens_limit`: the settings, for users without limits of their own."""
         row = await self.executor.fetchrow(
-            _READ, chat_id=chat_id, default_tz=default_tz, window=window, days=days, query=query, recall=recall
+            _READ,
+            chat_id=chat_id,
+            default_tz=default_tz,
+            window=window,
+            days=days,
+            query=query,
+            recall=recall,
+            replies_limit=replies_limit,
+            tokens_limit=tokens_limit,
         )
         return _state(row) if row is not None else None
 
@@ -245,4 +284,5 @@ def _state(row: Row) -> ChatState:
         _messages(row["recent"]),
         [DailySummaryRow(date.fromisoformat(d["day"]), d["text"]) for d in row["days"]],
         [RecalledRow(h["id"], h["text"], datetime.fromisoformat(h["created_at"])) for h in row["recalled"]],
+        read_row(Standing, row),
     )

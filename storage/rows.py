@@ -41,6 +41,21 @@ class ConversationRow:
     timezone: str | None
     username: str | None = None
     first_name: str | None = None
+    held_for: str | None = None  # why the friend does not answer now; the user was told
+    held_until: datetime | None = None  # when that ends; None with `held_for`: until let in
+    admitted_at: datetime | None = None  # the user's first message went to the model then
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a user stands before a reply: operators' word on them and what they used of their limits."""
+
+    access: str | None  # allowed, pending, refused, blocked; None: the access mode decides
+    replies_limit: int  # replies in any 60 seconds (0: none), the user's own or the setting
+    replies_in_window: int  # replies in the last 60 seconds, up to `replies_limit`
+    window_started: datetime | None  # the oldest of those
+    tokens_limit: int  # model tokens per local day (0: none)
+    tokens_today: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import structlog
 
 from app.metrics import Metrics
 from app.persona import Persona
+from app.services.access import AccessDesk
 from app.services.stages import announce
 from app.services.text import storable, text_sends
 from app.services.values import fsm_columns, plan_checkin, snapshot_of, transition_records, utcnow
@@ -53,7 +54,9 @@ class CommandService:
         machine: RelationshipMachine,
         checkins: CheckinPolicy,
         metrics: Metrics,
+        access: AccessDesk | None = None,
     ) -> None:
+        self.access = access
         self.database = database
         self.persona = persona
         self.machine = machine
@@ -68,6 +71,10 @@ class CommandService:
         async with self.database.transaction() as tx:
             if update_id is not None and not await ConversationRepo(tx).record_update(update_id, chat_id):
                 log.info("update_duplicate_skipped")
+                yield None
+                return
+            if self.access is not None and await self.access.is_blocked(tx, user.user_id):
+                log.info("blocked_user_ignored")  # an operator blocked them: nothing, not even an answer
                 yield None
                 return
             yield UpdateUnit(tx, chat_id, user)

@@ -9,13 +9,16 @@ from datetime import timedelta
 
 from app.metrics import Metrics
 from app.persona import Persona
+from app.services.access import AccessDesk
 from app.services.background import Background
 from app.services.checkins import CheckinService
 from app.services.commands import CommandService
 from app.services.cooldown import Cooldown
 from app.services.healer import Healer
+from app.services.holds import Holds
 from app.services.intake import Intake
 from app.services.memory import MemoryKeeper
+from app.services.model_queue import FairQueue
 from app.services.operators import OperatorReports
 from app.services.outbox import Outbox
 from app.services.responder import Responder
@@ -45,6 +48,7 @@ class Friend:
     cooldown: Cooldown
     memory: MemoryKeeper
     reports: OperatorReports
+    access: AccessDesk
 
     @classmethod
     def build(
@@ -59,17 +63,27 @@ class Friend:
         metrics: Metrics | None = None,
         llm_timeout: float = 30.0,
         checkin_lease: timedelta = timedelta(seconds=30),
+        model_concurrency: int = 0,
     ) -> Friend:
         policy = policy or CheckinPolicy(default_tz=rules.default_tz)
         metrics = metrics or Metrics()
         machine = RelationshipMachine(persona.fsm_thresholds)
         background = Background()
-        writer = ReplyWriter(model=model, persona=persona, metrics=metrics, timeout=llm_timeout)
-        memory = MemoryKeeper(database=database, model=model, persona=persona)
+        queue = FairQueue(model_concurrency, metrics)
+        writer = ReplyWriter(model=model, persona=persona, metrics=metrics, timeout=llm_timeout, queue=queue)
+        memory = MemoryKeeper(database=database, model=model, persona=persona, queue=queue)
+        holds = Holds(database=database, notices=persona.notices, rules=rules, metrics=metrics)
         responder = Responder(
-            database=database, writer=writer, memory=memory, rules=rules, metrics=metrics, background=background
+            database=database,
+            writer=writer,
+            memory=memory,
+            holds=holds,
+            rules=rules,
+            metrics=metrics,
+            background=background,
         )
         cooldown = Cooldown(database=database, machine=machine, metrics=metrics)
+        access = AccessDesk(rules.access, rules.default_tz)
         return cls(
             database=database,
             model=model,
@@ -83,7 +97,7 @@ class Friend:
             responder=responder,
             healer=Healer(database=database, responder=responder, rules=rules, background=background),
             commands=CommandService(
-                database=database, persona=persona, machine=machine, checkins=policy, metrics=metrics
+                database=database, persona=persona, machine=machine, checkins=policy, metrics=metrics, access=access
             ),
             checkins=CheckinService(
                 database=database,
@@ -97,6 +111,7 @@ class Friend:
             cooldown=cooldown,
             memory=memory,
             reports=OperatorReports(database),
+            access=access,
         )
 
     async def take(

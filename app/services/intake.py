@@ -29,6 +29,7 @@ from app.services.values import (
     ReplyRules,
     context_of,
     fsm_columns,
+    held_now,
     plan_checkin,
     snapshot_of,
     transition_records,
@@ -123,6 +124,8 @@ class Intake:
             window=self.rules.history_window,
             query=message.text,
             recall=recall,
+            replies_limit=self.rules.access.replies_per_minute,
+            tokens_limit=self.rules.access.tokens_per_day,
         )
         row = state.conversation if state else None
         decision = self._decide(row, message, utcnow())
@@ -157,7 +160,8 @@ class Intake:
         else:
             snapshot, started = snapshot_of(row), ()
         moved = self.machine.advance(snapshot, message.event)
-        responder = row is None or row.reply_lease_until is None or row.reply_lease_until < now
+        lease_free = row is None or row.reply_lease_until is None or row.reply_lease_until < now
+        responder = lease_free and not (row is not None and held_now(row, now))
         write = MessageWrite(
             text=message.text,
             telegram_message_id=message.telegram_message_id,
@@ -168,8 +172,8 @@ class Intake:
             transitions=transition_records(started + moved.transitions),
             now=now,
             next_checkin_at=plan_checkin(self.checkins, now, enabled=row.checkins_enabled if row else True),
-            lease_until=now + self.rules.lease if responder or row is None else row.reply_lease_until,
-            lease_owner=self.rules.worker if responder or row is None else row.reply_lease_owner,
+            lease_until=now + self.rules.lease if responder else (row.reply_lease_until if row else None),
+            lease_owner=self.rules.worker if responder else (row.reply_lease_owner if row else None),
         )
         return Decision(write, moved.snapshot.stage, started + moved.transitions, responder)
 

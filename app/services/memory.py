@@ -15,6 +15,7 @@ import structlog
 
 from app.persona import Persona
 from app.prompt import Turn, clip, transcript, with_note
+from app.services.model_queue import FairQueue, Priority
 from fsm import Stage
 from llm.errors import LLMError
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_tokens
@@ -43,10 +44,13 @@ def _cost(message: MessageRow) -> int:
 
 
 class MemoryKeeper:
-    def __init__(self, *, database: Database, model: ChatModel, persona: Persona) -> None:
+    def __init__(
+        self, *, database: Database, model: ChatModel, persona: Persona, queue: FairQueue | None = None
+    ) -> None:
         self.database = database
         self.model = model
         self.persona = persona
+        self.queue = queue or FairQueue(0)
         self._reply_tokens = max(persona.style(stage).max_new_tokens for stage in Stage)
 
     async def refresh_common_words(self) -> int:
@@ -124,7 +128,8 @@ class MemoryKeeper:
             ChatMessage("user", f"{notebook}\n{lines}" if notebook else lines),
         ]
         try:
-            completion = await self.model.complete(request, await self._summary_params())
+            async with self.queue.slot(Priority.BACKGROUND):
+                completion = await self.model.complete(request, await self._summary_params())
         except LLMError as exc:
             log.warning("memory_fold_failed", error=str(exc))
             return None
@@ -144,7 +149,8 @@ class MemoryKeeper:
             budget = await self.history_budget()
             lines = clip(transcript([Turn(m.role, m.text) for m in kept], friend=self.persona.name), budget * 3)
             request = [ChatMessage("system", self.persona.prompts.daily), ChatMessage("user", lines)]
-            completion = await self.model.complete(request, await self._summary_params())
+            async with self.queue.slot(Priority.BACKGROUND):
+                completion = await self.model.complete(request, await self._summary_params())
         except LLMError as exc:
             log.warning("day_summary_failed", day=day.isoformat(), error=str(exc))
             return False

@@ -1,7 +1,8 @@
 """Answering a chat: the worker holding its reply lease writes what it owes, round after round,
 then hands the lease back.
 
-Each round reads what the chat owes (after waiting out a burst: REPLY_DEBOUNCE), writes one
+Each round reads what the chat owes (after waiting out a burst: REPLY_DEBOUNCE), asks the gate
+whether the chat may be answered now (`Holds`: access, limits, newcomers' pace), writes one
 reply to all of it, and stores that reply with its outbox rows in one statement, only while
 this worker still holds the lease. No connection is held while the model writes; the lease is
 renewed meanwhile, so no other worker takes the chat over. Messages that arrived during a
@@ -18,7 +19,9 @@ import structlog
 
 from app.metrics import Metrics
 from app.services.background import Background
+from app.services.holds import Holds
 from app.services.memory import MemoryKeeper
+from app.services.model_queue import Priority
 from app.services.outbox import Outbox
 from app.services.text import text_sends
 from app.services.values import Reply, ReplyContext, ReplyRules, context_of, utcnow
@@ -49,12 +52,14 @@ class Responder:
         database: Database,
         writer: ReplyWriter,
         memory: MemoryKeeper,
+        holds: Holds,
         rules: ReplyRules,
         metrics: Metrics,
         background: Background,
     ) -> None:
         self.database = database
         self.writer = writer
+        self.holds = holds
         self.memory = memory
         self.rules = rules
         self.metrics = metrics
@@ -79,7 +84,10 @@ class Responder:
                         return replies
                     context = None
                     continue
-                answered = await self.answer(context, outbox)
+                priority = await self.holds.check(context, outbox)
+                if priority is None:  # held: told once, answered when the hold ends
+                    return replies
+                answered = await self.answer(context, outbox, priority)
                 if answered is None:  # another worker took the chat over; it answers
                     return replies
                 reply, stored = answered
@@ -93,12 +101,14 @@ class Responder:
                     return replies
                 context = None
 
-    async def answer(self, context: ReplyContext, outbox: Outbox) -> tuple[Reply, Queued] | None:
+    async def answer(
+        self, context: ReplyContext, outbox: Outbox, priority: Priority = Priority.CONVERSATION
+    ) -> tuple[Reply, Queued] | None:
         """Write the reply to what `context` owes, store it and queue it. None: another worker holds
         the chat now, and nothing was stored."""
         chat_id = context.conversation.chat_id
         async with outbox.typing(chat_id):
-            written = await self.writer.write(context, outbox.drafts if self.rules.stream else None)
+            written = await self.writer.write(context, outbox.drafts if self.rules.stream else None, priority)
         sends = text_sends(written.text)
         stored = await ReplyRepo(self.database).store_reply(
             ReplyWrite(
@@ -111,6 +121,8 @@ class Responder:
                 lease_until=utcnow() + self.rules.lease,
                 sends=tuple((send.method, send.payload) for send in sends),
                 recall_note=written.note,
+                tokens=written.tokens,
+                default_tz=self.rules.default_tz,
                 claim_as=outbox.worker,
                 claim_lease=outbox.claim_lease,
             )
@@ -139,7 +151,12 @@ class Responder:
                 async with outbox.typing(chat_id):
                     await asyncio.sleep(context.debounce)
             state = await ReplyPathRepo(self.database).read(
-                chat_id, default_tz=self.rules.default_tz, window=self.rules.history_window, recall=self.rules.recall
+                chat_id,
+                default_tz=self.rules.default_tz,
+                window=self.rules.history_window,
+                recall=self.rules.recall,
+                replies_limit=self.rules.access.replies_per_minute,
+                tokens_limit=self.rules.access.tokens_per_day,
             )
             if state is None:
                 return None

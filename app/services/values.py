@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.prompt import Memory, Recalled
+from app.services.gate import AccessRules
 from fsm import Snapshot, Stage, Transition
 from llm.types import ChatMessage
 from scheduler.timing import CheckinPolicy, next_checkin
 from storage.reply_path import ChatState
-from storage.rows import ConversationRow, FsmColumns, MessageRow, TransitionRecord
+from storage.rows import ConversationRow, FsmColumns, MessageRow, Standing, TransitionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class ReplyRules:
     default_tz: str = "UTC"
     history_window: int = 200  # messages read for a prompt; the token budget decides how many are used
     stream: bool = True  # show replies as they are written, where the outbox can
+    access: AccessRules = field(default_factory=AccessRules)  # who may talk and how much (off unless set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class ReplyContext:
     memory: Memory
     recalled: tuple[Recalled, ...] = ()  # older lines matching what is owed a reply, best first
     debounce: float = 0.0  # seconds to wait for more of a burst; history and memory are unread until then
+    standing: Standing | None = None  # the user's access and what they used of their limits, as read
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,11 @@ def plan_checkin(
     )
 
 
+def held_now(row: ConversationRow, now: datetime) -> bool:
+    """The chat is held (access or a limit): a new message is stored, and waits."""
+    return row.held_for is not None and (row.held_until is None or row.held_until > now)
+
+
 def context_of(
     state: ChatState, rules: ReplyRules, *, also: MessageRow | None = None, now: ConversationRow | None = None
 ) -> ReplyContext:
@@ -100,7 +108,7 @@ def context_of(
     debounce = (pending[-1].created_at + rules.debounce - utcnow()).total_seconds() if pending else 0.0
     memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in state.days))
     recalled = tuple(Recalled(r.id, r.text, r.created_at.date()) for r in state.recalled)
-    return ReplyContext(row, pending, recent, memory, recalled=recalled, debounce=debounce)
+    return ReplyContext(row, pending, recent, memory, recalled=recalled, debounce=debounce, standing=state.standing)
 
 
 def transition_records(transitions: tuple[Transition, ...]) -> tuple[TransitionRecord, ...]:

@@ -1,8 +1,9 @@
 """Writing what the friend says: the prompt from what was read, the model call, the persona's
 fallback line when the model cannot answer. Storing and sending it is the responder's.
 
-A reply waits at most `timeout` (LLM_TIMEOUT) for the model, its streamed attempt and any
-retry together: then the user gets the fallback line.
+A reply first waits for its turn in the fair queue (MODEL_CONCURRENCY), then at most `timeout`
+(LLM_TIMEOUT) for the model, its streamed attempt and any retry together: then the user gets the
+fallback line. The wait in our own queue never counts against the model's deadline.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -18,12 +19,13 @@ from app.metrics import Metrics
 from app.persona import Persona
 from app.prompt import Memory, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
 from app.services.drafts import DraftPreview
+from app.services.model_queue import FairQueue, Priority
 from app.services.text import storable
 from app.services.values import ReplyContext
 from fsm import Stage
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
 from llm.sentiment import detect_crisis
-from llm.types import ChatMessage, ChatModel, GenerationParams
+from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_prompt_tokens, estimate_tokens
 from storage.rows import ConversationRow, DailySummaryRow, MessageRow
 
 log = structlog.get_logger(__name__)
@@ -41,16 +43,28 @@ class Written:
     crisis: bool
     prompt: tuple[ChatMessage, ...]
     note: str | None  # the recall note the prompt carried, kept with the message it answered
+    tokens: int = 0  # what it cost the user's day: the prompt and the text, estimated
 
 
 class ReplyWriter:
-    def __init__(self, *, model: ChatModel, persona: Persona, metrics: Metrics, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        model: ChatModel,
+        persona: Persona,
+        metrics: Metrics,
+        timeout: float = 30.0,
+        queue: FairQueue | None = None,
+    ) -> None:
         self.model = model
         self.persona = persona
         self.metrics = metrics
         self.timeout = timeout
+        self.queue = queue or FairQueue(0, metrics)
 
-    async def write(self, context: ReplyContext, drafts: DraftPreview | None = None) -> Written:
+    async def write(
+        self, context: ReplyContext, drafts: DraftPreview | None = None, priority: Priority = Priority.CONVERSATION
+    ) -> Written:
         """The reply to what `context` owes; `drafts`: show the text as it is written."""
         stage = Stage(context.conversation.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
@@ -58,24 +72,24 @@ class ReplyWriter:
         system = system_message(
             self.persona.prompts.safety if crisis else style.system, context.memory, self.persona.prompts.memory_heading
         )
-        prompt: list[ChatMessage] = []
-        note: str | None = None
+        built = _Built()
         kind = "reply"
-        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout):
-                budget = await self._budget(style.max_new_tokens)
-                prompt, note = build_prompt_with_recall(
-                    system,
-                    _turns(context),
-                    budget_tokens=budget,
-                    recalled=context.recalled,
-                    recall_heading=self.persona.prompts.recall_heading,
-                )
-                if drafts is not None and drafts.enabled:
-                    text = await self._stream(prompt, style.params, drafts, context)
-                else:
-                    text = await self.complete(prompt, style.params)
+            async with self.queue.slot(priority):
+                started = time.monotonic()
+                async with asyncio.timeout(self.timeout):
+                    budget = await self._budget(style.max_new_tokens)
+                    built.prompt, built.note = build_prompt_with_recall(
+                        system,
+                        _turns(context),
+                        budget_tokens=budget,
+                        recalled=context.recalled,
+                        recall_heading=self.persona.prompts.recall_heading,
+                    )
+                    if drafts is not None and drafts.enabled:
+                        text = await self._stream(built.prompt, style.params, drafts, context)
+                    else:
+                        text = await self.complete(built.prompt, style.params)
             self.metrics.observe("aifriend_model_seconds", time.monotonic() - started)
             self.metrics.set("aifriend_model_up", 1)
         except (LLMError, TimeoutError) as exc:
@@ -87,7 +101,9 @@ class ReplyWriter:
         text = storable(text)
         if not text:
             text, kind = self.persona.fallback, "fallback"
-        return Written(text, kind, stage, crisis, tuple(prompt), note if kind == "reply" else None)
+        replied = kind == "reply"
+        tokens = estimate_prompt_tokens(built.prompt) + estimate_tokens(text) if replied else 0
+        return Written(text, kind, stage, crisis, tuple(built.prompt), built.note if replied else None, tokens)
 
     async def checkin(self, row: ConversationRow, recent: Sequence[MessageRow], days: Sequence[DailySummaryRow]) -> str:
         """A check-in in the voice of the current stage, knowing the memory and the recent turns."""
@@ -97,7 +113,7 @@ class ReplyWriter:
         turns = [Turn(m.role, m.text) for m in recent if m.kind in PROMPT_KINDS]
         # The instruction goes last as a user turn: chat templates expect to answer one.
         turns.append(Turn("user", self.persona.prompts.checkin))
-        async with asyncio.timeout(self.timeout):
+        async with self.queue.slot(Priority.BACKGROUND), asyncio.timeout(self.timeout):
             budget = await self._budget(style.max_new_tokens)
             text = await self.complete(build_prompt(system, turns, budget_tokens=budget), style.params)
         if not text.strip():
@@ -140,6 +156,14 @@ class ReplyWriter:
         finally:
             await drafts.finish(chat_id)
         return text
+
+
+@dataclass(slots=True)
+class _Built:
+    """The prompt of one reply, kept when the model then fails (the fallback reports it too)."""
+
+    prompt: list[ChatMessage] = field(default_factory=list)
+    note: str | None = None
 
 
 def _turns(context: ReplyContext) -> list[Turn]:

@@ -30,6 +30,7 @@ COMMANDS = [
     BotCommand(command="export", description="get everything stored about you"),
     BotCommand(command="checkins", description="on|off: may I write first after a break"),
     BotCommand(command="timezone", description="Area/City: your time zone"),
+    BotCommand(command="usage", description="how much we can talk right now"),
     BotCommand(command="help", description="what I understand"),
 ]
 
@@ -49,6 +50,7 @@ def make_dispatcher(friend: Friend, outbox: Outbox, admin_ids: frozenset[int]) -
         friend=friend,
         commands=friend.commands,
         reports=friend.reports,
+        access=friend.access,
         outbox=outbox,
         admin_ids=admin_ids,
         disable_fsm=True,

@@ -10,7 +10,41 @@ HELP = (
     "/export - get everything I have stored about you as a file\n"
     "/checkins on|off - whether I may write first after a break\n"
     "/timezone Area/City - your time zone, so I never write at night (e.g. /timezone Europe/Berlin)\n"
+    "/usage - how much we can talk right now\n"
     "/help - this list"
+)
+ADMIN_HELP = (
+    "\n\nFor operators:\n"
+    "/invite [USES] [VALID] - an invite link, e.g. /invite 5 2d (default: 1 use, 7d)\n"
+    "/allow USER_ID - let a user talk\n"
+    "/block USER_ID - stop answering a user, silently\n"
+    "/pending - users waiting for approval, with buttons\n"
+    "/limit USER_ID REPLIES_PER_MINUTE TOKENS_PER_DAY - a user's own limits (- for the default, 0 for none)\n"
+    "/inspect CHAT_ID - one conversation\n"
+    "/stats - all conversations"
+)
+INVITE_USAGE = "Usage: /invite [USES] [VALID], e.g. /invite 5 2d (USES 1 to 1000; VALID like 12h or 7d, at most 365d)."
+INVITE_LINK = "An invite for {uses} {people}, valid until {until} UTC:\n{link}\n\nIt is shown only this once."
+USER_ID_USAGE = "Usage: /{command} USER_ID (a Telegram user id, a number)."
+ALLOWED = "User {user_id} may talk now; what they wrote meanwhile will be answered."
+BLOCKED = "User {user_id} is blocked: their messages are kept, and they get nothing."
+APPROVED = "\n\nApproved: user {user_id} may talk now."
+REFUSED = "\n\nRefused: user {user_id} was told, kindly."
+NOBODY_PENDING = "Nobody is waiting for approval."
+PENDING_HEADING = "Waiting for approval (oldest first):"
+LIMIT_USAGE = (
+    "Usage: /limit USER_ID REPLIES_PER_MINUTE TOKENS_PER_DAY, e.g. /limit 12345 40 50000 "
+    "(- keeps the default, 0 means no limit)."
+)
+LIMIT_SET = "User {user_id}: {replies} replies a minute, {tokens} tokens a day."
+CODE_WRONG = (
+    "That invite code doesn't work: it may be mistyped, used up or expired. Ask whoever invited you for a new link."
+)
+CODE_TOO_MANY = "Too many wrong codes. You can try again at {until} UTC."
+CODE_BUSY = "Lots of codes are being tried right now. Please try again in a minute."
+USAGE = (
+    "Replies: {replies}.\nModel tokens today: {tokens}.\n"
+    "Your day starts again at {midnight} ({zone}; /timezone sets yours)."
 )
 CLEARED = "Okay, a fresh start. Hi again! What's on your mind?"
 FORGET_CONFIRM = (

@@ -1,6 +1,7 @@
 """The schema as SQLAlchemy models; migrations must build exactly this (a test checks). Nothing
 reads or writes through them at run time: they are the schema's declaration, for alembic."""
 
+from storage.models.access import AccessDecision, CodeAttempt, InviteCode, UsageDay, UserAccess
 from storage.models.base import Base
 from storage.models.chats import (
     Conversation,
@@ -15,11 +16,14 @@ from storage.models.chats import (
 from storage.models.delivery import Checkin, DeadLetter, Outbox, SendSlot, WebhookRegistration
 
 __all__ = [
+    "AccessDecision",
     "Base",
     "Checkin",
+    "CodeAttempt",
     "Conversation",
     "DailySummary",
     "DeadLetter",
+    "InviteCode",
     "MemoryForget",
     "Message",
     "Outbox",
@@ -27,6 +31,8 @@ __all__ = [
     "RecallCommonWord",
     "SendSlot",
     "StateTransition",
+    "UsageDay",
     "User",
+    "UserAccess",
     "WebhookRegistration",
 ]

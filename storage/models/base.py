@@ -20,6 +20,8 @@ KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
 CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed", "released")
 OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
 OUTBOX_STATUSES = ("pending", "failed")
+ACCESS = ("allowed", "pending", "refused", "blocked")
+ACCESS_ACTIONS = ("invited", "allowed", "approved", "refused", "blocked", "limit_set")
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:

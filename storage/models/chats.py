@@ -32,13 +32,19 @@ from storage.models.base import (
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = {"comment": "Telegram users who talked to the bot: names, language, time zone."}
+    __table_args__ = (
+        Index("ix_users_admitted_at", "admitted_at", postgresql_where=text("admitted_at IS NOT NULL")),
+        {"comment": "Telegram users who talked to the bot: names, language, time zone, when first let through."},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     username: Mapped[str | None]
     first_name: Mapped[str | None]
     language_code: Mapped[str | None]
     timezone: Mapped[str | None] = mapped_column(comment="IANA zone set with /timezone")
+    admitted_at: Mapped[datetime | None] = mapped_column(
+        comment="when the user's first message was let through to the model (NEWCOMERS_PER_MINUTE counts these)"
+    )
     created_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()
 
@@ -97,6 +103,13 @@ class Conversation(Base):
     memory_summary: Mapped[str | None] = mapped_column(comment="rolling summary of older turns")
     summarized_through_id: Mapped[int] = mapped_column(
         server_default="0", comment="last message id folded into memory_summary"
+    )
+    held_for: Mapped[str | None] = mapped_column(
+        comment="why the friend does not answer now (access or a limit); the user was told once. NULL: not held"
+    )
+    held_until: Mapped[datetime | None] = mapped_column(
+        comment="when a limit's hold ends (then the messages kept meanwhile are answered together); "
+        "NULL with held_for: until an operator lets the user in"
     )
     created_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()

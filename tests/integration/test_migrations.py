@@ -45,6 +45,7 @@ CONTRACT_VIEWS = {
         "created_at",
     ],
     "message_log": ["id", "chat_id", "role", "kind", "text", "telegram_message_id", "created_at"],
+    "access_log": ["id", "user_id", "action", "by_user_id", "detail", "created_at"],
 }
 
 

@@ -18,6 +18,8 @@ _TYPES = {
     "days": "integer",
     "query": "text",
     "recall": "integer",
+    "replies_limit": "integer",
+    "tokens_limit": "bigint",
 }
 
 
@@ -60,6 +62,8 @@ async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(servic
         "days": "3",
         "query": "'hello'",
         "recall": "8",
+        "replies_limit": "20",
+        "tokens_limit": "0",
     }
     arguments = ", ".join(values[name] for name in _READ.names)
     database = await connect(database_url, pool_size=1)

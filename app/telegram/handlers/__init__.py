@@ -1,11 +1,12 @@
-"""All routers, assembled in one place: commands first, then text, then everything else."""
+"""All routers, assembled in one place: operators' and access commands first, then the user's
+commands, then text, then everything else."""
 
 from aiogram import Router
 
-from app.telegram.handlers import admin, commands, other, text
+from app.telegram.handlers import access, admin, commands, other, text
 
 
 def build_router() -> Router:
     root = Router(name="aifriend")
-    root.include_routers(admin.router, commands.router, text.router, other.router)
+    root.include_routers(admin.router, access.router, commands.router, text.router, other.router)
     return root

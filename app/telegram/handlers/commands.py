@@ -1,4 +1,5 @@
-"""The user's commands: /start, /clear, /memory, /forget, /export, /checkins, /timezone, /help.
+"""The user's commands: /start (an invite code too), /clear, /memory, /forget, /export, /checkins,
+/timezone, /help.
 
 Each stores what it did and queues its answer in the update's unit of work (see
 `UnitMiddleware`), so it is answered once, after its effect is kept.
@@ -19,9 +20,11 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
+from app.services.access import AccessDesk
 from app.services.commands import CommandService, UpdateUnit
 from app.telegram import texts
 from app.telegram.filters import looks_like_command, private_chat, text_command
+from storage.access import Redeemed
 from storage.memory import Remembered
 
 router = Router(name=__name__)
@@ -75,8 +78,29 @@ def known_zone(name: str) -> str | None:
 
 
 @router.message(CommandStart())
-async def cmd_start(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
-    await commands.greet(unit, command=message.text or "/start")
+async def cmd_start(
+    message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService, access: AccessDesk
+) -> None:
+    """Hello; with a code (`t.me/<bot>?start=<code>`), an invite redeemed first."""
+    said = "/start" if command.args else (message.text or "/start")  # an invite code is never stored
+    code = (command.args or "").strip()
+    waiting_for = await access.needs_code(unit.tx, unit.user.user_id)
+    if code and waiting_for in ("allowlist", "invite", "approval"):
+        redeemed = await access.redeem(unit.tx, unit.user.user_id, code)
+        if redeemed.outcome is Redeemed.WRONG:
+            await commands.answer(unit, texts.CODE_WRONG, command=said)
+            return
+        if redeemed.outcome is Redeemed.TOO_MANY:
+            until = f"{redeemed.retry_at:%H:%M}" if redeemed.retry_at else "in an hour"
+            await commands.answer(unit, texts.CODE_TOO_MANY.format(until=until), command=said)
+            return
+        if redeemed.outcome is Redeemed.BUSY:
+            await commands.answer(unit, texts.CODE_BUSY, command=said)
+            return
+    elif waiting_for in ("allowlist", "invite"):
+        await commands.answer(unit, getattr(commands.persona.notices, waiting_for), command=said)
+        return
+    await commands.greet(unit, command=said)
 
 
 @router.message(Command("clear"))
@@ -86,8 +110,9 @@ async def cmd_clear(message: Message, unit: UpdateUnit, commands: CommandService
 
 
 @router.message(Command("help"))
-async def cmd_help(message: Message, unit: UpdateUnit, commands: CommandService) -> None:
-    await commands.answer(unit, texts.HELP, command=message.text)
+async def cmd_help(message: Message, unit: UpdateUnit, commands: CommandService, access: AccessDesk) -> None:
+    admin = access.is_admin(message.from_user.id if message.from_user else None)
+    await commands.answer(unit, texts.HELP + (texts.ADMIN_HELP if admin else ""), command=message.text)
 
 
 @router.message(Command("forget"))

@@ -32,6 +32,7 @@ _DECIDE = Statement("""
     )
     SELECT coalesce(array_agg(chat_id), '{}') AS chats FROM lifted
 """)
+# A chat held by a limit is looked at again at once (the healer): the new limit may let it talk.
 _SET_LIMITS = Statement("""
     WITH set AS (
         INSERT INTO user_access (user_id, limit_replies_per_minute, limit_tokens_per_day)
@@ -39,6 +40,9 @@ _SET_LIMITS = Statement("""
         ON CONFLICT (user_id) DO UPDATE
            SET limit_replies_per_minute = EXCLUDED.limit_replies_per_minute,
                limit_tokens_per_day = EXCLUDED.limit_tokens_per_day, updated_at = now()
+    ), again AS (
+        UPDATE conversations SET held_until = now()
+         WHERE user_id = :user_id AND held_for IN ('replies', 'tokens')
     )
     INSERT INTO access_decisions (user_id, action, by_user_id, detail)
     VALUES (:user_id, 'limit_set', CAST(:by_user_id AS bigint), :detail)

@@ -12,6 +12,7 @@ from app.emulators.tgi import TGIEmulator
 from app.persona import load_persona
 from app.services.delivery import DeliveryQueue
 from app.services.friend import Friend
+from app.services.gate import AccessRules
 from app.services.outbox import SendOutcome
 from app.services.values import ReplyRules
 from llm.sentiment import VaderScorer
@@ -32,6 +33,7 @@ def build_friend(
     debounce: timedelta = timedelta(0),
     lease: timedelta = timedelta(seconds=15),
     recall: int = 8,
+    access: AccessRules | None = None,
     **build: Any,
 ) -> Friend:
     """The services as the wiring builds them (with no debounce unless asked): on the TGI emulator,
@@ -42,7 +44,7 @@ def build_friend(
         model=model or TGIChatModel(tgi.url, backoff=0.01),
         scorer=VaderScorer(),  # type: ignore[union-attr]
         persona=load_persona(),
-        rules=ReplyRules(worker=worker, debounce=debounce, lease=lease, recall=recall),
+        rules=ReplyRules(worker=worker, debounce=debounce, lease=lease, recall=recall, access=access or AccessRules()),
         policy=policy,
         **build,
     )

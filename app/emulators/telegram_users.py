@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.emulators.telegram_state import SEND_FAULTS, EmulatorState
+from app.emulators.telegram_state import BOT_USER, SEND_FAULTS, EmulatorState
 
 
 class SimulatedUsers(EmulatorState):
@@ -82,6 +82,21 @@ class SimulatedUsers(EmulatorState):
                 "chat_instance": "1",
                 "data": data,
                 "message": original,
+            }
+        )
+
+    def user_blocks_bot(self, chat_id: int, blocked: bool = True) -> int:
+        """The user blocks the bot (or unblocks it): a `my_chat_member` update, as Telegram sends."""
+        user = {"id": chat_id, "is_bot": False, "first_name": "User"}
+        member = {"status": "member", "user": BOT_USER}
+        kicked = {"status": "kicked", "user": BOT_USER, "until_date": 0}
+        return self.push(
+            my_chat_member={
+                "chat": {"id": chat_id, "type": "private", "first_name": "User"},
+                "from": user,
+                "date": int(time.time()),
+                "old_chat_member": member if blocked else kicked,
+                "new_chat_member": kicked if blocked else member,
             }
         )
 

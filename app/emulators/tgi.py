@@ -41,12 +41,16 @@ class TGIEmulator:
     faults: list[Fault] = field(default_factory=list)
     break_streams: int = 0
     tokens_per_second: float = 0.0  # >0: the model writes at this pace (streamed or not), like a real one
+    slots: int = 0  # >0: at most this many requests generate at once; the rest wait in the server's queue
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)  # each request's Authorization header
     rejected: int = 0
     api_key: str | None = None  # like `--api-key`: every route but /health wants `Authorization: Bearer <key>`
     unauthorized: int = 0
     in_flight: int = 0  # requests it is still answering (a latency still running counts)
+    busiest: int = 0  # the most chat requests that were being answered at once
+    _generating: int = 0
+    _slots: asyncio.Semaphore | None = None
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -201,6 +205,17 @@ class TGIEmulator:
         return body, None
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.slots if self.slots > 0 else 1_000_000)
+        async with self._slots:
+            self._generating += 1
+            self.busiest = max(self.busiest, self._generating)
+            try:
+                return await self._generate(request)
+            finally:
+                self._generating -= 1
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
         body, failed = await self._before("/v1/chat/completions", request)
         if failed:
             return failed

@@ -107,12 +107,14 @@ class CommandService:
         command: str | None = None,
         kind: str = "command",
         reply_markup: dict[str, Any] | None = None,
+        stored_as: str | None = None,
     ) -> None:
-        """Store the user's command (if given) and the bot's answer, and queue the answer."""
+        """Store the user's command (if given) and the bot's answer, and queue the answer.
+        `stored_as`: what the history keeps instead of an answer that carries a secret."""
         await self._open(unit)
         if command is not None:
             await self._store(unit, role="user", kind="command", text=command)
-        message_id = await self._store(unit, role="assistant", kind=kind, text=text)
+        message_id = await self._store(unit, role="assistant", kind=kind, text=stored_as or text)
         await self._queue(unit, text_sends(text, reply_markup), message_id)
 
     async def greet(self, unit: UpdateUnit, command: str = "/start") -> None:

@@ -58,9 +58,12 @@ async def cmd_invite(
     until = (message.date + valid).strftime("%Y-%m-%d %H:%M")
     link = f"https://t.me/{me.username}?start={code}"
     people = "person" if uses == 1 else "people"
-    # The command's own text carries no code; the answer does, so it is kept only as a placeholder.
+    # The code is sent once and never stored: the history keeps the answer without it.
     await commands.answer(
-        unit, texts.INVITE_LINK.format(uses=uses, people=people, until=until, link=link), command=message.text
+        unit,
+        texts.INVITE_LINK.format(uses=uses, people=people, until=until, link=link),
+        command=message.text,
+        stored_as=texts.INVITE_LINK.format(uses=uses, people=people, until=until, link="(link not kept)"),
     )
 
 
@@ -166,7 +169,7 @@ async def cmd_usage(message: Message, access: AccessDesk, unit: UpdateUnit, comm
         else f"{standing.replies_last_minute} in the last minute, no limit"
     )
     tokens = (
-        f"{standing.tokens_today:,} of {standing.tokens_limit:,}"
+        f"{standing.tokens_today:,} used, limit {standing.tokens_limit:,}"
         if standing.tokens_limit
         else f"{standing.tokens_today:,}, no daily limit"
     )

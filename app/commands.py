@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from app.access_cli import configure as access_options
 from app.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -102,6 +103,12 @@ async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    from app.access_cli import run
+
+    return await run(args, settings)
+
+
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
@@ -168,6 +175,12 @@ ALL: tuple[CommandSpec, ...] = (
         _inspect_options,
     ),
     CommandSpec("stats", "all conversations: how many in each state, messages and check-ins per day", cmd_stats),
+    CommandSpec(
+        "access",
+        "who may talk and how much: invite, allow, refuse, block, pending, limit, log",
+        cmd_access,
+        access_options,
+    ),
     CommandSpec("fsm-diagram", "print the relationship state machine as a Mermaid stateDiagram-v2", cmd_fsm_diagram),
 )
 

@@ -7,10 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from app.emulators.tgi import TGIEmulator
 from app.services.friend import Friend
+from app.services.gate import AccessRules
+from storage.database import Database
 from storage.dead_letters import DeadLetterRepo
 from storage.rows import UserInfo
-from tests.helpers import RecordingOutbox
+from tests.helpers import RecordingOutbox, build_friend
+from tests.waiting import until
 
 
 async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -77,3 +81,33 @@ async def test_an_old_schema_is_refused_with_the_fix(empty_database_url: str, tm
 async def test_fsm_diagram_is_mermaid(tmp_path: Path) -> None:
     code, out, _ = await _run("fsm-diagram", env={}, cwd=tmp_path)
     assert code == 0 and "stateDiagram-v2" in out and "close --> warming: cooldown" in out
+
+
+async def test_access_from_the_shell_lets_a_waiting_user_in_and_keeps_the_log(
+    db: Database, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    """A user held in allowlist mode; the operator allows them with the CLI; the bot answers."""
+    friend = build_friend(db, tgi, access=AccessRules(mode="allowlist"))
+    outbox = RecordingOutbox(db)
+    env = {"DATABASE_URL": database_url}
+    try:
+        assert await friend.handle_text(79, UserInfo(79), "hi, anyone?", outbox) == []
+        code, out, err = await _run("access", "invite", "--uses", "2", "--bot", "robin_bot", env=env, cwd=tmp_path)
+        assert code == 0, err
+        assert out.startswith("https://t.me/robin_bot?start=") and len(out.strip().split("=")[1]) >= 20
+        code, out, err = await _run("access", "allow", "79", env=env, cwd=tmp_path)
+        assert code == 0 and "user 79: allowed" in out, err
+        await friend.healer.heal(outbox)
+        await until(lambda: len(outbox.sent) == 2, what="the waiting message answered")
+        code, out, err = await _run("access", "limit", "79", "--tokens-per-day", "500", env=env, cwd=tmp_path)
+        assert code == 0, err
+        code, out, err = await _run("access", "log", env=env, cwd=tmp_path)
+        lines = out.strip().splitlines()
+        assert [line.split("\t")[1] for line in lines] == ["invited", "allowed", "limit_set"], out
+        assert "tokens_per_day=500" in lines[-1]
+        code, _, err = await _run("access", "invite", "--valid", "soon", env=env, cwd=tmp_path)
+        assert code == 2 and "--valid" in err
+    finally:
+        await friend.background.stop(0)
+        await friend.model.close()
+    assert "not on my list" in outbox.sent[0][1] and outbox.sent[1][1].startswith("[emulated model] hi, anyone?")

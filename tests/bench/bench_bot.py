@@ -340,6 +340,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def migrate_with(tree: str | None, url: str) -> None:
+    """The schema a contestant's own code expects: an earlier tree migrates with its own revisions."""
+    if tree is None:
+        await asyncio.to_thread(migrate.upgrade, url)
+        return
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from migrations import schema; schema.upgrade(sys.argv[1])",
+        url,
+        env={**os.environ, "PYTHONPATH": tree},
+        cwd=tree,
+    )
+    if await process.wait() != 0:
+        raise RuntimeError(f"migrating {url} with {tree} failed")
+
+
 async def warm_up(telegram: TelegramEmulator, chat: int) -> None:
     telegram.user_sends(chat, "warm up")
     await telegram.wait_for(chat, 1, 120)
@@ -382,7 +399,7 @@ async def main(options: argparse.Namespace) -> None:
                 telegram = TelegramEmulator()
                 await telegram.start()
                 url = await stack.enter_async_context(fresh_database(base))
-                await asyncio.to_thread(migrate.upgrade, url)
+                await migrate_with(dict(aifriends).get(name, {}).get("PYTHONPATH"), url)
                 stack.push_async_callback(telegram.stop)
                 if name.startswith("refbot "):
                     variant = name.removeprefix("refbot ")

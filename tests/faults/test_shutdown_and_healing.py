@@ -72,7 +72,8 @@ async def test_healing_after_a_crash_answers_many_owed_chats_at_once(
 ) -> None:
     chats = range(7101, 7141)
     tgi.latency = 60.0
-    async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler") as bot:
+    # Every chat's request at the model when the process dies (no cap on requests in flight).
+    async with running_bot(telegram, tgi, database_url, tmp_path, "--no-scheduler", MODEL_CONCURRENCY="0") as bot:
         for chat in chats:
             telegram.user_sends(chat, f"owed to {chat}")
         await until(lambda: len(tgi.chat_requests()) >= len(chats), within=START_UP)

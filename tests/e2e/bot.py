@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -61,6 +62,22 @@ async def running_bot(
         yield bot
     finally:
         await bot.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def webhook_replica(hook: str, port: int, **env: str) -> dict[str, str]:
+    """The settings of one of several `aifriend run` webhook processes behind a balancer at `hook`."""
+    return {
+        "WEBHOOK_URL": hook,
+        "WEBHOOK_SECRET": "shared-secret",
+        "WEBHOOK_LISTEN": f"127.0.0.1:{port}",
+        **env,
+    }
 
 
 async def until_idle(telegram: TelegramEmulator, database_url: str, *, within: float = 30.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import aiohttp
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot, until_idle
+from tests.e2e.bot import free_port, running_bot, until_idle
 from tests.postgres import fetch
 
 CHAT = 8001
@@ -60,16 +59,10 @@ async def test_timezone_accepts_only_real_zones_and_says_so(
     assert [tuple(a) for a in answers] == [("user", "command"), ("assistant", "command")] * len(asked)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_webhook_body_that_is_not_an_update_gets_200_and_is_set_aside(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     hook = f"http://127.0.0.1:{port}/hook"
     env = {"WEBHOOK_URL": hook, "WEBHOOK_SECRET": "s3cret", "WEBHOOK_LISTEN": f"127.0.0.1:{port}"}
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}

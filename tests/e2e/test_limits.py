@@ -3,24 +3,17 @@ operator's own limit for one user, and /usage, through real `aifriend run` proce
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot, until_idle
+from tests.e2e.bot import free_port, running_bot, until_idle, webhook_replica
 from tests.e2e.roundrobin import RoundRobin
 from tests.e2e.test_access import ADMIN, _prompt_users, _said, _user_messages
 from tests.postgres import fetch
 from tests.waiting import START_UP, held_within, until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_two_bot_processes_share_one_users_reply_limit_and_answer_what_waited_in_one_reply(
@@ -29,22 +22,15 @@ async def test_two_bot_processes_share_one_users_reply_limit_and_answer_what_wai
     """Updates alternate between two webhook replicas: the limit holds across them, the user is
     told once, and after the minute the messages kept meanwhile get one reply."""
     user = 6101
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     balancer = RoundRobin([f"http://127.0.0.1:{p}" for p in ports])
     hook = await balancer.start() + "/telegram/hook"
-
-    def replica(i: int) -> dict[str, str]:
-        return {
-            "WEBHOOK_URL": hook,
-            "WEBHOOK_SECRET": "shared-secret",
-            "WEBHOOK_LISTEN": f"127.0.0.1:{ports[i]}",
-            "LIMIT_REPLIES_PER_MINUTE": "3",
-        }
+    limit = {"LIMIT_REPLIES_PER_MINUTE": "3"}
 
     try:
         async with (
-            running_bot(telegram, tgi, database_url, tmp_path, **replica(0)),
-            running_bot(telegram, tgi, database_url, tmp_path, **replica(1)),
+            running_bot(telegram, tgi, database_url, tmp_path, **webhook_replica(hook, ports[0], **limit)),
+            running_bot(telegram, tgi, database_url, tmp_path, **webhook_replica(hook, ports[1], **limit)),
         ):
             for n in range(1, 4):
                 [reply] = await _said(telegram, user, f"message {n}")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -14,18 +13,12 @@ import aiohttp
 
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
-from tests.e2e.bot import running_bot
+from tests.e2e.bot import free_port, running_bot, webhook_replica
 from tests.e2e.roundrobin import RoundRobin
 from tests.faults.users import chatter, settle
 from tests.waiting import START_UP, until
 
 CHAT = 3101
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _replies(telegram: TelegramEmulator) -> int:
@@ -55,7 +48,7 @@ async def _wait_status(url: str, status: int, timeout: float = START_UP) -> str:
 async def test_probes_say_alive_ready_and_what_is_down(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with running_bot(telegram, tgi, database_url, tmp_path, METRICS_LISTEN=f"127.0.0.1:{port}") as bot:
         ready = json.loads(await _wait_status(f"{base}/readyz", 200))
@@ -74,9 +67,9 @@ async def test_probes_say_alive_ready_and_what_is_down(
 
 
 async def test_not_ready_while_telegram_is_unreachable(tgi: TGIEmulator, database_url: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     nowhere = TelegramEmulator()
-    nowhere.url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    nowhere.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with running_bot(nowhere, tgi, database_url, tmp_path, METRICS_LISTEN=f"127.0.0.1:{port}") as bot:
         body = json.loads(await _wait_status(f"http://127.0.0.1:{port}/readyz", 503))
         assert body["database"]["ok"] and not body["telegram"]["ok"]
@@ -88,7 +81,7 @@ async def test_not_ready_while_telegram_is_unreachable(tgi: TGIEmulator, databas
 async def test_the_scheduler_process_is_ready_once_it_sweeps(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BOT_TOKEN": telegram.token,
@@ -122,18 +115,12 @@ async def test_two_webhook_replicas_behind_a_balancer_answer_each_message_once_i
 ) -> None:
     """Updates alternate between two `aifriend run` processes; one is restarted mid-way (a rolling update)."""
     tgi.latency = 0.05
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     balancer = RoundRobin([f"http://127.0.0.1:{p}" for p in ports])
     hook = await balancer.start() + "/telegram/hook"
 
     def replica(i: int) -> dict[str, str]:
-        return {
-            "WEBHOOK_URL": hook,
-            "WEBHOOK_SECRET": "shared-secret",
-            "WEBHOOK_LISTEN": f"127.0.0.1:{ports[i]}",
-            "METRICS_LISTEN": f"127.0.0.1:{_free_port()}",
-            "SHUTDOWN_GRACE": "10s",
-        }
+        return webhook_replica(hook, ports[i], METRICS_LISTEN=f"127.0.0.1:{free_port()}", SHUTDOWN_GRACE="10s")
 
     first, second = replica(0), replica(1)
     sent: dict[int, int] = {}

@@ -55,6 +55,11 @@ class Prompts(_Strict):
         default="(Things the user told you before that may matter now; bring them up only if they fit.)",
         min_length=1,
     )
+    followup: str = Field(
+        default='Earlier the user told you: "{what}" That was {when}. Write one short, warm message asking '
+        "how it went. Ask one question, put no pressure on them, and do not say that you were reminded.",
+        min_length=1,
+    )
 
 
 class Notices(_Strict):
@@ -94,6 +99,8 @@ class Notices(_Strict):
         default="Lots of people are saying hi right now! I'll be with you in a moment; I've kept your message.",
         min_length=1,
     )
+    reminder_set: str = Field(default="Okay, I'll remind you {when}: {what}.", min_length=1)
+    reminder: str = Field(default="⏰ You asked me to remind you: {what}", min_length=1)
 
 
 class ThresholdTable(_Strict):

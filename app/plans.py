@@ -189,7 +189,7 @@ def _relative(text: str, grammar: _Grammar, now: datetime) -> datetime | None:
     if unit == "days":  # "in 3 days": the same wall-clock time, whatever the clocks do meanwhile
         return (now + timedelta(days=count)).replace(second=0, microsecond=0)
     elapsed = now.astimezone(UTC) + timedelta(**{unit: count})  # minutes and hours pass for real
-    return elapsed.astimezone(now.tzinfo).replace(second=0, microsecond=0)
+    return elapsed.astimezone(now.tzinfo).replace(microsecond=0)
 
 
 def _dated(text: str, grammar: _Grammar, now: datetime, *, need_time: bool) -> datetime | None:
@@ -266,7 +266,8 @@ def _time_of(text: str, grammar: _Grammar) -> time | None:
         hour += 12
     elif half == "am" and hour == 12:
         hour = 0
-    elif not half and 1 <= hour <= 6 and grammar.language == "en":  # "at 3" is the afternoon
+    elif not half and 1 <= hour <= 6 and not hour_text.startswith("0") and grammar.language == "en":
+        # "at 3" is the afternoon; "at 03:30" is written on a 24-hour clock
         hour += 12
     if hour > 23 or minute > 59:
         return None

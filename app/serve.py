@@ -95,7 +95,10 @@ def maintenance(friend: Friend, outbox: DeliveryQueue) -> list[Job]:
 
 
 def checkin_sweeps(friend: Friend, outbox: DeliveryQueue, settings: Settings) -> list[Job]:
-    return [Job("checkin_sweep", settings.checkin_sweep_every, lambda: friend.checkins.sweep(outbox))]
+    return [
+        Job("checkin_sweep", settings.checkin_sweep_every, lambda: friend.checkins.sweep(outbox)),
+        Job("followup_sweep", settings.checkin_sweep_every, lambda: friend.followups.sweep(outbox)),
+    ]
 
 
 def readiness(friend: Friend, stage: Stage) -> Health:

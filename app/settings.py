@@ -73,6 +73,8 @@ class Settings(DatabaseSettings):
     limit_replies_per_minute: int = Field(default=20, ge=0)
     limit_tokens_per_day: int = Field(default=0, ge=0)
     newcomers_per_minute: int = Field(default=0, ge=0)
+    followups: bool = True
+    followup_delay: Duration = timedelta(hours=2)
 
     @field_validator("bot_token")
     @classmethod

@@ -12,6 +12,7 @@ from datetime import timedelta
 from app.metrics import Metrics
 from app.persona import PersonaError, load_persona
 from app.retry import retrying
+from app.services.followups import FollowupRules
 from app.services.friend import Friend
 from app.services.gate import AccessRules
 from app.services.values import ReplyRules
@@ -154,6 +155,9 @@ async def services(
             llm_timeout=settings.llm_timeout.total_seconds(),
             checkin_lease=claim_lease(settings.checkin_sweep_every),
             model_concurrency=settings.model_concurrency,
+            followup_rules=FollowupRules(
+                enabled=settings.followups, delay=settings.followup_delay, quiet_hours=settings.quiet_hours
+            ),
         )
         try:
             yield friend

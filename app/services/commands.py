@@ -28,6 +28,7 @@ from storage.conversations import ConversationRepo
 from storage.database import Database, Transaction
 from storage.dead_letters import DeadLetterRepo
 from storage.export import export_user
+from storage.followups import FollowupRepo
 from storage.memory import Forgotten, MemoryRepo, Remembered
 from storage.outbox import OutboxRepo, Outgoing
 from storage.rows import ConversationRow, UserInfo
@@ -157,6 +158,10 @@ class CommandService:
         row = await ConversationRepo(unit.tx).get(unit.chat_id)
         return row is None or row.checkins_enabled
 
+    async def timezone(self, unit: UpdateUnit) -> str | None:
+        row = await ConversationRepo(unit.tx).get(unit.chat_id)
+        return row.timezone if row is not None else None
+
     async def forget(self, unit: UpdateUnit) -> int:
         """Delete every row about the user (their queued messages included); how many users went."""
         return await ConversationRepo(unit.tx).forget(unit.user.user_id)
@@ -187,6 +192,9 @@ class CommandService:
 
     async def forget_memory(self, unit: UpdateUnit, words: str) -> Forgotten | None:
         forgotten = await MemoryRepo(unit.tx).forget(unit.chat_id, words)
+        plans = await FollowupRepo(unit.tx).forget_words(unit.chat_id, words)
+        if plans:
+            log.info("plans_forgotten", plans=plans)
         if forgotten is not None:
             log.info(
                 "memory_forgotten",

@@ -14,6 +14,7 @@ from app.services.background import Background
 from app.services.checkins import CheckinService
 from app.services.commands import CommandService
 from app.services.cooldown import Cooldown
+from app.services.followups import FollowupRules, Followups
 from app.services.healer import Healer
 from app.services.holds import Holds
 from app.services.intake import Intake
@@ -49,6 +50,7 @@ class Friend:
     memory: MemoryKeeper
     reports: OperatorReports
     access: AccessDesk
+    followups: Followups
 
     @classmethod
     def build(
@@ -64,6 +66,7 @@ class Friend:
         llm_timeout: float = 30.0,
         checkin_lease: timedelta = timedelta(seconds=30),
         model_concurrency: int = 0,
+        followup_rules: FollowupRules | None = None,
     ) -> Friend:
         policy = policy or CheckinPolicy(default_tz=rules.default_tz)
         metrics = metrics or Metrics()
@@ -112,6 +115,14 @@ class Friend:
             memory=memory,
             reports=OperatorReports(database),
             access=access,
+            followups=Followups(
+                database=database,
+                writer=writer,
+                persona=persona,
+                rules=rules,
+                followups=followup_rules or FollowupRules(quiet_hours=policy.quiet_hours),
+                metrics=metrics,
+            ),
         )
 
     async def take(
@@ -126,6 +137,7 @@ class Friend:
     ) -> Received:
         """Store a message now; if this process became the chat's responder, answer it in the background."""
         received = await self.receive(chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id)
+        await self._note(chat_id, user, text, received, outbox)
         if received.responder:
             self.background.spawn(self.responder.respond(chat_id, outbox, received.context))
         return received
@@ -142,9 +154,23 @@ class Friend:
     ) -> list[Reply]:
         """The whole path for one message, awaited; replies only if this call became the responder."""
         received = await self.receive(chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id)
+        await self._note(chat_id, user, text, received, outbox)
         if not received.responder:
             return []
         return await self.responder.respond(chat_id, outbox, received.context)
+
+    async def _note(self, chat_id: int, user: UserInfo, text: str, received: Received, outbox: Outbox) -> None:
+        """A plan or a reminder in a message just stored is kept (a redelivery is not read again)."""
+        if received.message_id is None or received.duplicate:
+            return
+        await self.followups.note(
+            chat_id,
+            text,
+            outbox,
+            message_id=received.message_id,
+            language=user.language_code,
+            timezone=received.timezone,
+        )
 
     async def receive(
         self,

@@ -30,7 +30,7 @@ from storage.rows import ConversationRow, DailySummaryRow, MessageRow
 
 log = structlog.get_logger(__name__)
 
-PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
+PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback", "followup", "reminder"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +105,21 @@ class ReplyWriter:
         tokens = estimate_prompt_tokens(built.prompt) + estimate_tokens(text) if replied else 0
         return Written(text, kind, stage, crisis, tuple(built.prompt), built.note if replied else None, tokens)
 
-    async def checkin(self, row: ConversationRow, recent: Sequence[MessageRow], days: Sequence[DailySummaryRow]) -> str:
-        """A check-in in the voice of the current stage, knowing the memory and the recent turns."""
+    async def checkin(
+        self,
+        row: ConversationRow,
+        recent: Sequence[MessageRow],
+        days: Sequence[DailySummaryRow],
+        instruction: str | None = None,
+    ) -> str:
+        """A check-in (or, with `instruction`, a follow-up) in the voice of the current stage,
+        knowing the memory and the recent turns."""
         style = self.persona.style(Stage(row.state))
         memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
         system = system_message(style.system, memory, self.persona.prompts.memory_heading)
         turns = [Turn(m.role, m.text) for m in recent if m.kind in PROMPT_KINDS]
         # The instruction goes last as a user turn: chat templates expect to answer one.
-        turns.append(Turn("user", self.persona.prompts.checkin))
+        turns.append(Turn("user", instruction or self.persona.prompts.checkin))
         async with self.queue.slot(Priority.BACKGROUND), asyncio.timeout(self.timeout):
             budget = await self._budget(style.max_new_tokens)
             text = await self.complete(build_prompt(system, turns, budget_tokens=budget), style.params)

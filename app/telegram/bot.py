@@ -31,6 +31,7 @@ COMMANDS = [
     BotCommand(command="checkins", description="on|off: may I write first after a break"),
     BotCommand(command="timezone", description="Area/City: your time zone"),
     BotCommand(command="usage", description="how much we can talk right now"),
+    BotCommand(command="reminders", description="plans and reminders coming up"),
     BotCommand(command="help", description="what I understand"),
 ]
 

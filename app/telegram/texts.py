@@ -11,6 +11,7 @@ HELP = (
     "/checkins on|off - whether I may write first after a break\n"
     "/timezone Area/City - your time zone, so I never write at night (e.g. /timezone Europe/Berlin)\n"
     "/usage - how much we can talk right now\n"
+    "/reminders - the plans and reminders coming up, to cancel any\n"
     "/help - this list"
 )
 ADMIN_HELP = (
@@ -102,3 +103,12 @@ MEMORY_FORGOTTEN = (
 )
 MEMORY_NOTHING_FOUND = "I looked, and nothing I remember mentions \u201c{words}\u201d."
 MEMORY_KEPT = "Okay, I'll keep remembering it."
+REMINDERS_HEADING = "Coming up:"
+REMINDERS_EMPTY = (
+    "Nothing coming up. Tell me about your plans, or ask me like this: remind me tomorrow at 9 to call mom."
+)
+REMINDER_LINE = "{n}. {when}: I'll remind you: {what}"
+PLAN_LINE = "{n}. {when}: {what} (I'll ask you how it went)"
+CANCEL_BUTTON = "Cancel {n}"
+CANCELLED = "Cancelled: {what}"
+NOTHING_TO_CANCEL = "That one is not coming up any more."

@@ -14,6 +14,7 @@ from storage.models.chats import (
     User,
 )
 from storage.models.delivery import Checkin, DeadLetter, Outbox, SendSlot, WebhookRegistration
+from storage.models.plans import Followup
 
 __all__ = [
     "AccessDecision",
@@ -23,6 +24,7 @@ __all__ = [
     "Conversation",
     "DailySummary",
     "DeadLetter",
+    "Followup",
     "InviteCode",
     "MemoryForget",
     "Message",

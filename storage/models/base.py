@@ -16,10 +16,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 STATES = ("icebreaker", "warming", "close", "repair")
 TRIGGERS = ("start", "count", "negative", "crisis", "recovered", "reset", "cooldown")
 ROLES = ("user", "assistant")
-KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other")
+KINDS = ("text", "reply", "checkin", "greeting", "command", "fallback", "other", "voice", "followup", "reminder")
 CHECKIN_STATUSES = ("claimed", "sent", "skipped", "failed", "released")
 OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
 OUTBOX_STATUSES = ("pending", "failed")
+FOLLOWUP_KINDS = ("plan", "reminder")
+FOLLOWUP_STATUSES = ("pending", "sent", "cancelled", "skipped")
 ACCESS = ("allowed", "pending", "refused", "blocked")
 ACCESS_ACTIONS = ("invited", "allowed", "approved", "refused", "blocked", "limit_set")
 

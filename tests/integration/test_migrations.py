@@ -46,6 +46,7 @@ CONTRACT_VIEWS = {
     ],
     "message_log": ["id", "chat_id", "role", "kind", "text", "telegram_message_id", "created_at"],
     "access_log": ["id", "user_id", "action", "by_user_id", "detail", "created_at"],
+    "followup_schedule": ["id", "chat_id", "kind", "what", "event_at", "due_at", "status", "created_at"],
 }
 
 

@@ -3,10 +3,10 @@ commands, then text, then everything else."""
 
 from aiogram import Router
 
-from app.telegram.handlers import access, admin, commands, other, text
+from app.telegram.handlers import access, admin, commands, other, plans, text
 
 
 def build_router() -> Router:
     root = Router(name="aifriend")
-    root.include_routers(admin.router, access.router, commands.router, text.router, other.router)
+    root.include_routers(admin.router, access.router, plans.router, commands.router, text.router, other.router)
     return root

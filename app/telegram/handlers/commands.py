@@ -22,8 +22,10 @@ from aiogram.types import CallbackQuery, Message
 
 from app.services.access import AccessDesk
 from app.services.commands import CommandService, UpdateUnit
+from app.services.friend import Friend
 from app.telegram import texts
 from app.telegram.filters import looks_like_command, private_chat, text_command
+from app.telegram.handlers.plans import coming_text
 from storage.access import Redeemed
 from storage.memory import Remembered
 
@@ -135,10 +137,17 @@ async def on_forget_answer(query: CallbackQuery, unit: UpdateUnit, commands: Com
 
 
 @router.message(Command("memory"))
-async def cmd_memory(message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService) -> None:
+async def cmd_memory(
+    message: Message, command: CommandObject, unit: UpdateUnit, commands: CommandService, friend: Friend
+) -> None:
     verb, _, words = (command.args or "").strip().partition(" ")
     if not verb:
-        await commands.answer(unit, memory_text(await commands.remembered(unit)), command=message.text)
+        shown = memory_text(await commands.remembered(unit))
+        coming = [item for item in await friend.followups.coming(unit.tx, unit.chat_id) if item.kind == "plan"]
+        if coming:
+            zone = ZoneInfo(await commands.timezone(unit) or friend.rules.default_tz)
+            shown += "\n\n" + coming_text(coming, zone)
+        await commands.answer(unit, shown, command=message.text)
     elif verb.lower() != "forget":
         await commands.answer(unit, texts.MEMORY_USAGE, command=message.text)
     elif not (words := " ".join(words.split())):

@@ -249,3 +249,8 @@ class RecallCommonWord(Base):
     )
 
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    shipped: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default="false",
+        comment="a shipped everyday word, kept for good; false: found by the hourly refresh",
+    )

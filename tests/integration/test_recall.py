@@ -46,10 +46,12 @@ async def _seed(database_url: str, chat_id: int, count: int) -> None:
             "VALUES ($1, $2, $3, $4, now(), now() - interval '20 days')",
             rows,
         )
-        await connection.execute(
+        await connection.execute(  # the counters as storing those messages would have left them
             "UPDATE conversations SET memory_summary = 'Ann likes small talk about her days.', "
-            "summarized_through_id = (SELECT max(id) - 60 FROM messages WHERE chat_id = $1) WHERE chat_id = $1",
+            "summarized_through_id = (SELECT max(id) - 60 FROM messages WHERE chat_id = $1), "
+            "user_messages = user_messages + $2, bot_messages = bot_messages + $2 WHERE chat_id = $1",
             chat_id,
+            count // 2,
         )
     finally:
         await connection.close()
@@ -131,3 +133,14 @@ async def test_a_word_common_across_all_chats_recalls_nothing_once_the_statistic
     assert await service.memory.refresh_common_words() > 0  # what the bot does hourly
     prompt = await _say(service, 901, "do you like marmalade?")
     assert "I love marmalade" not in prompt[-1], "a word in most messages anywhere says nothing about what to recall"
+
+
+async def test_everyday_words_recall_nothing_from_the_first_hour(service: Friend, database_url: str) -> None:
+    """No statistics yet (a fresh deployment): "today" and "good time" are still everyday words,
+    while a word rare in the chat still brings its line back."""
+    await _say(service, 951, "Today I had a really good time adopting a turtle named Pebble")
+    await _seed(database_url, 951, 300)
+    everyday = await _say(service, 951, "today was a good time again, really nice day")
+    assert service.persona.prompts.recall_heading not in everyday[-1], "nothing distinctive in common"
+    rare = await _say(service, 951, "how is Pebble the turtle doing, do you think?")
+    assert "adopting a turtle named Pebble" in rare[-1]

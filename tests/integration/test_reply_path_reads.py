@@ -94,6 +94,8 @@ async def test_the_reply_paths_statements_are_planned_once_per_connection(servic
     await _chat(service, 821, "my sister Lena plays the cello", "we talked about the weather")
     database = await connect(database_url, pool_size=1)  # one connection: the one the reads were prepared on
     try:
+        # a long chat, as far as recall's rarity is concerned: "Lena" and "cello" in one of 200 messages
+        await database.execute(Statement("UPDATE conversations SET user_messages = 200 WHERE chat_id = 821"))
         repo = ReplyPathRepo(database)
         for n in range(8):
             state = await repo.read(821, default_tz="UTC", window=2, query=f"Lena and the cello, take {n}")

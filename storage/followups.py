@@ -84,15 +84,9 @@ class Followup:
 
 
 @dataclass(frozen=True, slots=True)
-class DueFollowup:
-    id: int
-    chat_id: int
-    kind: str
-    what: str
-    topic: str | None
-    event_at: datetime
-    due_at: datetime
-    attempts: int
+class DueFollowup(Followup):
+    """A row claimed to be written now, with what decides whether it still should be."""
+
     checkins_enabled: bool
     timezone: str | None
 

@@ -224,7 +224,7 @@ def _evening_or_noon(phrase: str) -> time:
 def _parse_day(phrase: str, grammar: _Grammar, now: datetime) -> date | None:
     cleaned = grammar.strip.sub("", phrase.strip()).lower()
     cleaned = re.sub(r"\b(?:morning|afternoon|evening|abend|früh)\b", "", cleaned).strip()
-    cleaned = {"tonight": "today", "this": "today", "heute": "heute"}.get(cleaned, cleaned) or "today"
+    cleaned = {"tonight": "today", "this": "today"}.get(cleaned, cleaned) or "today"
     if cleaned.startswith("am "):
         cleaned = cleaned[3:]
     if re.fullmatch(r"\d{1,2}\.", cleaned):  # "am 14.": this month's, or next month's if it has passed

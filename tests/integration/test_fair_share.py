@@ -16,6 +16,7 @@ from storage.database import Database
 from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fetch
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -60,7 +61,8 @@ async def test_ongoing_conversations_go_before_a_crowd_of_newcomers(db: Database
             asyncio.create_task(friend.handle_text(chat, UserInfo(chat), f"hi, I'm new ({chat})", outbox))
             for chat in range(7210, 7230)
         ]
-        await asyncio.sleep(0.3)  # the crowd is queued behind the first newcomer's request
+        # the crowd is queued behind the first newcomer's request, which the model is answering
+        await until(lambda: len(slow_model.chat_requests()) >= 2, what="a newcomer's request at the model")
         await friend.handle_text(regular, UserInfo(regular), "how was your day?", outbox)
         await asyncio.gather(*crowd)
     finally:

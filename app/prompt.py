@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -13,6 +14,11 @@ from llm.types import ChatMessage, Role, estimate_prompt_tokens, estimate_tokens
 RECALL_SHARE = 0.1
 RECALL_LINES = 3  # every line is new to the model server on each reply: a few good ones, not many
 RECALL_LINE_CHARS = 400
+# A recalled line whose words are mostly in the notebook already adds nothing the prompt lacks.
+KNOWN_SHARE = 0.6
+_STAGE_NOTE = re.compile(r'<stage name="(\w+)">')
+_WORD = re.compile(r"\w{4,}")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,33 @@ class Memory:
         if self.rolling:
             parts.append(self.rolling)
         return f"{heading}\n" + "\n".join(parts) if parts else ""
+
+
+@dataclass(frozen=True, slots=True)
+class StageShift:
+    """The stage a reply is written in, and the stage the system message was written for.
+
+    The system message keeps the stage of the chat's last fold (or /clear): a stage change in
+    between goes into the prompt as a note with the message that brought it, stored with that
+    message like a recall note, so every later prompt repeats it in place and starts with the
+    whole of the previous prompt (what the model server's prefix cache reuses). The note holds
+    the sentences of the new stage's prompt that the stage in view lacks: what changed."""
+
+    name: str
+    opening: str
+    prompts: Mapping[str, str]  # each stage's system prompt
+
+    def note(self, shown: Sequence[Turn]) -> str | None:
+        """The note for the newest message, if the stage in view is not the reply's."""
+        in_view = self.opening
+        for turn in shown:
+            for match in _STAGE_NOTE.finditer(turn.text):
+                in_view = match.group(1)
+        if in_view == self.name:
+            return None
+        said = set(_SENTENCE_END.split(self.prompts[in_view]))
+        new = [sentence for sentence in _SENTENCE_END.split(self.prompts[self.name]) if sentence not in said]
+        return f'<stage name="{self.name}">\n{" ".join(new) or self.prompts[self.name]}\n</stage>'
 
 
 def system_message(system: str, memory: Memory, heading: str) -> ChatMessage:
@@ -82,11 +115,14 @@ def build_prompt_with_recall(
     max_turn_chars: int = 4000,
     recalled: Sequence[Recalled] = (),
     recall_heading: str = "",
+    known: str = "",
+    stage: StageShift | None = None,
 ) -> tuple[list[ChatMessage], str | None]:
     """The system message and as many of the newest turns as fit `budget_tokens` (estimated);
-    then, in what is left (at most RECALL_SHARE of the budget), the recalled lines that the
-    chosen turns do not already show, as a note before the last user message. Returns the
-    prompt and the note (None without one), which is stored with that message.
+    then, in what is left (at most RECALL_SHARE of the budget), the recalled lines that neither
+    the chosen turns nor the notebook (`known`) already show, as a note before the last user
+    message, after the stage's note when the stage changed (`stage`). Returns the prompt and the
+    note (None without one), which is stored with that message.
 
     The note goes at the end, not in the system message, and later prompts show it with its
     message again (`with_note`), so consecutive prompts of a chat share their whole start: the
@@ -102,24 +138,37 @@ def build_prompt_with_recall(
             clipped = Turn(turn.role, clip(clipped.text, max(200, room * 3)), turn.message_id)
         chosen.append(clipped)
         room -= cost
-    messages = [system, *_alternating(chosen[::-1])]
-    lines = _recall_lines(recalled, chosen, min(room, int(budget_tokens * RECALL_SHARE)))
-    if not lines or messages[-1].role != "user":
+    chosen.reverse()
+    messages = [system, *_alternating(chosen)]
+    if messages[-1].role != "user":
         return messages, None
-    note = "\n".join(
-        ["<recalled>", recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines), "</recalled>"]
-    )
-    messages[-1] = ChatMessage("user", with_note(messages[-1].content, note))
+    parts = [stage.note(chosen)] if stage is not None else []
+    room -= sum(estimate_tokens(part) + 4 for part in parts if part)
+    lines = _recall_lines(recalled, chosen, known, min(room, int(budget_tokens * RECALL_SHARE)))
+    if lines:
+        parts.append(
+            "\n".join(
+                ["<recalled>", recall_heading, *(f'- On {r.day:%d %B %Y}: "{r.text}"' for r in lines), "</recalled>"]
+            )
+        )
+    note = "\n\n".join(part for part in parts if part) or None
+    if note is not None:
+        messages[-1] = ChatMessage("user", with_note(messages[-1].content, note))
     return messages, note
 
 
-def _recall_lines(recalled: Sequence[Recalled], shown: Sequence[Turn], room: int) -> list[Recalled]:
-    """The best recalled lines that fit `room` tokens and are not among the turns shown, oldest first."""
+def _recall_lines(recalled: Sequence[Recalled], shown: Sequence[Turn], known: str, room: int) -> list[Recalled]:
+    """The best recalled lines that fit `room` tokens and are neither among the turns shown nor
+    mostly in the notebook (`known`), oldest first."""
     in_view = min((t.message_id for t in shown if t.message_id), default=None)
+    known_words = {word.lower() for word in _WORD.findall(known)}
     lines: list[Recalled] = []
     room -= 24  # the heading
     for line in recalled:
         if (in_view is not None and line.message_id >= in_view) or any(line.text in t.text for t in shown):
+            continue
+        words = {word.lower() for word in _WORD.findall(line.text)}
+        if words and len(words & known_words) >= KNOWN_SHARE * len(words):
             continue
         line = Recalled(line.message_id, clip(line.text, RECALL_LINE_CHARS), line.day)
         cost = estimate_tokens(line.text) + 8

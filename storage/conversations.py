@@ -15,7 +15,8 @@ CONVERSATION_COLUMNS = """
     c.user_messages, c.bot_messages, c.last_user_message_at, c.last_bot_message_at, c.active,
     c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
     c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
-    c.summarized_through_id, c.held_for, c.held_until, u.timezone, u.username, u.first_name, u.admitted_at"""
+    c.summarized_through_id, c.prompt_stage, c.held_for, c.held_until,
+    u.timezone, u.username, u.first_name, u.admitted_at"""
 
 # The user a message comes from, created or brought up to date (only when the name changed, so an
 # unchanged user costs no row version); a CTE named `person` returning the user's id when written.
@@ -72,7 +73,7 @@ _MOVE = Statement("""
 _RESET = Statement("""
     UPDATE conversations
        SET state = :state, stage_before_repair = CAST(:stage_before_repair AS text), stage_messages = :stage_messages,
-           calm_streak = :calm_streak, updated_at = now(),
+           calm_streak = :calm_streak, updated_at = now(), prompt_stage = :state,
            history_since_id = (SELECT coalesce(max(id), 0) FROM messages WHERE chat_id = :chat_id)
      WHERE chat_id = :chat_id
 """)

@@ -22,7 +22,7 @@ _SAVE_DAY = Statement("""
 """)
 # Replaced only if no other worker folded first.
 _FOLD = Statement("""
-    UPDATE conversations SET memory_summary = :summary, summarized_through_id = :through
+    UPDATE conversations SET memory_summary = :summary, summarized_through_id = :through, prompt_stage = state
      WHERE chat_id = :chat_id AND summarized_through_id = :expected_through
     RETURNING chat_id
 """)

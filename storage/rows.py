@@ -38,6 +38,7 @@ class ConversationRow:
     history_since_id: int
     memory_summary: str | None
     summarized_through_id: int
+    prompt_stage: str  # the stage whose system prompt opens the prompts (changed at folds and /clear)
     timezone: str | None
     username: str | None = None
     first_name: str | None = None

@@ -1,7 +1,7 @@
 """The emulated model: an honest echo, and the simple tokenizer and chat template it is measured by.
 
 Every answer starts with MARKER and repeats the start of the last user message (without a
-``<recalled>`` block: context marked as such is not what the user said), cut to the tokens asked
+``<recalled>`` or ``<stage>`` block: context marked as such is not what the user said), cut to the tokens asked
 for. A token is a word or a punctuation mark.
 """
 
@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 MARKER = "[emulated model]"
-_CONTEXT_BLOCK = re.compile(r"<recalled>.*?</recalled>", re.DOTALL)
+_CONTEXT_BLOCK = re.compile(r"<recalled>.*?</recalled>|<stage name=\"\w+\">.*?</stage>", re.DOTALL)
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -39,7 +39,7 @@ def content_of(message: dict[str, Any]) -> str:
 def echo(prompt_messages: list[dict[str, Any]], max_new: int) -> str:
     """The answer to a prompt: the marker and the last user message, at most `max_new` tokens."""
     last_user = next((content_of(m) for m in reversed(prompt_messages) if m.get("role") == "user"), "")
-    # Context the prompt marks as such is not what the user said: a model does not parrot it.
+    # Notes the prompt marks as such are not what the user said: a model does not parrot it.
     last_user = _CONTEXT_BLOCK.sub(" ", last_user)
     body = " ".join(last_user.replace(MARKER, " ").split())
     words = tokenize(f"{MARKER} {body}")

@@ -1,7 +1,7 @@
 """A text-generation-inference emulator: the routes aifriend uses, as TGI's OpenAPI spec has them.
 
 Its "model" is an honest echo: every answer starts with ``[emulated model]`` and repeats
-the start of the last user message (without a ``<recalled>`` block: context marked as such is
+the start of the last user message (without a ``<recalled>`` or ``<stage>`` block: context marked as such is
 not what the user said), cut to the token limit asked for. Token counts come
 from a simple word-and-punctuation tokenizer applied to a chat template, and requests
 are validated the way TGI's router validates them (422 when too long). Failures can be

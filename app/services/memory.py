@@ -27,13 +27,14 @@ from storage.rows import MessageRow
 
 log = structlog.get_logger(__name__)
 
-HISTORY_SHARE = 0.6  # of the prompt budget; the rest is the system prompt and the memory
-# Fold when unsummarized turns fill FOLD_AT of their share, down to KEEP (newest turns kept
-# verbatim). Every fold changes the prompt's start, which the model server's prefix cache then
-# cannot reuse: folding further, less often, keeps more of each prompt a prefix of the previous
-# one (docs/performance.md, `tests/bench/roundtrips.py`).
-FOLD_AT = 0.8
-KEEP = 0.2
+HISTORY_SHARE = 0.7  # of the prompt budget; the rest is the system prompt, the memory and notes
+# Fold when unsummarized turns fill FOLD_AT of their share, down to KEEP (the newest few turns
+# kept verbatim, so the reply after a fold still sees the last exchange). Every fold changes the
+# prompt's start, which the model server's prefix cache then cannot reuse: folding nearly all,
+# as late as possible, leaves the prompts append-only for the longest stretches
+# (docs/performance.md, `tests/bench/bench_everyday.py`).
+FOLD_AT = 0.95
+KEEP = 0.1
 SUMMARY_PARAMS = GenerationParams(temperature=0.3, top_p=0.9, max_new_tokens=300, repetition_penalty=1.05)
 _KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
 

@@ -17,7 +17,7 @@ import structlog
 
 from app.metrics import Metrics
 from app.persona import Persona
-from app.prompt import Memory, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
+from app.prompt import Memory, StageShift, Turn, build_prompt, build_prompt_with_recall, system_message, with_note
 from app.services.drafts import DraftPreview
 from app.services.model_queue import FairQueue, Priority
 from app.services.text import storable
@@ -69,9 +69,14 @@ class ReplyWriter:
         stage = Stage(context.conversation.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
         style = self.persona.style(Stage.REPAIR if crisis else stage)
+        opening = Stage(context.conversation.prompt_stage)
         system = system_message(
-            self.persona.prompts.safety if crisis else style.system, context.memory, self.persona.prompts.memory_heading
+            self.persona.prompts.safety if crisis else self.persona.style(opening).system,
+            context.memory,
+            self.persona.prompts.memory_heading,
         )
+        prompts = {each.value: self.persona.style(each).system for each in Stage}
+        shift = None if crisis else StageShift(stage.value, opening.value, prompts)
         built = _Built()
         kind = "reply"
         try:
@@ -85,6 +90,8 @@ class ReplyWriter:
                         budget_tokens=budget,
                         recalled=context.recalled,
                         recall_heading=self.persona.prompts.recall_heading,
+                        known=context.memory.render(""),
+                        stage=shift,
                     )
                     if drafts is not None and drafts.enabled:
                         text = await self._stream(built.prompt, style.params, drafts, context)

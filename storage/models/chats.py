@@ -57,6 +57,7 @@ class Conversation(Base):
             f"stage_before_repair IS NULL OR {one_of('stage_before_repair', STATES)}",
             name="stage_before_repair",
         ),
+        CheckConstraint(one_of("prompt_stage", STATES), name="prompt_stage"),
         Index(
             "ix_conversations_next_checkin_at",
             "next_checkin_at",
@@ -103,6 +104,11 @@ class Conversation(Base):
     memory_summary: Mapped[str | None] = mapped_column(comment="rolling summary of older turns")
     summarized_through_id: Mapped[int] = mapped_column(
         server_default="0", comment="last message id folded into memory_summary"
+    )
+    prompt_stage: Mapped[str] = mapped_column(
+        server_default="icebreaker",
+        comment="the stage whose system prompt opens the chat's prompts until the next fold or /clear; "
+        "a later stage change is a note with the message it came with, so the prompt's start stays the same",
     )
     held_for: Mapped[str | None] = mapped_column(
         comment="why the friend does not answer now (access or a limit); the user was told once. NULL: not held"

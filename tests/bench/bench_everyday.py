@@ -16,11 +16,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from app.emulators.echo import echo
 from app.emulators.tgi import TGIEmulator
 from migrations import schema as migrate
 from storage.database import connect
 from storage.rows import UserInfo
-from tests.bench.roundtrips import prompt_tokens, shared_prefix
+from tests.bench.roundtrips import prompt_tokens, shared_prefix, tokenize
 from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fetch, fresh_database, server_url
 
@@ -129,7 +130,7 @@ async def main(options: argparse.Namespace) -> None:
         base = server_url(Path(tmp))
         async with fresh_database(base) as url:
             await asyncio.to_thread(migrate.upgrade, url)
-            tgi = TGIEmulator(max_input_tokens=2047, max_total_tokens=2048)
+            tgi = TGIEmulator(max_input_tokens=options.model_tokens - 1, max_total_tokens=options.model_tokens)
             await tgi.start()
             database = await connect(url, pool_size=4)
             friend = build_friend(database, tgi)
@@ -143,7 +144,7 @@ async def main(options: argparse.Namespace) -> None:
                     await friend.background.drain()
                 notes = await fetch(
                     url,
-                    "SELECT count(*) FILTER (WHERE recall_note IS NOT NULL), count(*) FROM messages "
+                    "SELECT count(*) FILTER (WHERE recall_note LIKE '%<recalled>%'), count(*) FROM messages "
                     "WHERE chat_id = $1 AND role = 'user' AND answered_at IS NOT NULL",
                     chat,
                 )
@@ -159,20 +160,26 @@ async def main(options: argparse.Namespace) -> None:
     folds = sum(
         1 for p, b in tgi.requests if p == "/v1/chat/completions" and b["messages"][0]["content"].startswith(marker)
     )
-    shares, lengths = [], []
+    shares, cached, lengths = [], [], []
     previous: list[str] | None = None
+    answered_previous: list[str] = []
     for body in replies:
         tokens = prompt_tokens(body)
         if previous is not None:
             shares.append(shared_prefix(previous, tokens) / len(tokens))
+            cached.append(shared_prefix(answered_previous, tokens) / len(tokens))
         lengths.append(len(tokens))
         previous = tokens
+        # What a prefix cache holds after the reply: the prompt and the tokens the model wrote.
+        answered_previous = tokens + [t for t, _, _ in tokenize(echo(body["messages"], body["max_tokens"]) + "<|end|>")]
     ordered = sorted(shares)
     with_note, answered = notes[0][0], notes[0][1]
     print(
-        f"{options.messages} messages, {len(TOPICS)} topics, 2,048-token model, recall on, fresh database:\n"
+        f"{options.messages} messages, {len(TOPICS)} topics, {options.model_tokens:,}-token model, recall on, fresh database:\n"
         f"  prefix share of the previous prompt: mean {statistics.mean(shares):.1%}, p10 {ordered[len(ordered) // 10]:.1%}, "
         f"min {ordered[0]:.1%}\n"
+        f"  prefix share of the previous prompt and its reply (what a prefix cache holds): "
+        f"mean {statistics.mean(cached):.1%}\n"
         f"  recall notes on {with_note} of {answered} answered messages ({with_note / answered:.0%})\n"
         f"  prompt tokens: mean {statistics.mean(lengths):.0f}, max {max(lengths)}; summaries written: {folds}"
     )
@@ -181,4 +188,5 @@ async def main(options: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=180)
+    parser.add_argument("--model-tokens", type=int, default=2048, help="the model's context length")
     asyncio.run(main(parser.parse_args()))

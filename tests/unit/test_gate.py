@@ -38,6 +38,7 @@ def _row(user_id: int = 1) -> ConversationRow:
         history_since_id=0,
         memory_summary=None,
         summarized_through_id=0,
+        prompt_stage="icebreaker",
         timezone=None,
     )
 

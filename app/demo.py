@@ -8,7 +8,9 @@ A scripted user talks to it; what happened is printed from the database afterwar
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -25,6 +27,7 @@ from storage.database import with_database
 from storage.embedded import embedded_database_url, recreate_database
 
 DEMO_DATABASE = "aifriend_demo"
+VOICE_NOTE = Path(__file__).resolve().parent / "emulators" / "voice_note.ogg"  # espeak-ng, OGG/Opus
 CHAT = 100
 SMALL_TALK = [
     "Hi Robin! I'm Sam.",
@@ -98,6 +101,7 @@ async def run_demo(settings: Settings) -> int:
         checkin_sweep_every=timedelta(seconds=1),
         quiet_hours=QuietHours(0, 0),
         persona_file=settings.persona_file,
+        asr_backend="pocketsphinx" if _can_hear() else "off",
     )
     _say(f"Bot API emulator: {telegram.url}   TGI emulator: {tgi.url} (max_total_tokens=1024)\n")
     stopper = Stopper()
@@ -116,6 +120,23 @@ async def run_demo(settings: Settings) -> int:
         await telegram.stop()
         await tgi.stop()
     return 0
+
+
+def _can_hear() -> bool:
+    """Whether a recogniser that needs no download is installed (the dev extra brings pocketsphinx)."""
+    return importlib.util.find_spec("pocketsphinx") is not None
+
+
+async def _voice_note(telegram: TelegramEmulator) -> None:
+    if not _can_hear():
+        _say("  (skipped: no recogniser that works offline is installed; `pip install pocketsphinx`, or")
+        _say("   the dev extra, and the demo sends one. Production uses faster-whisper: docs/voice.md)")
+        return
+    sent = len(telegram.sent[CHAT])
+    telegram.user_sends_voice(CHAT, VOICE_NOTE.read_bytes(), duration=5, username="sam")
+    reply = await _wait_for_message(telegram, sent + 1)
+    _say("  Sam   > (a voice note, 0:05, spoken by espeak-ng; heard by pocketsphinx on this machine)")
+    _say(f"  Robin > {reply}")
 
 
 async def _stage(reports: OperatorReports) -> str | None:
@@ -144,7 +165,9 @@ async def _conversation(telegram: TelegramEmulator, conversation: OperatorReport
     _say("\n3. A bad day, and its repair")
     await _exchange(telegram, conversation, BAD_DAY)
     await _exchange(telegram, conversation, BETTER)
-    _say("\n4. A short break (CHECKIN_AFTER=3s in the demo): Robin writes first")
+    _say("\n4. A voice note")
+    await _voice_note(telegram)
+    _say("\n5. A short break (CHECKIN_AFTER=3s in the demo): Robin writes first")
     sent = len(telegram.sent[CHAT])
     checkin = await _wait_for_message(telegram, sent + 1, patience=30)
     _say(f"  Robin > {checkin}")

@@ -26,12 +26,15 @@ from app.services.delivery import DeliveryQueue
 from app.services.friend import Friend
 from app.services.outbox import TransportRefusedError
 from app.services.values import utcnow
+from app.services.voice import VoiceNotes
 from app.settings import Settings
 from app.telegram.bot import introduce, make_bot, make_dispatcher, stop_webhook_delivery
+from app.telegram.files import BotFiles
 from app.telegram.polling import poll
 from app.telegram.transport import TelegramTransport
 from app.telegram.updates import UpdateIntake
 from app.telegram.webhook import listen, register
+from llm.speech import SpeechUnavailableError, Transcriber, load_recognizer
 from scheduler.runner import Job, running
 from storage.conversations import ConversationRepo
 from storage.errors import DatabaseError
@@ -101,6 +104,29 @@ def checkin_sweeps(friend: Friend, outbox: DeliveryQueue, settings: Settings) ->
     ]
 
 
+async def hearing(settings: Settings, friend: Friend, bot: Bot) -> VoiceNotes | None:
+    """Voice notes, if the configured recogniser loads (once, off the event loop); otherwise one
+    line saying why and what to do, and voice notes get the text-only answer."""
+    try:
+        recognizer = await asyncio.to_thread(load_recognizer, settings.asr_backend, settings.asr_model)
+    except SpeechUnavailableError as exc:
+        log.warning("voice_notes_off", reason=str(exc))
+        return None
+    if recognizer is None:
+        log.info("voice_notes_off", reason="ASR_BACKEND=off")
+        return None
+    log.info("voice_notes_on", backend=recognizer.name, model=settings.asr_model)
+    return VoiceNotes(
+        friend=friend,
+        files=BotFiles(bot),
+        transcriber=Transcriber(recognizer),
+        max_seconds=settings.voice_max_seconds,
+        # A note is transcribed in well under half its length on a CPU: a claim older than that
+        # belongs to a process that died, and the sweep hears the note again.
+        lease=timedelta(seconds=max(20, settings.voice_max_seconds // 2)),
+    )
+
+
 def readiness(friend: Friend, stage: Stage) -> Health:
     """`/readyz`: the database and its schema, and `stage` (taking updates, or sweeping); the model is shown only."""
     health = Health(friend.metrics)
@@ -130,13 +156,16 @@ async def serve(
     stopper = stopper or Stopper().on_signals()
     bot = make_bot(settings)
     outbox = _outbox(friend, bot, stopper)
-    dispatcher = make_dispatcher(friend, outbox, settings.admin_ids)
+    voice = await hearing(settings, friend, bot)
+    dispatcher = make_dispatcher(friend, outbox, settings.admin_ids, voice)
     intake = UpdateIntake(
         bot, dispatcher, friend.commands, outbox, friend.metrics, patience=settings.database_patience.total_seconds()
     )
     taking = Stage("telegram", "waiting for Telegram to answer getMe")
     health = readiness(friend, taking)
     jobs = maintenance(friend, outbox) + (checkin_sweeps(friend, outbox, settings) if with_scheduler else [])
+    if voice is not None:  # notes a process left half-heard (it died) are heard here
+        jobs.append(Job("voice_sweep", HEAL_EVERY, lambda: voice.sweep(outbox)))
     try:
         # Probes answer from the start: a replica waiting for Telegram is alive but not ready.
         async with exposing_metrics(settings, health):

@@ -75,6 +75,9 @@ class Settings(DatabaseSettings):
     newcomers_per_minute: int = Field(default=0, ge=0)
     followups: bool = True
     followup_delay: Duration = timedelta(hours=2)
+    asr_backend: Literal["faster-whisper", "pocketsphinx", "off"] = "faster-whisper"
+    asr_model: str = "base"
+    voice_max_seconds: int = Field(default=300, ge=1)
 
     @field_validator("bot_token")
     @classmethod

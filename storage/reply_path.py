@@ -92,7 +92,7 @@ _SEEN_AND_STORED = """
     ), stored AS (
         INSERT INTO messages (chat_id, role, kind, text, telegram_message_id, update_id,
                               sentiment_negative, sentiment_positive)
-        SELECT chat_id, 'user', 'text', :text, CAST(:telegram_message_id AS bigint), CAST(:update_id AS bigint),
+        SELECT chat_id, 'user', :kind, :text, CAST(:telegram_message_id AS bigint), CAST(:update_id AS bigint),
                CAST(:negative AS float8), CAST(:positive AS float8) FROM conv
         RETURNING id, created_at
     ), moved AS (
@@ -188,6 +188,7 @@ class MessageWrite:
     next_checkin_at: datetime | None
     lease_until: datetime | None
     lease_owner: str | None
+    kind: str = "text"  # or "voice": a voice note's transcript
 
 
 @dataclass(frozen=True, slots=True)

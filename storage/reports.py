@@ -32,7 +32,7 @@ _MESSAGES = Statement("SELECT * FROM message_log WHERE chat_id = :chat_id ORDER 
 _STATES = Statement("SELECT state, count(*) AS chats FROM conversations GROUP BY state")
 _DAYS = Statement("""
     SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
-           count(*) FILTER (WHERE role = 'user' AND kind = 'text') AS users,
+           count(*) FILTER (WHERE role = 'user' AND kind IN ('text', 'voice')) AS users,
            count(*) FILTER (WHERE role = 'assistant' AND kind <> 'checkin') AS bots,
            count(*) FILTER (WHERE kind = 'checkin') AS checkins
       FROM messages

@@ -12,12 +12,35 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from app.emulators.telegram_state import BOT_USER, MAX_TEXT, EmulatorState
+from app.emulators.telegram_state import BOT_USER, MAX_DOWNLOAD, MAX_TEXT, EmulatorState
 
 
 class BotApiMethods(EmulatorState):
     async def _m_getme(self, _: dict[str, Any]) -> web.Response:
         return self._ok(BOT_USER)
+
+    async def _m_getfile(self, params: dict[str, Any]) -> web.Response:
+        file_id = str(params.get("file_id", ""))
+        if file_id not in self.files:
+            return self._fail(400, "Bad Request: invalid file_id")
+        size = self.file_sizes.get(file_id, len(self.files[file_id]))
+        if size > MAX_DOWNLOAD:
+            return self._fail(400, "Bad Request: file is too big")
+        path = f"voice/file_{file_id[-6:]}.oga"
+        return self._ok(
+            {"file_id": file_id, "file_unique_id": f"AgAD{file_id[-6:]}", "file_size": size, "file_path": path}
+        )
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """``/file/bot<token>/<file_path>``: the bytes of a file `getFile` prepared."""
+        if request.match_info["token"] != self.token:
+            return self._fail(401, "Unauthorized")
+        path = request.match_info["path"]
+        file_id = next((f for f in self.files if path == f"voice/file_{f[-6:]}.oga"), None)
+        if file_id is None:
+            return web.Response(status=404, text="Not Found")
+        self.downloads.append(path)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def _m_getupdates(self, params: dict[str, Any]) -> web.Response:
         if self.webhook_url:

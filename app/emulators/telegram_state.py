@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 MAX_TEXT = 4096
+MAX_DOWNLOAD = 20 * 1024 * 1024  # getFile: "bots can download files of up to 20MB in size"
 SEND_FAULTS = ("429", "502", "502html", "reset_before", "reset_after")
 BOT_USER = {"id": 42, "is_bot": True, "first_name": "Robin", "username": "aifriend_bot"}
 
@@ -58,6 +59,9 @@ class EmulatorState:
     _runner: web.AppRunner | None = None
     _pusher: asyncio.Task[None] | None = None
     in_flight: int = 0  # Bot API calls it is still answering
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id -> what users sent (voice notes)
+    file_sizes: dict[str, int] = field(default_factory=dict)  # a size to claim instead of the real one
+    downloads: list[str] = field(default_factory=list)  # file paths the bot downloaded
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(self.first_update_id)

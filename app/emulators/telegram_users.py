@@ -72,6 +72,31 @@ class SimulatedUsers(EmulatorState):
         }
         return self.push(message=self.message(chat_id, sticker=sticker))
 
+    def user_sends_voice(
+        self,
+        chat_id: int,
+        audio: bytes,
+        duration: int,
+        *,
+        video: bool = False,
+        claimed_size: int | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """A voice note (OGG/Opus), or with `video` a round video note, as Telegram sends them: the
+        message holds the file's id, duration and size; the bytes come from `getFile` and the file
+        route. `claimed_size`: the size Telegram reports (a note over the 20 MB download limit)."""
+        file_id = f"AwACAgIAAx{next(self._ids):06d}"
+        self.files[file_id] = audio
+        size = claimed_size if claimed_size is not None else len(audio)
+        if claimed_size is not None:
+            self.file_sizes[file_id] = claimed_size
+        attached: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"AgAD{file_id[-6:]}", "duration": duration}
+        if video:
+            message = self.message(chat_id, video_note=attached | {"length": 240, "file_size": size}, **kwargs)
+        else:
+            message = self.message(chat_id, voice=attached | {"mime_type": "audio/ogg", "file_size": size}, **kwargs)
+        return self.push(message=message)
+
     def user_presses(self, chat_id: int, message_id: int, data: str) -> int:
         user = {"id": chat_id, "is_bot": False, "first_name": "User"}
         original = next(m for m in self.sent[chat_id] if m["message_id"] == message_id)

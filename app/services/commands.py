@@ -44,6 +44,7 @@ class UpdateUnit:
     chat_id: int
     user: UserInfo
     queued: set[int] = field(default_factory=set)
+    then: list[Callable[[], object]] = field(default_factory=list)  # to run once the unit is committed
 
 
 class CommandService:
@@ -90,6 +91,10 @@ class CommandService:
             log.info("conversation_started")
             announce(self.metrics, start)
         return row
+
+    async def open_conversation(self, unit: UpdateUnit) -> ConversationRow:
+        """The chat's conversation, started if this is the user's first contact."""
+        return await self._open(unit)
 
     async def _queue(self, unit: UpdateUnit, sends: list[Outgoing], message_id: int | None = None) -> None:
         await OutboxRepo(unit.tx).enqueue(unit.chat_id, sends, message_id=message_id)

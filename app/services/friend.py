@@ -134,9 +134,13 @@ class Friend:
         *,
         telegram_message_id: int | None = None,
         update_id: int | None = None,
+        kind: str = "text",
     ) -> Received:
-        """Store a message now; if this process became the chat's responder, answer it in the background."""
-        received = await self.receive(chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id)
+        """Store a message now; if this process became the chat's responder, answer it in the background.
+        `kind`: "voice" for a voice note's transcript."""
+        received = await self.receive(
+            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id, kind=kind
+        )
         await self._note(chat_id, user, text, received, outbox)
         if received.responder:
             self.background.spawn(self.responder.respond(chat_id, outbox, received.context))
@@ -180,11 +184,12 @@ class Friend:
         *,
         telegram_message_id: int | None = None,
         update_id: int | None = None,
+        kind: str = "text",
     ) -> Received:
         """Store and score a message and move the relationship (`Intake`); a new day's first message
         has the previous day summarized in the background."""
         received = await self.intake.receive(
-            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id
+            chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id, kind=kind
         )
         if received.day_ended is not None:  # the first message of a new day: yesterday gets its summary
             ended = received.day_ended

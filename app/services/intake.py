@@ -59,6 +59,7 @@ class Incoming:
     event: MessageEvent
     telegram_message_id: int | None
     update_id: int | None
+    kind: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +96,14 @@ class Intake:
         *,
         telegram_message_id: int | None = None,
         update_id: int | None = None,
+        kind: str = "text",
     ) -> Received:
-        """Store one message (once, however often it is delivered) and say who answers it."""
+        """Store one message (once, however often it is delivered) and say who answers it.
+        `kind`: "voice" for a voice note's transcript, which otherwise counts as typed text."""
         text = clean_text(text) or "…"
         sentiment = await self.scorer.score(text)
         event = MessageEvent(sentiment.negative, sentiment.positive, detect_crisis(text))
-        message = Incoming(chat_id, user, text, event, telegram_message_id, update_id)
+        message = Incoming(chat_id, user, text, event, telegram_message_id, update_id, kind)
         rounds = 0
         while True:
             rounds += 1
@@ -175,6 +178,7 @@ class Intake:
             next_checkin_at=plan_checkin(self.checkins, now, enabled=row.checkins_enabled if row else True),
             lease_until=now + self.rules.lease if responder else (row.reply_lease_until if row else None),
             lease_owner=self.rules.worker if responder else (row.reply_lease_owner if row else None),
+            kind=message.kind,
         )
         return Decision(write, moved.snapshot.stage, started + moved.transitions, responder)
 
@@ -194,7 +198,7 @@ def _context_after(
         stored.message_id,
         message.chat_id,
         "user",
-        "text",
+        message.kind,
         message.text,
         stored.created_at,
         message.telegram_message_id,

@@ -36,7 +36,7 @@ HISTORY_SHARE = 0.7  # of the prompt budget; the rest is the system prompt, the 
 FOLD_AT = 0.95
 KEEP = 0.1
 SUMMARY_PARAMS = GenerationParams(temperature=0.3, top_p=0.9, max_new_tokens=300, repetition_penalty=1.05)
-_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback"})
+_KINDS = frozenset({"text", "voice", "reply", "checkin", "greeting", "fallback"})
 
 
 def _cost(message: MessageRow) -> int:

@@ -30,7 +30,7 @@ from storage.rows import ConversationRow, DailySummaryRow, MessageRow
 
 log = structlog.get_logger(__name__)
 
-PROMPT_KINDS = frozenset({"text", "reply", "checkin", "greeting", "fallback", "followup", "reminder"})
+PROMPT_KINDS = frozenset({"text", "voice", "reply", "checkin", "greeting", "fallback", "followup", "reminder"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from aiogram.types import BotCommand, User
 from app.retry import retrying
 from app.services.friend import Friend
 from app.services.outbox import Outbox
+from app.services.voice import VoiceNotes
 from app.settings import Settings
 from app.telegram.errors import TokenRefusedError, worth_retrying
 from app.telegram.handlers import build_router
@@ -43,8 +44,11 @@ def make_bot(settings: Settings) -> Bot:
     return Bot(token, session=session)
 
 
-def make_dispatcher(friend: Friend, outbox: Outbox, admin_ids: frozenset[int]) -> Dispatcher:
-    """Handlers get the services by parameter name (aiogram's dependency injection)."""
+def make_dispatcher(
+    friend: Friend, outbox: Outbox, admin_ids: frozenset[int], voice: VoiceNotes | None = None
+) -> Dispatcher:
+    """Handlers get the services by parameter name (aiogram's dependency injection). `voice`: None
+    where no speech recogniser runs (voice notes get the text-only answer)."""
     # aiogram's own FSM is off: the relationship FSM lives in PostgreSQL, and aiogram's memory
     # storage would keep an entry for every chat ever seen (it reads each chat's state per update).
     dispatcher = Dispatcher(
@@ -54,6 +58,7 @@ def make_dispatcher(friend: Friend, outbox: Outbox, admin_ids: frozenset[int]) -
         access=friend.access,
         outbox=outbox,
         admin_ids=admin_ids,
+        voice=voice,
         disable_fsm=True,
     )
     dispatcher.update.outer_middleware(LogContextMiddleware())

@@ -67,4 +67,6 @@ class UnitMiddleware(BaseMiddleware):
             result = await handler(event, {**data, "unit": unit})
         for queued in unit.queued:
             self.outbox.kick(queued)
+        for after in unit.then:
+            after()
         return result

@@ -15,6 +15,7 @@ from storage.models.chats import (
 )
 from storage.models.delivery import Checkin, DeadLetter, Outbox, SendSlot, WebhookRegistration
 from storage.models.plans import Followup
+from storage.models.voice import VoiceNote
 
 __all__ = [
     "AccessDecision",
@@ -36,5 +37,6 @@ __all__ = [
     "UsageDay",
     "User",
     "UserAccess",
+    "VoiceNote",
     "WebhookRegistration",
 ]

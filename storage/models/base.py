@@ -22,6 +22,8 @@ OUTBOX_METHODS = ("sendMessage", "editMessageText", "sendDocument")
 OUTBOX_STATUSES = ("pending", "failed")
 FOLLOWUP_KINDS = ("plan", "reminder")
 FOLLOWUP_STATUSES = ("pending", "sent", "cancelled", "skipped")
+VOICE_KINDS = ("voice", "video_note")
+VOICE_STATUSES = ("waiting", "heard", "refused")
 ACCESS = ("allowed", "pending", "refused", "blocked")
 ACCESS_ACTIONS = ("invited", "allowed", "approved", "refused", "blocked", "limit_set")
 

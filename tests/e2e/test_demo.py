@@ -34,4 +34,6 @@ async def test_the_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert "[emulated model]" in text and "emulated" in " ".join(text.splitlines()[:2])
     assert "memory summary: [emulated model]" in text and "Biscuit" in text.split("memory summary:")[1]
     assert "1 unanswered" in text, "the check-in after the break is in the account"
+    voice = text.split("4. A voice note")[1].split("5. A short break")[0]
+    assert "Robin > [emulated model] hello robin" in voice and "puppy" in voice, "heard, and answered"
     assert "Traceback" not in err.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -115,6 +116,27 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return await run_demo(settings)
 
 
+async def cmd_speech_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Load the recogniser ASR_BACKEND and ASR_MODEL name, downloading the model into the Hugging
+    Face cache (HF_HOME) if it is not there: run once where the network is, before the bot."""
+    from llm.speech import SpeechUnavailableError, load_recognizer
+
+    try:
+        recognizer = await asyncio.to_thread(load_recognizer, settings.asr_backend, settings.asr_model)
+    except SpeechUnavailableError as exc:
+        print(f"aifriend: {exc}", file=sys.stderr)
+        return 1
+    if recognizer is None:
+        print("ASR_BACKEND=off: voice notes get the text-only answer; nothing to load")
+        return 0
+    if recognizer.name == "faster-whisper":
+        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        print(f"ready: faster-whisper {settings.asr_model} (HF_HOME={cache})")
+    else:
+        print(f"ready: {recognizer.name} (its model is inside the package)")
+    return 0
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-scheduler", action="store_true", help="do not run check-in sweeps in this process")
 
@@ -182,6 +204,11 @@ ALL: tuple[CommandSpec, ...] = (
         access_options,
     ),
     CommandSpec("fsm-diagram", "print the relationship state machine as a Mermaid stateDiagram-v2", cmd_fsm_diagram),
+    CommandSpec(
+        "speech-model",
+        "load ASR_MODEL for voice notes, downloading it into the Hugging Face cache once (HF_HOME)",
+        cmd_speech_model,
+    ),
 )
 
 

@@ -83,9 +83,9 @@ class FasterWhisper:
             self._model = WhisperModel(model, device=device, compute_type="default", num_workers=CONCURRENCY)
         except Exception as exc:  # huggingface_hub, CTranslate2 and OS errors alike: the model is not usable
             raise SpeechUnavailableError(
-                f"ASR_MODEL={model!r} could not be loaded ({exc.__class__.__name__}: {exc}). Pre-load it into the "
-                "Hugging Face cache (HF_HOME) with `huggingface-cli download Systran/faster-whisper-"
-                f"{model}`, or point ASR_MODEL at a folder holding a converted model"
+                f"ASR_MODEL={model!r} could not be loaded ({exc.__class__.__name__}: {exc}). Pre-load it where the "
+                "network is with `aifriend speech-model` (or `huggingface-cli download Systran/faster-whisper-"
+                f"{model}`) into HF_HOME, or point ASR_MODEL at a folder holding a converted model"
             ) from exc
 
     def transcribe(self, audio: Audio, language: str | None) -> str:

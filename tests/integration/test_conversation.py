@@ -53,13 +53,20 @@ async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
     for number in range(1, 31):
         replies = await _say(service, outbox, f"{CALM_LINES[number % len(CALM_LINES)]} ({number})")
         assert len(replies) == 1
-        system = tgi.chat_requests()[-1]["messages"][0]["content"]
+        request = tgi.chat_requests()[-1]
+        system, newest = request["messages"][0]["content"], request["messages"][-1]["content"]
         if number == 9:
-            assert system.startswith(persona.stages.icebreaker.system)
+            assert system.startswith(persona.stages.icebreaker.system) and "<stage" not in newest
+            assert request["temperature"] == persona.stages.icebreaker.temperature
         if number == 10:
-            assert system.startswith(persona.stages.warming.system), "the reply to message 10 is already warm"
+            # The system prompt stays (a prefix cache reuses it); the change is a note with the message.
+            assert system.startswith(persona.stages.icebreaker.system)
+            assert newest.startswith('<stage name="warming">'), "the reply to message 10 is already warm"
+            assert "You are getting to know each other." in newest
+            assert request["temperature"] == persona.stages.warming.temperature
         if number == 30:
-            assert system.startswith(persona.stages.close.system)
+            assert newest.startswith('<stage name="close">') and "You know them well" in newest
+            assert request["temperature"] == persona.stages.close.temperature
     log = await _rows(
         database_url,
         "SELECT from_state, to_state, trigger, user_messages FROM state_transition_log WHERE chat_id = 501 ORDER BY id",
@@ -74,12 +81,21 @@ async def test_arc_warms_at_ten_and_becomes_close_at_thirty(
     assert len(outbox.sent) == 30
 
 
-async def test_a_bad_day_enters_repair_and_recovers(service: Friend, database_url: str) -> None:
+async def test_a_bad_day_enters_repair_and_recovers(service: Friend, tgi: TGIEmulator, database_url: str) -> None:
     outbox = RecordingOutbox(service.database)
     for line in CALM_LINES[:3]:
         await _say(service, outbox, line)
     await _say(service, outbox, "I had an awful, terrible day and I hate everything")
     await _say(service, outbox, "Thank you, that is wonderful, I love talking to you!")
+    prompts = [request["messages"] for request in tgi.chat_requests()]
+    assert len(prompts) == 5
+    for earlier, later in zip(prompts, prompts[1:], strict=False):
+        assert later[: len(earlier)] == earlier, "each prompt starts with the whole previous one"
+    assert (
+        prompts[3][-1]["content"].startswith('<stage name="repair">\n')
+        and "They seem upset." in prompts[3][-1]["content"]
+    )
+    assert prompts[4][-1]["content"].startswith('<stage name="icebreaker">\n')
     log = await _rows(
         database_url,
         "SELECT from_state, to_state, trigger, sentiment_negative, sentiment_positive FROM state_transition_log WHERE chat_id = 501 ORDER BY id",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -89,7 +90,7 @@ async def test_a_bad_day_enters_repair_and_recovers(service: Friend, tgi: TGIEmu
     await _say(service, outbox, "Thank you, that is wonderful, I love talking to you!")
     prompts = [request["messages"] for request in tgi.chat_requests()]
     assert len(prompts) == 5
-    for earlier, later in zip(prompts, prompts[1:], strict=False):
+    for earlier, later in itertools.pairwise(prompts):
         assert later[: len(earlier)] == earlier, "each prompt starts with the whole previous one"
     assert (
         prompts[3][-1]["content"].startswith('<stage name="repair">\n')

@@ -19,6 +19,11 @@ async def has_text(message: Message) -> bool:
     return bool(message.text)
 
 
+async def has_voice(message: Message) -> bool:
+    """A voice note or a round video note (an async filter: aiogram runs sync ones in a thread)."""
+    return bool(message.voice or message.video_note)
+
+
 async def looks_like_command(message: Message) -> bool:
     """Text or a caption that starts with "/": plain text skips a router of commands in one check."""
     return (message.text or message.caption or "").startswith("/")

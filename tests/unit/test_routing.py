@@ -27,4 +27,4 @@ def test_no_filter_or_handler_of_the_bot_runs_in_a_thread() -> None:
                     f"{router.name} {name} filter {f.callback!r}" for f in handler.filters or [] if not f.awaitable
                 ]
     assert threaded == []
-    assert len(routers) == 7, "admin, access, plans, commands, text and the rest, under the root"
+    assert len(routers) == 8, "admin, access, plans, commands, text, voice and the rest, under the root"

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import structlog
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import Message
 
 from app.services.commands import CommandService, UpdateUnit
 from app.services.outbox import Outbox
 from app.services.voice import VoiceIn, VoiceNotes
 from app.telegram import texts
-from app.telegram.filters import private_chat
+from app.telegram.filters import has_voice, private_chat
 
 router = Router(name=__name__)
 router.message.filter(private_chat)
 log = structlog.get_logger(__name__)
 
 
-@router.message(F.voice | F.video_note)
+@router.message(has_voice)
 async def on_voice(
     message: Message, unit: UpdateUnit, commands: CommandService, outbox: Outbox, voice: VoiceNotes | None = None
 ) -> None:

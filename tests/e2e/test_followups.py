@@ -17,6 +17,7 @@ from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.postgres import fetch
 from tests.waiting import START_UP, held_within, until
+from tests.zones import zone_springing_forward
 
 SWEEPS = {"CHECKIN_SWEEP_EVERY": "1s", "CHECKIN_AFTER": "24h", "QUIET_HOURS": "00-00", "FOLLOWUP_DELAY": "20s"}
 
@@ -139,3 +140,35 @@ async def test_reminders_lists_what_is_coming_and_cancels_it_and_forget_removes_
 async def _none_left(database_url: str, chat: int) -> bool:
     rows = await fetch(database_url, "SELECT count(*) FROM followups WHERE chat_id = $1", chat)
     return bool(rows[0][0] == 0)
+
+
+def _near_midnight(moment: datetime) -> bool:
+    """Within five minutes of midnight UTC or in the test zone (UTC+1 after its change)."""
+    return any((moment + timedelta(hours=h, minutes=5)).date() != (moment + timedelta(hours=h)).date() for h in (0, 1))
+
+
+async def test_a_reminder_fires_once_at_the_asked_minute_across_a_daylight_saving_change(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    """The user's zone springs forward an hour 45 s into the test (the machine's clock is left
+    alone: the zone's rules are the test's, on the bot's PYTHONTZPATH). "Remind me at HH:MM", a local
+    time after the change, must fire at that minute: not an hour early or late, and once."""
+    user = 8301
+    while _near_midnight(datetime.now(UTC)):  # "today" must stay today for three minutes
+        await asyncio.sleep(5)
+    now = datetime.now(UTC)
+    target = (now + timedelta(seconds=150)).replace(second=0, microsecond=0)  # a whole minute, after the change
+    local = target + timedelta(hours=1)  # the zone is UTC+1 by then
+    zones = zone_springing_forward(tmp_path / "zones", "Atlantic/Reykjavik", now + timedelta(seconds=45))
+    async with running_bot(telegram, tgi, database_url, tmp_path, PYTHONTZPATH=str(zones), **SWEEPS):
+        telegram.user_sends(user, "/timezone Atlantic/Reykjavik")
+        await telegram.wait_for(user, 1, patience=START_UP)
+        telegram.user_sends(user, f"remind me at {local:%H:%M} to water the plants")
+        confirmation = (await telegram.wait_for(user, 2))[1]["text"]
+        assert confirmation == f"Okay, I'll remind you at {local:%H:%M}: water the plants.", confirmation
+        reminder = (await telegram.wait_for(user, 4, patience=240))[-1]
+        fired = datetime.now(UTC)
+        assert "water the plants" in reminder["text"] and reminder["text"].startswith("\u23f0")
+        assert target - timedelta(seconds=2) <= fired <= target + timedelta(seconds=30), (fired, target)
+        assert not await held_within(lambda: len(telegram.sent[user]) > 4, 4.0), "once"
+    assert await _status(database_url, user) == [("reminder", "sent")]

@@ -69,6 +69,7 @@ class Settings(DatabaseSettings):
     stream_replies: bool = True
     memory_recall: bool = True
     model_concurrency: int = Field(default=16, ge=0)
+    model_server: Literal["auto", "tgi", "vllm", "sglang", "llamacpp"] = "auto"
     access_mode: Literal["open", "allowlist", "invite", "approval"] = "open"
     limit_replies_per_minute: int = Field(default=20, ge=0)
     limit_tokens_per_day: int = Field(default=0, ge=0)

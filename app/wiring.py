@@ -10,15 +10,18 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from app.metrics import Metrics
-from app.persona import PersonaError, load_persona
+from app.persona import Persona, PersonaError, load_persona
 from app.retry import retrying
 from app.services.followups import FollowupRules
 from app.services.friend import Friend
 from app.services.gate import AccessRules
 from app.services.values import ReplyRules
 from app.settings import Settings, SettingsError
+from fsm import Stage
 from llm.errors import ModelUnavailableError
+from llm.routing import secret_from
 from llm.sentiment import ClassifierScorer, SentimentScorer, VaderScorer
+from llm.servers import AdapterUnsupportedError, model_field
 from llm.tgi import TGIChatModel
 from llm.types import ChatModel
 from migrations import schema
@@ -51,8 +54,28 @@ async def build_model(settings: Settings) -> ChatModel:
 
 
 def tgi_model(settings: Settings, *, timeout: float | None = None) -> TGIChatModel:
+    """The model server at TGI_URL, of the kind MODEL_SERVER names (or detected); every replica of a
+    deployment derives the same per-chat routing keys from the bot token they share."""
     key = settings.tgi_api_key.get_secret_value() if settings.tgi_api_key else None
-    return TGIChatModel(settings.tgi_url, timeout=timeout or settings.llm_timeout.total_seconds(), api_key=key)
+    token = settings.bot_token.get_secret_value() if settings.bot_token else None
+    return TGIChatModel(
+        settings.tgi_url,
+        timeout=timeout or settings.llm_timeout.total_seconds(),
+        api_key=key,
+        server=settings.model_server,
+        routing_secret=secret_from(token),
+    )
+
+
+def check_adapters(settings: Settings, persona: Persona) -> None:
+    """A persona's LoRA adapters on a server that cannot choose one per request: a start-up error."""
+    if settings.llm_backend != "tgi" or settings.model_server == "auto":
+        return
+    for stage in Stage:
+        try:
+            model_field(settings.model_server, "", persona.style(stage).adapter_id)
+        except AdapterUnsupportedError as exc:
+            raise SettingsError(f"invalid setting MODEL_SERVER={settings.model_server}: {exc}") from None
 
 
 async def build_scorer(settings: Settings) -> SentimentScorer:
@@ -119,6 +142,7 @@ async def services(
         persona = load_persona(settings.persona_file)
     except PersonaError as exc:
         raise SettingsError(str(exc)) from None
+    check_adapters(settings, persona)
     scorer = await build_scorer(settings) if need_model else VaderScorer()
     database = await open_database(settings, patience=patience)
     try:

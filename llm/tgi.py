@@ -1,10 +1,12 @@
-"""A text-generation-inference server over its OpenAI-compatible chat route, through the `openai` client.
+"""The model server over the OpenAI-compatible chat route, through the `openai` client: TGI (the
+default), vLLM, SGLang or llama.cpp's server (`MODEL_SERVER`, or detected). Where they differ
+(token limits, token counts, LoRA adapters, "prompt too long") is `llm/servers.py`. Every request
+made for a chat carries its routing key (`llm/routing.py`), so a router keeps the chat on the
+replica holding its prefix.
 
-The chat route is the one TGI, vLLM, SGLang and llama.cpp's server share; TGI's own routes give
-the token limits (`/info`), exact token counts (`/chat_tokenize`, `/tokenize`) and health
-(`/health`). Requests go through the client's documented low-level `post`, with bodies built
-here: its typed `chat.completions.create` validates and transforms every message through its
-type annotations, which costs more CPU than the rest of the call (docs/performance.md).
+Requests go through the client's documented low-level `post`, with bodies built here: its typed
+`chat.completions.create` validates and transforms every message through its type annotations,
+which costs more CPU than the rest of the call (docs/performance.md).
 
 What each failure means is decided in `_classify`, the one place that reads the client's
 exceptions: overload, 5xx and connection failures are retried (`attempts`, with backoff), and
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -26,8 +29,10 @@ import structlog
 from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient, Omit
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from llm import servers
 from llm.budget import room_for_reply
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
+from llm.routing import routing_headers, secret_from
 from llm.types import ChatMessage, Completion, GenerationParams, TokenLimits, byte_ceiling, estimate_prompt_tokens
 
 log = structlog.get_logger(__name__)
@@ -69,14 +74,16 @@ def _classify(exc: BaseException) -> BaseException:
         if status in _RETRY_STATUSES:
             return _Retry(exc)
         said = _said(exc)
+        if servers.is_prompt_too_long(status, said):
+            return PromptTooLongError(0, 0)
         if status == 422:
-            return PromptTooLongError(0, 0) if "token" in said else GenerationFailedError(said)
+            return GenerationFailedError(said)
         if status in (401, 403):
             return ModelUnavailableError(
                 f"the model server refused our credentials ({status}): set TGI_API_KEY to the key TGI was "
                 "started with (--api-key)"
             )
-        return GenerationFailedError(f"TGI answered {status}: {said}")
+        return GenerationFailedError(f"the model server answered {status}: {said}")
     if isinstance(exc, openai.APIConnectionError):  # its timeouts included
         return _Retry(exc)
     if isinstance(exc, openai.APIError):  # an error event inside a stream
@@ -85,7 +92,8 @@ def _classify(exc: BaseException) -> BaseException:
 
 
 class TGIChatModel:
-    """`ChatModel` for a TGI server (or any that speaks the OpenAI chat route) at `base_url`."""
+    """`ChatModel` for the model server at `base_url`: `server` names its kind (`tgi`, `vllm`,
+    `sglang`, `llamacpp`) or `auto` to ask it; `routing_secret` keys the per-chat routing key."""
 
     def __init__(
         self,
@@ -95,8 +103,13 @@ class TGIChatModel:
         attempts: int = 3,
         backoff: float = 0.5,
         api_key: str | None = None,
+        server: str = "auto",
+        routing_secret: bytes | None = None,
     ) -> None:
         self._root = base_url.rstrip("/")
+        self._server = server
+        self._routing_secret = routing_secret or secret_from()
+        self._served: servers.Served | None = None
         self._deadline = timeout
         # Nothing is taken from the environment: the client would otherwise send the machine's
         # OPENAI_API_KEY (and organization and project) to whatever TGI_URL names.
@@ -121,20 +134,59 @@ class TGIChatModel:
         self._tokenize_route: str | None = "/chat_tokenize"
 
     async def limits(self) -> TokenLimits:
-        """From `/info`: the prompt is budgeted to these numbers. A TGI restarted with other
-        limits is noticed: they are read again after the server was unreachable or refused a
-        prompt as too long, and every INFO_TTL seconds anyway."""
+        """From the server (TGI's `/info`, vLLM's and SGLang's `/v1/models`, llama.cpp's `/props`):
+        the prompt is budgeted to these numbers. A server restarted with other limits is noticed:
+        they are read again after it was unreachable or refused a prompt as too long, and every
+        INFO_TTL seconds anyway."""
         if self._limits is None or time.monotonic() - self._limits_read_at > INFO_TTL:
-            info = (await self._with_retries(lambda: self._get("/info"))).json()
-            self._limits = TokenLimits(int(info["max_input_tokens"]), int(info["max_total_tokens"]))
+            served = await self._ask_server()
+            if served.limits is None:
+                log.warning(
+                    "model_limits_unknown",
+                    server=served.kind,
+                    assumed_total=servers.FALLBACK_LIMITS.max_total_tokens,
+                    what_to_do="let the router pass TGI's /info, or serve with vLLM or SGLang, which tell them",
+                )
+            self._served = served
+            self._limits = served.limits or servers.FALLBACK_LIMITS
             self._limits_read_at = time.monotonic()
             log.info(
-                "tgi_limits",
+                "model_server",
+                server=served.kind,
+                model=served.model,
                 max_input_tokens=self._limits.max_input_tokens,
                 max_total_tokens=self._limits.max_total_tokens,
-                model_id=info.get("model_id"),
             )
         return self._limits
+
+    @property
+    def server(self) -> str:
+        """The server's kind, as configured or (once `limits` was read) detected."""
+        return self._served.kind if self._served is not None else self._server
+
+    async def _ask_server(self) -> servers.Served:
+        """What the server tells about itself, from the routes its kind answers (all of them for `auto`)."""
+        routes = ("/info", "/props", "/v1/models") if self._server == "auto" else servers.limit_routes(self._server)
+        answers: dict[str, dict[str, Any] | None] = {}
+        for route in routes:
+            answers[route] = await self._with_retries(functools.partial(self._offered, route))
+        info, props, models = answers.get("/info"), answers.get("/props"), answers.get("/v1/models")
+        kind = servers.detect(info, props, models) if self._server == "auto" else self._server
+        return servers.served(kind, info, props, models)
+
+    async def _offered(self, route: str) -> dict[str, Any] | None:
+        """The route's JSON, or None where the server (or a router in front of it) has no such route."""
+        try:
+            answer = await self._get(route)
+        except openai.APIStatusError as exc:
+            if exc.status_code in (404, 405, 501):
+                return None
+            raise
+        try:
+            body = answer.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
 
     async def health(self) -> tuple[bool, str]:
         """TGI's `/health`: 200 once the model is loaded and a forward pass works."""
@@ -147,7 +199,10 @@ class TGIChatModel:
         return True, f"{self._root} healthy"
 
     async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """Exact where the server tokenizes (`/chat_tokenize`, then `/tokenize`), else an estimate."""
+        """Exact where the server tokenizes (TGI's `/chat_tokenize`, then `/tokenize`; vLLM's and
+        llama.cpp's `/tokenize`), else an estimate."""
+        if self.server != "tgi":
+            return await self._count_elsewhere(messages)
         while (route := self._tokenize_route) is not None:
             body: dict[str, Any] = (
                 {"messages": _payload(messages)}
@@ -167,6 +222,21 @@ class TGIChatModel:
             if route == "/chat_tokenize":
                 return len(response.json()["tokenize_response"])
             return len(response.json()) + _TOKENIZE_OVERHEAD * len(messages)
+        return estimate_prompt_tokens(messages)
+
+    async def _count_elsewhere(self, messages: Sequence[ChatMessage]) -> int:
+        model = self._served.model if self._served is not None else ""
+        request = servers.tokenize_request(self.server, model, _payload(messages))
+        if request is not None and self._tokenize_route is not None:
+            try:
+                answer = (await self._post(request[0], request[1])).json()
+                return servers.counted(self.server, answer, len(messages), _TOKENIZE_OVERHEAD)
+            except openai.APIStatusError as exc:
+                if exc.status_code in (404, 405, 501):
+                    self._tokenize_route = None
+                    log.info("model_tokenize_unavailable", route=request[0])
+            except (openai.APIError, KeyError, ValueError):
+                pass
         return estimate_prompt_tokens(messages)
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
@@ -209,6 +279,10 @@ class TGIChatModel:
 
     # ---- requests ----
 
+    def _request_headers(self) -> dict[str, Any]:
+        """The client's fixed headers and, for a request made for a chat, its routing key."""
+        return {**self._headers, **routing_headers(self._routing_secret)}
+
     async def _get(self, route: str, *, wait: float | None = None) -> httpx2.Response:
         url = f"{self._root}{route}"
         if wait is None:
@@ -217,7 +291,7 @@ class TGIChatModel:
 
     async def _post(self, route: str, body: dict[str, Any]) -> httpx2.Response:
         return await self._client.post(
-            f"{self._root}{route}", cast_to=httpx2.Response, body=body, options={"headers": self._headers}
+            f"{self._root}{route}", cast_to=httpx2.Response, body=body, options={"headers": self._request_headers()}
         )
 
     async def _open_stream(self, body: dict[str, Any]) -> AsyncStream[dict[str, Any]]:
@@ -227,7 +301,7 @@ class TGIChatModel:
             body=body,
             stream=True,
             stream_cls=AsyncStream[dict[str, Any]],
-            options={"headers": self._headers},
+            options={"headers": self._request_headers()},
         )
 
     async def _prepare(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[int, int]:
@@ -239,17 +313,20 @@ class TGIChatModel:
         prompt_tokens = await self.count_tokens(messages)
         return prompt_tokens, room_for_reply(prompt_tokens, params.max_new_tokens, limits)
 
-    @staticmethod
-    def _body(messages: Sequence[ChatMessage], params: GenerationParams, max_new: int) -> dict[str, Any]:
+    def _body(self, messages: Sequence[ChatMessage], params: GenerationParams, max_new: int) -> dict[str, Any]:
+        model = self._served.model if self._served is not None else self._server
+        try:
+            chosen = servers.model_field(self.server, model, params.adapter_id)
+        except servers.AdapterUnsupportedError as exc:
+            raise GenerationFailedError(str(exc)) from None
         return {
+            **chosen,
             "messages": _payload(messages),
             "max_tokens": max_new,
             "temperature": params.temperature,
             "top_p": params.top_p,
             # The chat route has no repetition_penalty; its frequency_penalty is the nearest knob.
             "frequency_penalty": round(max(0.0, params.repetition_penalty - 1.0), 3),
-            # TGI picks a LoRA adapter by the chat request's `model` field.
-            "model": params.adapter_id or "tgi",
         }
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:

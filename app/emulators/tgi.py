@@ -1,4 +1,6 @@
-"""A text-generation-inference emulator: the routes aifriend uses, as TGI's OpenAPI spec has them.
+"""A model server emulator: the routes aifriend uses, as TGI's OpenAPI spec has them, and with
+`dialect` as vLLM, SGLang or llama.cpp's server document theirs (`llm/servers.py` lists where they
+differ): the token limits' route, the tokenize route, LoRA adapters by `model`, the error shapes.
 
 Its "model" is an honest echo: every answer starts with ``[emulated model]`` and repeats
 the start of the last user message (without a ``<recalled>`` or ``<stage>`` block: context marked as such is
@@ -21,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from app.emulators.echo import MARKER, echo, pieces_of, template, token_count, tokenize
+from app.emulators.prefix_cache import PrefixCache
 
 __all__ = ["MARKER", "TGIEmulator", "template", "tokenize"]
 
@@ -36,6 +39,11 @@ class Fault:
 class TGIEmulator:
     max_input_tokens: int = 4095
     max_total_tokens: int = 4096
+    dialect: str = "tgi"  # or "vllm", "sglang", "llamacpp"
+    adapters: frozenset[str] = frozenset()  # LoRA adapters it serves (vLLM --lora-modules, SGLang --lora-paths)
+    cache_tokens: int = 0  # >0: keep a prefix cache of this many tokens and count what each request reuses
+    headers: list[dict[str, str]] = field(default_factory=list)  # each chat request's x-session-id and friends
+    cache: PrefixCache | None = None
     latency: float = 0.0
     offer_tokenize: bool = True
     faults: list[Fault] = field(default_factory=list)
@@ -68,11 +76,20 @@ class TGIEmulator:
     # ---- HTTP ----
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._counted, self._auth])
-        app.router.add_get("/info", self._info)
         app.router.add_get("/health", self._health)
-        app.router.add_post("/tokenize", self._tokenize)
-        app.router.add_post("/chat_tokenize", self._chat_tokenize)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        if self.dialect == "tgi":
+            app.router.add_get("/info", self._info)
+            app.router.add_post("/tokenize", self._tokenize)
+            app.router.add_post("/chat_tokenize", self._chat_tokenize)
+        elif self.dialect == "vllm":
+            app.router.add_post("/tokenize", self._vllm_tokenize)
+        elif self.dialect == "llamacpp":
+            app.router.add_get("/props", self._props)
+            app.router.add_post("/tokenize", self._llamacpp_tokenize)
+        if self.cache_tokens > 0:
+            self.cache = PrefixCache(self.cache_tokens)
         return app
 
     async def start(
@@ -120,9 +137,61 @@ class TGIEmulator:
             return web.json_response({"error": "Unauthorized", "error_type": "authentication"}, status=401)
         return await handler(request)
 
-    @staticmethod
-    def _error(status: int, message: str, error_type: str) -> web.Response:
-        return web.json_response({"error": message, "error_type": error_type}, status=status)
+    def _error(self, status: int, message: str, error_type: str) -> web.Response:
+        """An error as the dialect's server shapes it."""
+        if self.dialect == "tgi":
+            return web.json_response({"error": message, "error_type": error_type}, status=status)
+        if self.dialect == "llamacpp":
+            return web.json_response({"error": {"code": status, "message": message, "type": error_type}}, status=status)
+        body = {"object": "error", "message": message, "type": error_type, "param": None, "code": status}
+        return web.json_response(body, status=status)
+
+    @property
+    def served_model(self) -> str:
+        return "aifriend/emulated-echo"
+
+    async def _models(self, _: web.Request) -> web.Response:
+        card: dict[str, Any] = {"id": self.served_model, "object": "model", "created": 0}
+        if self.dialect == "tgi":  # TGI's card says no limits: those are in /info
+            card["owned_by"] = self.served_model
+        elif self.dialect == "llamacpp":
+            card |= {"owned_by": "llamacpp", "meta": {"n_ctx_train": self.max_total_tokens}}
+        else:
+            card |= {"owned_by": self.dialect, "root": self.served_model, "max_model_len": self.max_total_tokens}
+        cards = [card] + [
+            {"id": name, "object": "model", "created": 0, "owned_by": self.dialect, "parent": self.served_model}
+            for name in sorted(self.adapters)
+            if self.dialect == "vllm"
+        ]
+        return web.json_response({"object": "list", "data": cards})
+
+    async def _props(self, _: web.Request) -> web.Response:
+        settings = {"n_ctx": self.max_total_tokens, "params": {"n_predict": -1, "temperature": 0.8}}
+        return web.json_response(
+            {"default_generation_settings": settings, "total_slots": 1, "model_path": "/models/emulated-echo.gguf"}
+        )
+
+    async def _vllm_tokenize(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        tokens = tokenize(template(body.get("messages") or []))
+        return web.json_response(
+            {"count": len(tokens), "max_model_len": self.max_total_tokens, "tokens": list(range(len(tokens)))}
+        )
+
+    async def _llamacpp_tokenize(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"tokens": list(range(len(tokenize(str(body.get("content", ""))))))})
+
+    def _unknown_model(self, body: dict[str, Any]) -> web.Response | None:
+        """vLLM and SGLang refuse a `model` (or adapter) they do not serve, with 404 and 400."""
+        model = str(body.get("model") or "")
+        if self.dialect == "vllm" and model not in {self.served_model, *self.adapters}:
+            return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        if self.dialect == "sglang":
+            base, _, adapter = model.partition(":")
+            if base != self.served_model or (adapter and adapter not in self.adapters):
+                return self._error(400, f"LoRA adapter or model {model!r} is not loaded.", "BadRequestError")
+        return None
 
     async def _info(self, _: web.Request) -> web.Response:
         return web.json_response(
@@ -170,6 +239,8 @@ class TGIEmulator:
         )
 
     def _validate(self, input_tokens: int, max_new: int | None) -> web.Response | None:
+        if self.dialect != "tgi":
+            return self._validate_context(input_tokens, max_new or 0)
         if input_tokens == 0:
             return self._error(422, "Input validation error: `inputs` cannot be empty", "validation")
         if input_tokens > self.max_input_tokens:
@@ -190,6 +261,26 @@ class TGIEmulator:
             )
         return None
 
+    def _validate_context(self, input_tokens: int, max_new: int) -> web.Response | None:
+        """vLLM, SGLang and llama.cpp check the prompt and the tokens asked for against one context length."""
+        total = self.max_total_tokens
+        if input_tokens + max_new <= total and input_tokens < total:
+            return None
+        self.rejected += 1
+        if self.dialect == "vllm":
+            message = (
+                f"This model's maximum context length is {total} tokens. However, you requested "
+                f"{input_tokens + max_new} tokens ({input_tokens} in the messages, {max_new} in the completion). "
+                "Please reduce the length of the messages or completion."
+            )
+            return self._error(400, message, "BadRequestError")
+        if self.dialect == "sglang":
+            message = f"The input ({input_tokens} tokens) is longer than the model's context length ({total} tokens)."
+            return self._error(400, message, "BadRequestError")
+        return self._error(
+            400, "the request exceeds the available context size, try increasing it", "exceed_context_size_error"
+        )
+
     async def _before(self, path: str, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
         try:
             body = await request.json()
@@ -197,6 +288,8 @@ class TGIEmulator:
             return {}, self._error(422, "Failed to deserialize the JSON body", "validation")
         self.requests.append((path, body))
         self.authorizations.append(request.headers.get("Authorization"))
+        if path == "/v1/chat/completions":
+            self.headers.append({k.lower(): v for k, v in request.headers.items() if k.lower().startswith("x-")})
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.faults:
@@ -222,12 +315,16 @@ class TGIEmulator:
         messages = body.get("messages") or []
         input_tokens = token_count(template(messages)) if messages else 0
         max_new = body.get("max_tokens")
-        invalid = self._validate(input_tokens, max_new if max_new is not None else 1024)
+        invalid = self._unknown_model(body) or self._validate(input_tokens, max_new if max_new is not None else 1024)
         if invalid:
             return invalid
         budget = max_new if max_new is not None else self.max_total_tokens - input_tokens
         text = self.echo(messages, budget)
         generated = token_count(text)
+        if self.cache is not None:
+            self.cache.serve(
+                [t for t, _, _ in tokenize(template(messages))], [t for t, _, _ in tokenize(text + "<|end|>")]
+            )
         finish = "length" if generated >= budget else "stop"
         if body.get("stream"):
             return await self._stream_chat(request, text, finish)

@@ -18,6 +18,7 @@ from app.prompt import Turn, clip, transcript, with_note
 from app.services.model_queue import FairQueue, Priority
 from fsm import Stage
 from llm.errors import LLMError
+from llm.routing import for_chat
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_tokens
 from storage.conversations import ConversationRepo
 from storage.database import Database
@@ -85,7 +86,8 @@ class MemoryKeeper:
     async def fold_if_needed(self, chat_id: int) -> int:
         """Fold old turns into the rolling summary while they are over their share; returns folds made."""
         try:
-            return await self._fold(chat_id)
+            with for_chat(chat_id):  # on the replica that holds the chat's prefix, like its replies
+                return await self._fold(chat_id)
         except LLMError as exc:  # the next reply will try again
             log.warning("memory_fold_failed", error=str(exc))
             return 0
@@ -138,6 +140,10 @@ class MemoryKeeper:
 
     async def summarize_day(self, chat_id: int, day: date, zone: ZoneInfo) -> bool:
         """Write the summary of one calendar day (in the user's zone) if it is missing."""
+        with for_chat(chat_id):
+            return await self._summarize_day(chat_id, day, zone)
+
+    async def _summarize_day(self, chat_id: int, day: date, zone: ZoneInfo) -> bool:
         start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
         if await MemoryRepo(self.database).has_day(chat_id, day):

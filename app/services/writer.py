@@ -24,6 +24,7 @@ from app.services.text import storable
 from app.services.values import ReplyContext
 from fsm import Stage
 from llm.errors import GenerationFailedError, LLMError, ModelUnavailableError, PromptTooLongError
+from llm.routing import for_chat
 from llm.sentiment import detect_crisis
 from llm.types import ChatMessage, ChatModel, GenerationParams, estimate_prompt_tokens, estimate_tokens
 from storage.rows import ConversationRow, DailySummaryRow, MessageRow
@@ -66,6 +67,10 @@ class ReplyWriter:
         self, context: ReplyContext, drafts: DraftPreview | None = None, priority: Priority = Priority.CONVERSATION
     ) -> Written:
         """The reply to what `context` owes; `drafts`: show the text as it is written."""
+        with for_chat(context.conversation.chat_id):  # the chat's routing key, for a cache-aware router
+            return await self._write(context, drafts, priority)
+
+    async def _write(self, context: ReplyContext, drafts: DraftPreview | None, priority: Priority) -> Written:
         stage = Stage(context.conversation.state)
         crisis = any(detect_crisis(m.text) for m in context.pending)
         style = self.persona.style(Stage.REPAIR if crisis else stage)
@@ -121,6 +126,16 @@ class ReplyWriter:
     ) -> str:
         """A check-in (or, with `instruction`, a follow-up) in the voice of the current stage,
         knowing the memory and the recent turns."""
+        with for_chat(row.chat_id):
+            return await self._checkin(row, recent, days, instruction)
+
+    async def _checkin(
+        self,
+        row: ConversationRow,
+        recent: Sequence[MessageRow],
+        days: Sequence[DailySummaryRow],
+        instruction: str | None,
+    ) -> str:
         style = self.persona.style(Stage(row.state))
         memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in days))
         system = system_message(style.system, memory, self.persona.prompts.memory_heading)

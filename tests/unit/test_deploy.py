@@ -21,7 +21,7 @@ import yaml
 from app.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-OVERLAYS = ["production", "dev"]
+OVERLAYS = ["production", "dev", "vllm", "sglang", "router"]
 SHUTDOWN_GRACE = 20  # seconds, the default; every stop timeout must exceed it
 SECRET_SETTINGS = {"BOT_TOKEN", "WEBHOOK_SECRET", "DATABASE_URL", "TGI_API_KEY", "HF_TOKEN"}
 
@@ -31,6 +31,14 @@ class _ComposeLoader(yaml.SafeLoader):
 
 
 _ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+_ComposeLoader.add_constructor(
+    "!override",  # replaces the value instead of merging it
+    lambda loader, node: (
+        loader.construct_sequence(node)  # type: ignore[arg-type]
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node)
+    ),  # type: ignore[arg-type]
+)
 
 
 def _compose(name: str) -> dict[str, Any]:
@@ -90,8 +98,44 @@ def test_compose_wires_the_start_order_the_gpu_and_no_secrets() -> None:
     bot_env = services["bot"]["environment"]
     assert all(str(bot_env[k]).startswith("${") or "${" in str(bot_env[k]) for k in SECRET_SETTINGS & set(bot_env))
     assert int(services["bot"]["stop_grace_period"].rstrip("s")) > SHUTDOWN_GRACE
-    cpu = _compose("compose.cpu.yaml")["services"]["tgi"]
-    assert cpu["image"].endswith("-intel-cpu") and cpu["deploy"] is None
+    assert tgi["image"].endswith(":3.3.7"), "TGI's last release"
+
+
+@pytest.mark.parametrize(
+    ("override", "server", "image"),
+    [
+        ("compose.cpu.yaml", "llamacpp", r"ghcr\.io/ggml-org/llama\.cpp:server"),
+        ("compose.vllm.yaml", "vllm", r"vllm/vllm-openai:v\d+\.\d+\.\d+"),
+        ("compose.sglang.yaml", "sglang", r"lmsysorg/sglang:v\d+\.\d+\.\d+"),
+    ],
+)
+def test_each_model_server_override_fills_the_slot_and_tells_the_bot_its_kind(
+    override: str, server: str, image: str
+) -> None:
+    services = _compose(override)["services"]
+    model = services["tgi"]
+    assert re.fullmatch(image, model["image"])
+    flags = " ".join(model["command"])
+    assert "--api-key=${TGI_API_KEY" in flags and "--port=80" in flags
+    assert "/health" in " ".join(model["healthcheck"]["test"])
+    for name in ("bot", "scheduler"):
+        assert services[name]["environment"]["MODEL_SERVER"] == server
+    if server == "llamacpp":
+        assert model["deploy"] is None, "no GPU reservation on a CPU machine"
+
+
+def test_the_router_override_puts_replicas_behind_a_cache_aware_gateway() -> None:
+    services = _compose("compose.router.yaml")["services"]
+    router = " ".join(services["router"]["command"])
+    assert "sglang_router.launch_router" in router and "--policy=cache_aware" in router
+    replicas = ["tgi"] + [name for name in services if name.startswith("tgi-")]
+    assert len(replicas) >= 3 and all(f"http://{name}:80" in router for name in replicas)
+    assert all(
+        services[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for name in replicas[1:]
+    )
+    for name in ("bot", "scheduler"):
+        assert services[name]["environment"]["TGI_URL"] == "http://router:30000"
+        assert services[name]["depends_on"]["router"]["condition"] == "service_healthy"
 
 
 def test_the_env_example_names_only_placeholders() -> None:
@@ -127,7 +171,7 @@ def test_aifriend_pods_probe_stop_gracefully_and_read_secrets_only_from_secrets(
             for variable in container.get("env", []):
                 if variable["name"] in SECRET_SETTINGS:
                     assert "value" not in variable and "secretKeyRef" in variable["valueFrom"], variable
-    assert {o["kind"] for o in objects} >= {"PodDisruptionBudget", "Service", "ConfigMap", "PersistentVolumeClaim"}
+    assert {o["kind"] for o in objects} >= {"PodDisruptionBudget", "Service", "ConfigMap"}
     assert not any(o["kind"] == "Secret" for o in objects), "secrets are created outside git"
     tgi = deployments["tgi"]["spec"]["template"]["spec"]
     assert (
@@ -148,6 +192,35 @@ def test_production_runs_webhook_replicas_behind_an_ingress_and_gpu_tgi() -> Non
     assert any(o["kind"] == "Ingress" for o in objects) and any(o["kind"] == "Cluster" for o in objects)
     tgi = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tgi")
     assert tgi["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+@pytest.mark.parametrize("overlay", ["vllm", "sglang"])
+def test_the_vllm_and_sglang_overlays_serve_in_the_model_slot_and_say_so(overlay: str) -> None:
+    objects = _render(overlay)
+    model = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tgi")
+    container = model["spec"]["template"]["spec"]["containers"][0]
+    assert ("vllm/vllm-openai" if overlay == "vllm" else "lmsysorg/sglang") in container["image"]
+    assert "--api-key=$(TGI_API_KEY)" in container["args"]
+    settings = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aifriend-settings")
+    )
+    assert settings["data"]["MODEL_SERVER"] == overlay and settings["data"]["TGI_URL"] == "http://tgi:80"
+
+
+def test_the_router_overlay_runs_replicas_behind_the_gateway_and_points_the_bot_at_it() -> None:
+    objects = _render("router")
+    model = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tgi")
+    assert model["spec"]["replicas"] >= 2
+    assert not any(o["kind"] == "PersistentVolumeClaim" for o in objects), "no ReadWriteOnce volume shared by replicas"
+    router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "model-router")
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--policy=cache_aware" in args and "app.kubernetes.io/name=tgi" in args
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert role["rules"][0]["resources"] == ["pods"], "the gateway may only watch pods"
+    settings = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aifriend-settings")
+    )
+    assert settings["data"]["TGI_URL"] == "http://model-router:30000"
 
 
 def test_the_dashboard_graphs_only_metrics_that_exist() -> None:

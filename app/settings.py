@@ -70,6 +70,7 @@ class Settings(DatabaseSettings):
     memory_recall: bool = True
     model_concurrency: int = Field(default=16, ge=0)
     model_server: Literal["auto", "tgi", "vllm", "sglang", "llamacpp"] = "auto"
+    model_max_tokens: int = Field(default=0, ge=0)
     access_mode: Literal["open", "allowlist", "invite", "approval"] = "open"
     limit_replies_per_minute: int = Field(default=20, ge=0)
     limit_tokens_per_day: int = Field(default=0, ge=0)

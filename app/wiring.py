@@ -64,6 +64,7 @@ def tgi_model(settings: Settings, *, timeout: float | None = None) -> TGIChatMod
         api_key=key,
         server=settings.model_server,
         routing_secret=secret_from(token),
+        context_tokens=settings.model_max_tokens,
     )
 
 

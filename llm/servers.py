@@ -15,8 +15,9 @@ where the token limits come from, how tokens are counted, how a LoRA adapter is 
   400 `exceed_context_size_error`. Overloaded (429, 503) and 5xx are retried everywhere.
 
 `auto` asks the server: TGI answers `/info`, llama.cpp `/props`, vLLM and SGLang name themselves in
-`/v1/models` (`owned_by`). Behind a router that passes only the OpenAI routes, TGI is recognised by
-elimination, and its limits, which only `/info` tells, are taken as FALLBACK_LIMITS with a warning.
+`/v1/models` (`owned_by`). Behind a router (which answers `/v1/models` itself and passes no
+`/info`) the server is taken for TGI, and the limits are MODEL_MAX_TOKENS, or FALLBACK_LIMITS with
+a warning.
 """
 
 from __future__ import annotations

@@ -105,11 +105,15 @@ class TGIChatModel:
         api_key: str | None = None,
         server: str = "auto",
         routing_secret: bytes | None = None,
+        context_tokens: int = 0,
     ) -> None:
         self._root = base_url.rstrip("/")
         self._server = server
         self._routing_secret = routing_secret or secret_from()
         self._served: servers.Served | None = None
+        # MODEL_MAX_TOKENS: the context length to budget for where the server does not tell it.
+        told = TokenLimits(context_tokens - 1, context_tokens) if context_tokens > 1 else None
+        self._untold = told or servers.FALLBACK_LIMITS
         self._deadline = timeout
         # Nothing is taken from the environment: the client would otherwise send the machine's
         # OPENAI_API_KEY (and organization and project) to whatever TGI_URL names.
@@ -142,13 +146,13 @@ class TGIChatModel:
             served = await self._ask_server()
             if served.limits is None:
                 log.warning(
-                    "model_limits_unknown",
+                    "model_limits_untold",
                     server=served.kind,
-                    assumed_total=servers.FALLBACK_LIMITS.max_total_tokens,
-                    what_to_do="let the router pass TGI's /info, or serve with vLLM or SGLang, which tell them",
+                    assumed_total=self._untold.max_total_tokens,
+                    what_to_do="set MODEL_MAX_TOKENS to the model's context length (a router hides the server's own)",
                 )
             self._served = served
-            self._limits = served.limits or servers.FALLBACK_LIMITS
+            self._limits = served.limits or self._untold
             self._limits_read_at = time.monotonic()
             log.info(
                 "model_server",
@@ -201,6 +205,8 @@ class TGIChatModel:
     async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Exact where the server tokenizes (TGI's `/chat_tokenize`, then `/tokenize`; vLLM's and
         llama.cpp's `/tokenize`), else an estimate."""
+        if self._served is None:
+            await self.limits()  # which server it is decides the route
         if self.server != "tgi":
             return await self._count_elsewhere(messages)
         while (route := self._tokenize_route) is not None:

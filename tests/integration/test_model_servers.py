@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 import app
@@ -139,3 +141,57 @@ async def test_replies_and_summaries_carry_the_chats_opaque_routing_key(tgi: TGI
     assert all(h[GATEWAY_HEADER.lower()] == h[SESSION_HEADER.lower()] for h in server.headers), "the gateway's own"
     assert all("81" not in key and "82" not in key and len(key) == 32 for key in keys if key)
     assert routing_key(81, secret_from("another-token")) != routing_key(81, secret)
+
+
+@pytest.fixture
+async def gateway(tgi: TGIEmulator) -> AsyncIterator[str]:
+    """A gateway like the SGLang Model Gateway: it passes the chat route, answers /v1/models itself,
+    and has no /info."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{tgi.url}/v1/chat/completions",
+                data=await request.read(),
+                headers={"Content-Type": "application/json"},
+            ) as answer,
+        ):
+            return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": "unknown", "object": "model", "owned_by": "local"}]}
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_behind_a_gateway_that_hides_the_servers_limits_replies_still_come(
+    gateway: str, tgi: TGIEmulator, db: Database
+) -> None:
+    """The issue's case: before, every reply behind the gateway was the fallback line."""
+    friend = build_friend(db, None, model=TGIChatModel(gateway, backoff=0.01, context_tokens=4096))
+    outbox = RecordingOutbox(db)
+    try:
+        replies = [await friend.handle_text(91, UserInfo(91), f"hello number {n}", outbox) for n in range(3)]
+        assert [r[0].kind for r in replies] == ["reply"] * 3
+        limits = await friend.model.limits()
+        assert (limits.max_input_tokens, limits.max_total_tokens) == (4095, 4096), "MODEL_MAX_TOKENS"
+    finally:
+        await friend.model.close()
+    untold = TGIChatModel(gateway, backoff=0.01)
+    try:
+        assert (await untold.limits()).max_total_tokens == 4096 and untold.server == "tgi"
+    finally:
+        await untold.close()

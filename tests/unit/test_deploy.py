@@ -127,7 +127,7 @@ def test_each_model_server_override_fills_the_slot_and_tells_the_bot_its_kind(
 def test_the_router_override_puts_replicas_behind_a_cache_aware_gateway() -> None:
     services = _compose("compose.router.yaml")["services"]
     router = " ".join(services["router"]["command"])
-    assert "sglang_router.launch_router" in router and "--policy=cache_aware" in router
+    assert "sglang_router.launch_router" in router and "--policy=cache_aware --cache-threshold=0.75" in router
     replicas = ["tgi"] + [name for name in services if name.startswith("tgi-")]
     assert len(replicas) >= 3 and all(f"http://{name}:80" in router for name in replicas)
     assert all(
@@ -214,7 +214,7 @@ def test_the_router_overlay_runs_replicas_behind_the_gateway_and_points_the_bot_
     assert not any(o["kind"] == "PersistentVolumeClaim" for o in objects), "no ReadWriteOnce volume shared by replicas"
     router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "model-router")
     args = router["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--policy=cache_aware" in args and "app.kubernetes.io/name=tgi" in args
+    assert "--policy=cache_aware" in args and "--cache-threshold=0.75" in args and "app.kubernetes.io/name=tgi" in args
     role = next(o for o in objects if o["kind"] == "Role")
     assert role["rules"][0]["resources"] == ["pods"], "the gateway may only watch pods"
     settings = next(

@@ -19,6 +19,11 @@ _PARTS = {
     "state_transitions": Statement(f"SELECT * FROM state_transitions WHERE chat_id IN ({_CHATS}) ORDER BY id"),
     "daily_summaries": Statement(f"SELECT * FROM daily_summaries WHERE chat_id IN ({_CHATS}) ORDER BY day"),
     "memory_forgets": Statement(f"SELECT * FROM memory_forgets WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+    "followups": Statement(f"SELECT * FROM followups WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+    "voice_notes": Statement(f"SELECT * FROM voice_notes WHERE chat_id IN ({_CHATS}) ORDER BY id"),
+    "access": Statement("SELECT * FROM user_access WHERE user_id = :user_id"),
+    "access_decisions": Statement("SELECT * FROM access_decisions WHERE user_id = :user_id ORDER BY id"),
+    "usage_days": Statement("SELECT * FROM usage_days WHERE user_id = :user_id ORDER BY day"),
 }
 
 

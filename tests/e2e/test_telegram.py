@@ -172,12 +172,16 @@ async def test_export_sends_what_is_stored_as_json(
 ) -> None:
     async with running_bot(telegram, tgi, database_url, tmp_path):
         await _exchange(telegram, "I grow tomatoes on my balcony")
+        telegram.user_sends(CHAT, "remind me tomorrow at 9 to water the tomatoes")
+        await telegram.wait_for(CHAT, 3)  # the confirmation and the reply
         telegram.user_sends(CHAT, "/export")
-        document = (await telegram.wait_for(CHAT, 2))[-1]
+        document = (await telegram.wait_for(CHAT, 4))[-1]
     data = json.loads(document["document_content"])
     assert data["user"]["id"] == CHAT
     assert any("tomatoes" in m["text"] for m in data["messages"])
     assert data["state_transitions"][0]["trigger"] == "start"
+    assert [f["what"] for f in data["followups"]] == ["water the tomatoes"], "the reminder too"
+    assert data["usage_days"][0]["replies"] == 2 and data["voice_notes"] == []
 
 
 async def test_blocked_user_marks_the_chat_inactive_and_flood_waits_are_honoured(

@@ -34,6 +34,15 @@ _CLAIM = Statement(f"""
      WHERE v.id = due.id AND c.chat_id = v.chat_id
     RETURNING {_COLUMNS}
 """)
+# A note of the chat still being heard, sent before `before`, whose transcript is not stored yet.
+_UNHEARD = Statement("""
+    SELECT EXISTS (
+        SELECT 1 FROM voice_notes AS v
+         WHERE v.chat_id = :chat_id AND v.status = 'waiting' AND v.created_at <= :before
+           AND NOT EXISTS (SELECT 1 FROM messages AS m
+                            WHERE m.chat_id = v.chat_id AND m.role = 'user'
+                              AND m.telegram_message_id = v.telegram_message_id))
+""")
 _FINISH = Statement("""
     UPDATE voice_notes
        SET status = :status, outcome = CAST(:outcome AS text), message_id = CAST(:message_id AS bigint),
@@ -95,6 +104,10 @@ class VoiceNoteRepo:
             _CLAIM, note_id=note_id, worker=worker, now=now, until=until, stale_before=stale_before, limit=limit
         )
         return [read_row(ClaimedVoiceNote, row) for row in rows]
+
+    async def unheard(self, chat_id: int, before: datetime) -> bool:
+        """Whether a note the chat sent before `before` is still being transcribed."""
+        return bool(await self.executor.fetchval(_UNHEARD, chat_id=chat_id, before=before))
 
     async def finish(
         self,

@@ -33,8 +33,12 @@ from storage.leases import Idle, LeaseRepo
 from storage.outbox import QueuedSend
 from storage.replies import LeaseLost, ReplyRepo, ReplyWrite
 from storage.reply_path import ReplyPathRepo
+from storage.voice import VoiceNoteRepo
 
 log = structlog.get_logger(__name__)
+
+VOICE_WAIT = 30.0  # seconds a reply waits for a voice note sent before it to be transcribed
+VOICE_POLL = 0.25  # how often it looks meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +149,14 @@ class Responder:
         return reply, Queued(stored.released, stored.queued_before, len(sends), stored.claimed)
 
     async def _owed(self, chat_id: int, outbox: Outbox, context: ReplyContext | None) -> ReplyContext | None:
-        """What the next round answers, once any burst it belongs to is over."""
-        while context is None or context.debounce > 0:
+        """What the next round answers, once any burst it belongs to is over, and once a voice note
+        sent before it is heard (at most VOICE_WAIT): "did you get that?" after a voice note is
+        answered together with the note, not before it."""
+        waited_until = asyncio.get_running_loop().time() + VOICE_WAIT
+        while context is None or context.debounce > 0 or await self._hearing(context, waited_until):
             if context is not None:  # a burst may still grow: wait, then read what it became
                 async with outbox.typing(chat_id):
-                    await asyncio.sleep(context.debounce)
+                    await asyncio.sleep(context.debounce or VOICE_POLL)
             state = await ReplyPathRepo(self.database).read(
                 chat_id,
                 default_tz=self.rules.default_tz,
@@ -162,6 +169,13 @@ class Responder:
                 return None
             context = context_of(state, self.rules)
         return context
+
+    async def _hearing(self, context: ReplyContext, until: float) -> bool:
+        """Whether a voice note sent before what is owed is still being transcribed (and worth waiting for)."""
+        if not context.pending or asyncio.get_running_loop().time() > until:
+            return False
+        chat_id, newest = context.conversation.chat_id, context.pending[-1].created_at
+        return await VoiceNoteRepo(self.database).unheard(chat_id, newest)
 
     async def _keep_lease(self, chat_id: int, period: float) -> None:
         """Renew the chat's reply lease every `period`; a missed renewal is tried again (the lease outlives two)."""

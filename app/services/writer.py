@@ -208,4 +208,7 @@ def _turns(context: ReplyContext) -> list[Turn]:
         for m in context.recent
         if m.kind in PROMPT_KINDS and m.id not in owed and not (m.role == "user" and m.answered_at is None)
     ]
-    return history + [Turn(m.role, m.text, m.id) for m in context.pending]
+    # In the order they were sent: a voice note's transcript is stored once it is heard, after a
+    # text sent behind it (Telegram's message ids grow in sending order within a chat).
+    in_order = sorted(context.pending, key=lambda m: (m.telegram_message_id is None, m.telegram_message_id or 0, m.id))
+    return history + [Turn(m.role, m.text, m.id) for m in in_order]

@@ -184,3 +184,24 @@ async def test_a_text_and_a_voice_note_in_a_burst_get_one_reply_in_order(
     prompt = _last_user_prompt(tgi)
     assert prompt.index("guess what happened") < prompt.index("puppy"), prompt
     assert "puppy" in reply["text"] or "guess what happened" in reply["text"]
+
+
+async def test_a_text_sent_right_after_a_voice_note_waits_for_it_and_both_get_one_reply_in_order(
+    telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
+) -> None:
+    """The note takes a couple of seconds to hear; the text behind it is stored first. The reply
+    waits for the note and answers both, in the order they were sent."""
+    user = 9361
+    async with running_bot(telegram, tgi, database_url, tmp_path, REPLY_DEBOUNCE="0.3s", **VOICE):
+        telegram.user_sends_voice(user, repeated(2), duration=10)
+        telegram.user_sends(user, "did you get that?")
+        [reply] = await telegram.wait_for(user, 1, patience=START_UP)
+        await until_idle(telegram, database_url)
+        assert not await held_within(lambda: len(telegram.sent[user]) > 1, 3.0), "one reply to both"
+    prompt = _last_user_prompt(tgi)
+    assert prompt.index("puppy") < prompt.index("did you get that"), prompt
+    stored = await fetch(
+        database_url, "SELECT kind FROM messages WHERE chat_id = $1 AND role = 'user' ORDER BY id", user
+    )
+    assert [row[0] for row in stored] == ["text", "voice"], "the text was stored first, the note once heard"
+    assert reply["text"].startswith("[emulated model]")

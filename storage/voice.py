@@ -34,11 +34,12 @@ _CLAIM = Statement(f"""
      WHERE v.id = due.id AND c.chat_id = v.chat_id
     RETURNING {_COLUMNS}
 """)
-# A note of the chat still being heard, sent before `before`, whose transcript is not stored yet.
+# A note of the chat still being heard, sent before the message `before` (Telegram's message ids
+# grow in sending order within a chat), whose transcript is not stored yet.
 _UNHEARD = Statement("""
     SELECT EXISTS (
         SELECT 1 FROM voice_notes AS v
-         WHERE v.chat_id = :chat_id AND v.status = 'waiting' AND v.created_at <= :before
+         WHERE v.chat_id = :chat_id AND v.status = 'waiting' AND v.telegram_message_id < :before
            AND NOT EXISTS (SELECT 1 FROM messages AS m
                             WHERE m.chat_id = v.chat_id AND m.role = 'user'
                               AND m.telegram_message_id = v.telegram_message_id))
@@ -105,8 +106,8 @@ class VoiceNoteRepo:
         )
         return [read_row(ClaimedVoiceNote, row) for row in rows]
 
-    async def unheard(self, chat_id: int, before: datetime) -> bool:
-        """Whether a note the chat sent before `before` is still being transcribed."""
+    async def unheard(self, chat_id: int, before: int) -> bool:
+        """Whether a note the chat sent before its message `before` (a Telegram message id) is still being heard."""
         return bool(await self.executor.fetchval(_UNHEARD, chat_id=chat_id, before=before))
 
     async def finish(

@@ -172,10 +172,10 @@ class Responder:
 
     async def _hearing(self, context: ReplyContext, until: float) -> bool:
         """Whether a voice note sent before what is owed is still being transcribed (and worth waiting for)."""
-        if not context.pending or asyncio.get_running_loop().time() > until:
+        sent = [m.telegram_message_id for m in context.pending if m.telegram_message_id is not None]
+        if not sent or asyncio.get_running_loop().time() > until:
             return False
-        chat_id, newest = context.conversation.chat_id, context.pending[-1].created_at
-        return await VoiceNoteRepo(self.database).unheard(chat_id, newest)
+        return await VoiceNoteRepo(self.database).unheard(context.conversation.chat_id, max(sent))
 
     async def _keep_lease(self, chat_id: int, period: float) -> None:
         """Renew the chat's reply lease every `period`; a missed renewal is tried again (the lease outlives two)."""

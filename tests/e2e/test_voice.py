@@ -192,7 +192,7 @@ async def test_a_text_sent_right_after_a_voice_note_waits_for_it_and_both_get_on
     """The note takes a couple of seconds to hear; the text behind it is stored first. The reply
     waits for the note and answers both, in the order they were sent."""
     user = 9361
-    async with running_bot(telegram, tgi, database_url, tmp_path, REPLY_DEBOUNCE="0.3s", **VOICE):
+    async with running_bot(telegram, tgi, database_url, tmp_path, REPLY_DEBOUNCE="1.5s", **VOICE):  # the default
         telegram.user_sends_voice(user, repeated(2), duration=10)
         telegram.user_sends(user, "did you get that?")
         [reply] = await telegram.wait_for(user, 1, patience=START_UP)

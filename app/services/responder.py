@@ -153,22 +153,33 @@ class Responder:
         sent before it is heard (at most VOICE_WAIT): "did you get that?" after a voice note is
         answered together with the note, not before it."""
         waited_until = asyncio.get_running_loop().time() + VOICE_WAIT
-        while context is None or context.debounce > 0 or await self._hearing(context, waited_until):
-            if context is not None:  # a burst may still grow: wait, then read what it became
+        hearing = False
+        while True:
+            if context is None:
+                state = await ReplyPathRepo(self.database).read(
+                    chat_id,
+                    default_tz=self.rules.default_tz,
+                    window=self.rules.history_window,
+                    recall=self.rules.recall,
+                    replies_limit=self.rules.access.replies_per_minute,
+                    tokens_limit=self.rules.access.tokens_per_day,
+                )
+                if state is None:
+                    return None
+                context = context_of(state, self.rules)
+            elif context.debounce > 0:  # a burst may still grow: wait, then read what it became
                 async with outbox.typing(chat_id):
-                    await asyncio.sleep(context.debounce or VOICE_POLL)
-            state = await ReplyPathRepo(self.database).read(
-                chat_id,
-                default_tz=self.rules.default_tz,
-                window=self.rules.history_window,
-                recall=self.rules.recall,
-                replies_limit=self.rules.access.replies_per_minute,
-                tokens_limit=self.rules.access.tokens_per_day,
-            )
-            if state is None:
-                return None
-            context = context_of(state, self.rules)
-        return context
+                    await asyncio.sleep(context.debounce)
+                context = None
+            elif await self._hearing(context, waited_until):
+                hearing = True
+                async with outbox.typing(chat_id):
+                    await asyncio.sleep(VOICE_POLL)
+                context = None
+            elif hearing:  # heard since this context was read: read once more, with its transcript
+                hearing, context = False, None
+            else:
+                return context
 
     async def _hearing(self, context: ReplyContext, until: float) -> bool:
         """Whether a voice note sent before what is owed is still being transcribed (and worth waiting for)."""

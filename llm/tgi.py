@@ -169,13 +169,16 @@ class TGIChatModel:
         return self._served.kind if self._served is not None else self._server
 
     async def _ask_server(self) -> servers.Served:
-        """What the server tells about itself, from the routes its kind answers (all of them for `auto`)."""
-        routes = ("/info", "/props", "/v1/models") if self._server == "auto" else servers.limit_routes(self._server)
+        """What the server tells about itself, from the routes its kind answers (all three for `auto`
+        until the kind is known; a refresh asks only that kind's)."""
+        kind = self._served.kind if self._served is not None else self._server
+        routes = ("/info", "/props", "/v1/models") if kind == "auto" else servers.limit_routes(kind)
         answers: dict[str, dict[str, Any] | None] = {}
         for route in routes:
             answers[route] = await self._with_retries(functools.partial(self._offered, route))
         info, props, models = answers.get("/info"), answers.get("/props"), answers.get("/v1/models")
-        kind = servers.detect(info, props, models) if self._server == "auto" else self._server
+        if kind == "auto":
+            kind = servers.detect(info, props, models)
         return servers.served(kind, info, props, models)
 
     async def _offered(self, route: str) -> dict[str, Any] | None:

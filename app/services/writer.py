@@ -62,6 +62,7 @@ class ReplyWriter:
         self.metrics = metrics
         self.timeout = timeout
         self.queue = queue or FairQueue(0, metrics)
+        self._stage_prompts = {each.value: persona.style(each).system for each in Stage}
 
     async def write(
         self, context: ReplyContext, drafts: DraftPreview | None = None, priority: Priority = Priority.CONVERSATION
@@ -80,8 +81,7 @@ class ReplyWriter:
             context.memory,
             self.persona.prompts.memory_heading,
         )
-        prompts = {each.value: self.persona.style(each).system for each in Stage}
-        shift = None if crisis else StageShift(stage.value, opening.value, prompts)
+        shift = None if crisis else StageShift(stage.value, opening.value, self._stage_prompts)
         built = _Built()
         kind = "reply"
         try:

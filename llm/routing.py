@@ -30,10 +30,6 @@ def for_chat(chat_id: int) -> Iterator[None]:
         _chat.reset(token)
 
 
-def current_chat() -> int | None:
-    return _chat.get()
-
-
 def routing_key(chat_id: int, secret: bytes) -> str:
     """32 hex characters from HMAC-SHA256(secret, chat id): stable across processes sharing the secret."""
     return hmac.new(secret, str(chat_id).encode(), hashlib.sha256).hexdigest()[:32]

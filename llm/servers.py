@@ -28,7 +28,6 @@ from typing import Any
 
 from llm.types import TokenLimits
 
-KINDS = ("tgi", "vllm", "sglang", "llamacpp")
 # A server that tells no limits (TGI behind a gateway that does not pass /info) is budgeted for
 # these; a prompt it still finds too long is trimmed and sent again.
 FALLBACK_LIMITS = TokenLimits(max_input_tokens=3072, max_total_tokens=4096)

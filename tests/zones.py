@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import struct
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 
@@ -18,13 +18,21 @@ def _tzif(footer: str) -> bytes:
     return block + block + b"\n" + footer.encode() + b"\n"
 
 
-def zone_springing_forward(root: Path, name: str, at: datetime) -> Path:
-    """Write zone `name` under `root`: UTC+0 until `at` (a UTC instant, today), UTC+1 after it, back
-    at the year's end. Returns `root`, for PYTHONTZPATH."""
-    day = at.timetuple().tm_yday
-    if calendar.isleap(at.year) and at.month > 2:
+def midday_offset(now: datetime) -> int:
+    """A whole-hour UTC offset (-12..11) that puts `now` between 10:00 and 12:00 local standard
+    time, so a test running at any hour of the day stays far from a local midnight."""
+    return (11 - now.hour + 12) % 24 - 12
+
+
+def zone_springing_forward(root: Path, name: str, at: datetime, standard: int = 0) -> Path:
+    """Write zone `name` under `root`: UTC+`standard` hours until `at` (a UTC instant), an hour more
+    after it, back at the year's end. Returns `root`, for PYTHONTZPATH."""
+    local = at + timedelta(hours=standard)  # POSIX rules count in local standard time
+    day = local.timetuple().tm_yday
+    if calendar.isleap(local.year) and local.month > 2:
         day -= 1  # the POSIX "Jn" day never counts February 29
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_tzif(f"STD0DST-1,J{day}/{at:%H:%M:%S},J365/23"))
+    # POSIX offsets are west-positive: "STD-5" is UTC+5.
+    path.write_bytes(_tzif(f"STD{-standard}DST{-(standard + 1)},J{day}/{local:%H:%M:%S},J365/23"))
     return root

@@ -17,7 +17,7 @@ from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
 from tests.postgres import fetch
 from tests.waiting import START_UP, held_within, until
-from tests.zones import zone_springing_forward
+from tests.zones import midday_offset, zone_springing_forward
 
 SWEEPS = {"CHECKIN_SWEEP_EVERY": "1s", "CHECKIN_AFTER": "24h", "QUIET_HOURS": "00-00", "FOLLOWUP_DELAY": "20s"}
 
@@ -142,11 +142,6 @@ async def _none_left(database_url: str, chat: int) -> bool:
     return bool(rows[0][0] == 0)
 
 
-def _near_midnight(moment: datetime) -> bool:
-    """Within five minutes of midnight UTC or in the test zone (UTC+1 after its change)."""
-    return any((moment + timedelta(hours=h, minutes=5)).date() != (moment + timedelta(hours=h)).date() for h in (0, 1))
-
-
 async def test_a_reminder_fires_once_at_the_asked_minute_across_a_daylight_saving_change(
     telegram: TelegramEmulator, tgi: TGIEmulator, database_url: str, tmp_path: Path
 ) -> None:
@@ -154,12 +149,11 @@ async def test_a_reminder_fires_once_at_the_asked_minute_across_a_daylight_savin
     alone: the zone's rules are the test's, on the bot's PYTHONTZPATH). "Remind me at HH:MM", a local
     time after the change, must fire at that minute: not an hour early or late, and once."""
     user = 8301
-    while _near_midnight(datetime.now(UTC)):  # "today" must stay today for three minutes
-        await asyncio.sleep(5)
     now = datetime.now(UTC)
+    standard = midday_offset(now)  # local mornings only: "today" stays today, whatever the UTC hour
     target = (now + timedelta(seconds=150)).replace(second=0, microsecond=0)  # a whole minute, after the change
-    local = target + timedelta(hours=1)  # the zone is UTC+1 by then
-    zones = zone_springing_forward(tmp_path / "zones", "Atlantic/Reykjavik", now + timedelta(seconds=45))
+    local = target + timedelta(hours=standard + 1)  # the zone is an hour further ahead by then
+    zones = zone_springing_forward(tmp_path / "zones", "Atlantic/Reykjavik", now + timedelta(seconds=45), standard)
     async with running_bot(telegram, tgi, database_url, tmp_path, PYTHONTZPATH=str(zones), **SWEEPS):
         telegram.user_sends(user, "/timezone Atlantic/Reykjavik")
         await telegram.wait_for(user, 1, patience=START_UP)

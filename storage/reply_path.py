@@ -1,8 +1,10 @@
 """The reply path's statements: each one atomic on its own (data-modifying CTEs), so a message and
 its reply need no transaction held open.
 
-1. `read`: the conversation, its user, what is owed a reply, the recent history, the day summaries
-   and the older lines that match what was written (full-text search), in one statement.
+1. `read`: the conversation, its user, what is owed a reply, the recent history, the day summaries,
+   the older lines that match what was written (full-text search) and the voice notes still being
+   heard, in one statement (one snapshot: a transcript is either among what is owed, or its note
+   is still unheard, never neither).
 2. `store_message`: record the update id, store the message, move the conversation (stage,
    counters, reply lease) and log its transitions, only if the conversation is still as `read`
    saw it; otherwise nothing is written and the caller reads again (`Changed`).
@@ -73,7 +75,12 @@ _READ = Statement(f"""
            coalesce((SELECT d.tokens FROM usage_days AS d
                       WHERE d.user_id = c.user_id
                         AND d.day = (now() AT TIME ZONE coalesce(u.timezone, CAST(:default_tz AS text)))::date), 0)
-               AS tokens_today
+               AS tokens_today,
+           (SELECT min(v.telegram_message_id) FROM voice_notes AS v
+             WHERE v.chat_id = c.chat_id AND v.status = 'waiting'
+               AND NOT EXISTS (SELECT 1 FROM messages AS m
+                                WHERE m.chat_id = v.chat_id AND m.role = 'user'
+                                  AND m.telegram_message_id = v.telegram_message_id)) AS first_unheard_voice
       FROM conversations AS c JOIN users AS u ON u.id = c.user_id
            LEFT JOIN user_access AS a ON a.user_id = c.user_id
            CROSS JOIN LATERAL (
@@ -171,6 +178,7 @@ class ChatState:
     days: list[DailySummaryRow]
     recalled: list[RecalledRow]  # best match first
     standing: Standing
+    first_unheard_voice: int | None  # Telegram's id of the oldest voice note whose transcript is not stored yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,4 +294,5 @@ def _state(row: Row) -> ChatState:
         [DailySummaryRow(date.fromisoformat(d["day"]), d["text"]) for d in row["days"]],
         [RecalledRow(h["id"], h["text"], datetime.fromisoformat(h["created_at"])) for h in row["recalled"]],
         read_row(Standing, row),
+        row["first_unheard_voice"],
     )

@@ -34,16 +34,6 @@ _CLAIM = Statement(f"""
      WHERE v.id = due.id AND c.chat_id = v.chat_id
     RETURNING {_COLUMNS}
 """)
-# A note of the chat still being heard, sent before the message `before` (Telegram's message ids
-# grow in sending order within a chat), whose transcript is not stored yet.
-_UNHEARD = Statement("""
-    SELECT EXISTS (
-        SELECT 1 FROM voice_notes AS v
-         WHERE v.chat_id = :chat_id AND v.status = 'waiting' AND v.telegram_message_id < :before
-           AND NOT EXISTS (SELECT 1 FROM messages AS m
-                            WHERE m.chat_id = v.chat_id AND m.role = 'user'
-                              AND m.telegram_message_id = v.telegram_message_id))
-""")
 _FINISH = Statement("""
     UPDATE voice_notes
        SET status = :status, outcome = CAST(:outcome AS text), message_id = CAST(:message_id AS bigint),
@@ -105,10 +95,6 @@ class VoiceNoteRepo:
             _CLAIM, note_id=note_id, worker=worker, now=now, until=until, stale_before=stale_before, limit=limit
         )
         return [read_row(ClaimedVoiceNote, row) for row in rows]
-
-    async def unheard(self, chat_id: int, before: int) -> bool:
-        """Whether a note the chat sent before its message `before` (a Telegram message id) is still being heard."""
-        return bool(await self.executor.fetchval(_UNHEARD, chat_id=chat_id, before=before))
 
     async def finish(
         self,

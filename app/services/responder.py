@@ -33,7 +33,6 @@ from storage.leases import Idle, LeaseRepo
 from storage.outbox import QueuedSend
 from storage.replies import LeaseLost, ReplyRepo, ReplyWrite
 from storage.reply_path import ReplyPathRepo
-from storage.voice import VoiceNoteRepo
 
 log = structlog.get_logger(__name__)
 
@@ -152,8 +151,7 @@ class Responder:
         """What the next round answers, once any burst it belongs to is over, and once a voice note
         sent before it is heard (at most VOICE_WAIT): "did you get that?" after a voice note is
         answered together with the note, not before it."""
-        waited_until = asyncio.get_running_loop().time() + VOICE_WAIT
-        hearing = False
+        voice_deadline = asyncio.get_running_loop().time() + VOICE_WAIT
         while True:
             if context is None:
                 state = await ReplyPathRepo(self.database).read(
@@ -171,22 +169,12 @@ class Responder:
                 async with outbox.typing(chat_id):
                     await asyncio.sleep(context.debounce)
                 context = None
-            elif await self._hearing(context, waited_until):
-                hearing = True
+            elif context.behind_voice and asyncio.get_running_loop().time() < voice_deadline:
                 async with outbox.typing(chat_id):
                     await asyncio.sleep(VOICE_POLL)
-                context = None
-            elif hearing:  # heard since this context was read: read once more, with its transcript
-                hearing, context = False, None
+                context = None  # read again: the transcript is then among what is owed, or still unheard
             else:
                 return context
-
-    async def _hearing(self, context: ReplyContext, until: float) -> bool:
-        """Whether a voice note sent before what is owed is still being transcribed (and worth waiting for)."""
-        sent = [m.telegram_message_id for m in context.pending if m.telegram_message_id is not None]
-        if not sent or asyncio.get_running_loop().time() > until:
-            return False
-        return await VoiceNoteRepo(self.database).unheard(context.conversation.chat_id, max(sent))
 
     async def _keep_lease(self, chat_id: int, period: float) -> None:
         """Renew the chat's reply lease every `period`; a missed renewal is tried again (the lease outlives two)."""

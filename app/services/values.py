@@ -41,6 +41,16 @@ class ReplyContext:
     recalled: tuple[Recalled, ...] = ()  # older lines matching what is owed a reply, best first
     debounce: float = 0.0  # seconds to wait for more of a burst; history and memory are unread until then
     standing: Standing | None = None  # the user's access and what they used of their limits, as read
+    first_unheard_voice: int | None = None  # Telegram's id of the oldest voice note still being heard, as read
+
+    @property
+    def behind_voice(self) -> bool:
+        """Whether something owed was sent after a voice note that is still being heard: its reply
+        should wait for the transcript, to answer both in the order they were sent."""
+        unheard = self.first_unheard_voice
+        return unheard is not None and any(
+            m.telegram_message_id is not None and m.telegram_message_id > unheard for m in self.pending
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,16 @@ def context_of(
     debounce = (pending[-1].created_at + rules.debounce - utcnow()).total_seconds() if pending else 0.0
     memory = Memory(row.memory_summary, tuple((d.day, d.text) for d in state.days))
     recalled = tuple(Recalled(r.id, r.text, r.created_at.date()) for r in state.recalled)
-    return ReplyContext(row, pending, recent, memory, recalled=recalled, debounce=debounce, standing=state.standing)
+    return ReplyContext(
+        row,
+        pending,
+        recent,
+        memory,
+        recalled=recalled,
+        debounce=debounce,
+        standing=state.standing,
+        first_unheard_voice=state.first_unheard_voice,
+    )
 
 
 def transition_records(transitions: tuple[Transition, ...]) -> tuple[TransitionRecord, ...]:

@@ -5,10 +5,12 @@ conversations there are."""
 from __future__ import annotations
 
 from app.services.friend import Friend
+from app.services.values import context_of
 from storage.database import connect
 from storage.reply_path import _READ, ReplyPathRepo
 from storage.rows import UserInfo
 from storage.sql import Statement
+from storage.voice import NewVoiceNote, VoiceNoteRepo
 from tests.helpers import RecordingOutbox
 
 _TYPES = {
@@ -49,6 +51,39 @@ async def test_each_chat_is_read_with_its_own_state_in_one_statement(service: Fr
     assert [m.text for m in second.recent if m.role == "user"] == ["I am learning to bake sourdough bread"]
     assert first.recent == again.recent
     assert again.recalled == [], "no recall asked for this one"
+
+
+async def test_a_voice_notes_transcript_is_read_either_as_owed_or_as_still_unheard(service: Friend) -> None:
+    """A text sent right after a voice note waits for the note's transcript: the read says so, and
+    once the transcript is stored, it is among what is owed in the same read (one snapshot), so the
+    reply never answers the text alone while the transcript slips in beside it."""
+    chat = 803
+    user = UserInfo(user_id=chat, username="u803", first_name="U", language_code="en")
+    await _chat(service, chat, "hello there")
+    await VoiceNoteRepo(service.database).keep(NewVoiceNote(chat, 10, "voice", "file-10", 4, 1000))
+    await service.receive(chat, user, "did you get that?", telegram_message_id=11)
+    repo, rules = ReplyPathRepo(service.database), service.rules
+
+    waiting = await repo.read(chat, default_tz="UTC", window=20)
+    assert waiting is not None and waiting.first_unheard_voice == 10
+    assert context_of(waiting, rules).behind_voice, "the text came after the note: wait for it"
+
+    await service.receive(chat, user, "we got a puppy", telegram_message_id=10, kind="voice")
+    heard = await repo.read(chat, default_tz="UTC", window=20)
+    assert heard is not None and heard.first_unheard_voice is None
+    assert not context_of(heard, rules).behind_voice
+    assert sorted((m.telegram_message_id, m.kind) for m in heard.pending) == [(10, "voice"), (11, "text")]
+
+
+async def test_a_text_sent_before_a_voice_note_does_not_wait_for_it(service: Friend) -> None:
+    chat = 804
+    user = UserInfo(user_id=chat, username="u804", first_name="U", language_code="en")
+    await _chat(service, chat, "hello there")
+    await service.receive(chat, user, "listen to this", telegram_message_id=20)
+    await VoiceNoteRepo(service.database).keep(NewVoiceNote(chat, 21, "voice", "file-21", 4, 1000))
+    state = await ReplyPathRepo(service.database).read(chat, default_tz="UTC", window=20)
+    assert state is not None and state.first_unheard_voice == 21
+    assert not context_of(state, service.rules).behind_voice
 
 
 async def test_one_chats_read_is_an_index_lookup_even_in_the_generic_plan(service: Friend, database_url: str) -> None:

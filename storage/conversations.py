@@ -16,7 +16,7 @@ CONVERSATION_COLUMNS = """
     c.checkins_enabled, c.checkins_unanswered, c.last_checkin_at, c.next_checkin_at,
     c.reply_lease_until, c.reply_lease_owner, c.history_since_id, c.memory_summary,
     c.summarized_through_id, c.prompt_stage, c.held_for, c.held_until,
-    u.timezone, u.username, u.first_name, u.admitted_at"""
+    u.timezone, u.username, u.first_name, u.admitted_at, u.language_code"""
 
 # The user a message comes from, created or brought up to date (only when the name changed, so an
 # unchanged user costs no row version); a CTE named `person` returning the user's id when written.

@@ -12,6 +12,7 @@ from storage.sql import Statement, read_row, values_of
 _ADD = Statement("""
     INSERT INTO followups (chat_id, kind, what, topic, event_at, due_at, message_id)
     VALUES (:chat_id, :kind, :what, CAST(:topic AS text), :event_at, :due_at, CAST(:message_id AS bigint))
+    ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING
     RETURNING id
 """)
 # Due rows of chats that may hear from the friend; a claim another scheduler holds is skipped.
@@ -95,8 +96,9 @@ class FollowupRepo:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
 
-    async def add(self, new: NewFollowup) -> int:
-        followup_id: int = await self.executor.fetchval(_ADD, **values_of(new))
+    async def add(self, new: NewFollowup) -> int | None:
+        """The new row's id; None when the message it was read from was read before (one per message)."""
+        followup_id: int | None = await self.executor.fetchval(_ADD, **values_of(new))
         return followup_id
 
     async def claim_due(self, now: datetime, *, worker: str, until: datetime, limit: int) -> list[DueFollowup]:

@@ -45,6 +45,7 @@ class ConversationRow:
     held_for: str | None = None  # why the friend does not answer now; the user was told
     held_until: datetime | None = None  # when that ends; None with `held_for`: until let in
     admitted_at: datetime | None = None  # the user's first message went to the model then
+    language_code: str | None = None  # as Telegram last reported it
 
 
 @dataclass(frozen=True, slots=True)

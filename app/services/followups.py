@@ -1,11 +1,14 @@
 """A friend who follows up: plans a user mentions are asked about once, after they happened, at a
 polite hour; reminders a user asks for are sent once, at the asked minute.
 
-Noting happens when a message is stored (`app.plans` reads it; nothing depends on the model).
-A reminder is confirmed at once, in the chat. Sending happens in every scheduler process: due
-rows are claimed with `SKIP LOCKED` and a claim that expires, and a row's message, its outbox
-rows and its `sent` status are stored in one transaction that holds only while the claim is
-this worker's, so two schedulers never both write one. A follow-up is written by the model with
+Noting happens when a message is answered, before its reply is written (`app.plans` reads it;
+nothing depends on the model), so a crash after storing it loses no plan: whoever answers the
+message reads it, and a message read twice keeps one. A reminder is confirmed in the chat then.
+
+Sending happens in every scheduler process: due rows are claimed with `SKIP LOCKED` and a claim
+that expires, and a row's message, its outbox rows and its `sent` status are stored in one
+transaction that holds only while the claim is this worker's, so two schedulers never both
+write one. A follow-up is written by the model with
 the plan in its prompt; it is skipped when check-ins are off or the user already talked about it
 after it happened. A reminder is sent whatever quiet hours, `/checkins` or FOLLOWUPS say.
 """
@@ -25,7 +28,7 @@ from app.plans import ENGLISH, GRAMMARS, Found, find
 from app.services.holds import local_time
 from app.services.outbox import Outbox
 from app.services.text import storable, text_sends
-from app.services.values import ReplyRules, utcnow
+from app.services.values import ReplyContext, ReplyRules, utcnow
 from app.services.writer import ReplyWriter
 from llm.errors import LLMError
 from scheduler.timing import QuietHours
@@ -73,6 +76,24 @@ class Followups:
         self.settings = followups
         self.metrics = metrics
 
+    async def note_owed(self, context: ReplyContext, outbox: Outbox) -> None:
+        """Keep the plans and reminders in what `context` owes a reply, before the reply is written.
+
+        Read here rather than when a message is stored, so a process that died in between loses
+        nothing: whichever process answers the message reads it. A message read twice (a round
+        that lost its lease, a healed chat) keeps one plan or reminder and one confirmation."""
+        conversation = context.conversation
+        for message in context.pending:
+            await self.note(
+                conversation.chat_id,
+                message.text,
+                outbox,
+                message_id=message.id,
+                language=conversation.language_code,
+                timezone=conversation.timezone,
+                said_at=message.created_at,
+            )
+
     async def note(
         self,
         chat_id: int,
@@ -82,22 +103,25 @@ class Followups:
         message_id: int | None,
         language: str | None,
         timezone: str | None,
+        said_at: datetime | None = None,
     ) -> Found | None:
-        """Read a stored message for a plan or a reminder, and keep what it names."""
+        """Read a message for a plan or a reminder, and keep what it names; `said_at`: when the
+        user wrote it ("tomorrow", "in 5 minutes" count from then). None: nothing new to keep."""
         zone = ZoneInfo(timezone or self.rules.default_tz)
-        now = utcnow()
-        found = find(text, now=now, zone=zone, language=language)
+        found = find(text, now=said_at or utcnow(), zone=zone, language=language)
         if found is None or (found.kind == "plan" and not self.settings.enabled):
             return None
         due = found.at if found.kind == "reminder" else self._polite(found.at + self.settings.delay, zone)
         grammar = GRAMMARS.get((language or "en")[:2].lower(), ENGLISH)
         topic = grammar.event.search(found.what) if found.kind == "plan" else None
         async with self.database.transaction() as tx:
-            await FollowupRepo(tx).add(
+            added = await FollowupRepo(tx).add(
                 NewFollowup(
                     chat_id, found.kind, found.what, topic.group(0) if topic else None, found.at, due, message_id
                 )
             )
+            if added is None:  # read before: kept and confirmed then
+                return None
             if found.kind == "reminder":
                 when = local_time(found.at, zone)
                 confirm = self.persona.notices.reminder_set.format(when=_at(when), what=found.what)

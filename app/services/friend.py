@@ -76,11 +76,20 @@ class Friend:
         writer = ReplyWriter(model=model, persona=persona, metrics=metrics, timeout=llm_timeout, queue=queue)
         memory = MemoryKeeper(database=database, model=model, persona=persona, queue=queue)
         holds = Holds(database=database, notices=persona.notices, rules=rules, metrics=metrics)
+        followups = Followups(
+            database=database,
+            writer=writer,
+            persona=persona,
+            rules=rules,
+            followups=followup_rules or FollowupRules(quiet_hours=policy.quiet_hours),
+            metrics=metrics,
+        )
         responder = Responder(
             database=database,
             writer=writer,
             memory=memory,
             holds=holds,
+            followups=followups,
             rules=rules,
             metrics=metrics,
             background=background,
@@ -115,14 +124,7 @@ class Friend:
             memory=memory,
             reports=OperatorReports(database),
             access=access,
-            followups=Followups(
-                database=database,
-                writer=writer,
-                persona=persona,
-                rules=rules,
-                followups=followup_rules or FollowupRules(quiet_hours=policy.quiet_hours),
-                metrics=metrics,
-            ),
+            followups=followups,
         )
 
     async def take(
@@ -141,7 +143,6 @@ class Friend:
         received = await self.receive(
             chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id, kind=kind
         )
-        await self._note(chat_id, user, text, received, outbox)
         if received.responder:
             self.background.spawn(self.responder.respond(chat_id, outbox, received.context))
         return received
@@ -158,23 +159,9 @@ class Friend:
     ) -> list[Reply]:
         """The whole path for one message, awaited; replies only if this call became the responder."""
         received = await self.receive(chat_id, user, text, telegram_message_id=telegram_message_id, update_id=update_id)
-        await self._note(chat_id, user, text, received, outbox)
         if not received.responder:
             return []
         return await self.responder.respond(chat_id, outbox, received.context)
-
-    async def _note(self, chat_id: int, user: UserInfo, text: str, received: Received, outbox: Outbox) -> None:
-        """A plan or a reminder in a message just stored is kept (a redelivery is not read again)."""
-        if received.message_id is None or received.duplicate:
-            return
-        await self.followups.note(
-            chat_id,
-            text,
-            outbox,
-            message_id=received.message_id,
-            language=user.language_code,
-            timezone=received.timezone,
-        )
 
     async def receive(
         self,

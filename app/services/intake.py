@@ -152,7 +152,6 @@ class Intake:
             decision.responder,
             context=context,
             day_ended=self._day_ended(row, decision.write.now) if row else None,
-            timezone=row.timezone if row else None,
         )
 
     def _decide(self, row: ConversationRow | None, message: Incoming, now: datetime) -> Decision:

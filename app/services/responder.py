@@ -2,11 +2,11 @@
 then hands the lease back.
 
 Each round reads what the chat owes (after waiting out a burst: REPLY_DEBOUNCE), asks the gate
-whether the chat may be answered now (`Holds`: access, limits, newcomers' pace), writes one
-reply to all of it, and stores that reply with its outbox rows in one statement, only while
-this worker still holds the lease. No connection is held while the model writes; the lease is
-renewed meanwhile, so no other worker takes the chat over. Messages that arrived during a
-round are answered together in the next.
+whether the chat may be answered now (`Holds`: access, limits, newcomers' pace), keeps the plans
+and reminders it names (`Followups`), writes one reply to all of it, and stores that reply with
+its outbox rows in one statement, only while this worker still holds the lease. No connection is
+held while the model writes; the lease is renewed meanwhile, so no other worker takes the chat
+over. Messages that arrived during a round are answered together in the next.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import structlog
 
 from app.metrics import Metrics
 from app.services.background import Background
+from app.services.followups import Followups
 from app.services.holds import Holds
 from app.services.memory import MemoryKeeper
 from app.services.model_queue import Priority
@@ -56,6 +57,7 @@ class Responder:
         writer: ReplyWriter,
         memory: MemoryKeeper,
         holds: Holds,
+        followups: Followups,
         rules: ReplyRules,
         metrics: Metrics,
         background: Background,
@@ -63,6 +65,7 @@ class Responder:
         self.database = database
         self.writer = writer
         self.holds = holds
+        self.followups = followups
         self.memory = memory
         self.rules = rules
         self.metrics = metrics
@@ -90,6 +93,7 @@ class Responder:
                 priority = await self.holds.check(context, outbox)
                 if priority is None:  # held: told once, answered when the hold ends
                     return replies
+                await self.followups.note_owed(context, outbox)
                 answered = await self.answer(context, outbox, priority)
                 if answered is None:  # another worker took the chat over; it answers
                     return replies

@@ -72,7 +72,6 @@ class Received:
     duplicate: bool = False
     context: ReplyContext | None = None  # for the responder: what its first reply needs, read already
     day_ended: DayEnded | None = None
-    timezone: str | None = None  # the user's zone as the chat was read (None: DEFAULT_TZ)
 
 
 @dataclass(frozen=True, slots=True)

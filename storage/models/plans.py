@@ -17,6 +17,7 @@ class Followup(Base):
         CheckConstraint(one_of("status", FOLLOWUP_STATUSES), name="status"),
         Index("ix_followups_due_at", "due_at", postgresql_where=text("status = 'pending'")),
         Index("ix_followups_chat_id", "chat_id"),
+        Index("uq_followups_message_id", "message_id", unique=True, postgresql_where=text("message_id IS NOT NULL")),
         {
             "comment": "Plans a user mentioned (asked about once, after) and reminders they asked for (sent "
             "once, at the time): what, when, and whether the friend wrote."

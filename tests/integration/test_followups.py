@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from app.emulators.tgi import TGIEmulator
 from app.services.followups import FollowupRules
-from app.services.values import utcnow
+from app.services.values import context_of, utcnow
 from scheduler.timing import QuietHours
 from storage.conversations import ConversationRepo
 from storage.database import Database
+from storage.reply_path import ReplyPathRepo
 from storage.rows import UserInfo
 from tests.helpers import RecordingOutbox, build_friend
 from tests.postgres import fetch
@@ -55,3 +57,65 @@ async def test_with_followups_off_plans_are_not_noted_but_reminders_are(
     rows = await fetch(database_url, "SELECT kind FROM followups WHERE chat_id = 8401")
     assert [row[0] for row in rows] == ["reminder"]
     assert any("iron my shirt" in text and text.startswith("Okay, I'll remind you") for _, text in outbox.sent)
+
+
+async def test_a_reminder_stored_by_a_process_that_died_at_once_is_kept_by_the_one_that_answers_it(
+    db: Database, tgi: TGIEmulator, database_url: str
+) -> None:
+    """A process stored "remind me ..." and died before doing anything else with it. The healer
+    answers the message after its lease ends (ten minutes later, here) and keeps the reminder,
+    counted from when the user wrote it: confirmed once, before the reply."""
+    chat, user = 8501, UserInfo(8501, language_code="en")
+    friend = build_friend(db, tgi)
+    outbox = RecordingOutbox(db)
+    try:
+        await friend.handle_text(chat, user, "hi", outbox)
+        received = await friend.receive(chat, user, "remind me in 2 hours to call mom")  # ...and the process dies
+        assert received.responder and received.message_id is not None
+        assert await fetch(database_url, "SELECT id FROM followups WHERE chat_id = $1", chat) == []
+        await fetch(
+            database_url,
+            "UPDATE conversations SET reply_lease_until = now() - interval '1 second' WHERE chat_id = $1",
+            chat,
+        )
+        written = await fetch(  # and ten minutes passed before anyone healed it
+            database_url,
+            "UPDATE messages SET created_at = created_at - interval '10 minutes' WHERE id = $1 RETURNING created_at",
+            received.message_id,
+        )
+        assert await friend.healer.heal(outbox) == 1
+        await friend.background.drain()
+    finally:
+        await friend.background.stop(0)
+        await friend.model.close()
+    rows = await fetch(database_url, "SELECT kind, what, event_at, message_id FROM followups WHERE chat_id = $1", chat)
+    assert [(r["kind"], r["what"], r["message_id"]) for r in rows] == [("reminder", "call mom", received.message_id)]
+    delay = rows[0]["event_at"] - written[0][0]
+    assert timedelta(hours=2) - timedelta(seconds=1) < delay <= timedelta(hours=2), "two hours from when it was said"
+    texts = [text for sent_to, text in outbox.sent if sent_to == chat]
+    assert texts[1].startswith("Okay, I'll remind you") and "call mom" in texts[1], texts
+    assert len(texts) == 3 and texts[2].startswith("[emulated model]"), "the confirmation, then the reply"
+
+
+async def test_a_message_read_twice_keeps_one_reminder_and_one_confirmation(
+    db: Database, tgi: TGIEmulator, database_url: str
+) -> None:
+    """Two rounds may read one owed message (a round that lost its lease; two processes healing)."""
+    chat, user = 8502, UserInfo(8502, language_code="en")
+    friend = build_friend(db, tgi)
+    outbox = RecordingOutbox(db)
+    try:
+        await friend.handle_text(chat, user, "hi", outbox)
+        await friend.receive(chat, user, "remind me tomorrow at 9 to call mom")
+        state = await ReplyPathRepo(db).read(chat, default_tz="UTC", window=20)
+        assert state is not None
+        context = context_of(state, friend.rules)
+        await asyncio.gather(*(friend.followups.note_owed(context, outbox) for _ in range(3)))
+        await friend.followups.note_owed(context, outbox)
+        await outbox.flush(chat)
+    finally:
+        await friend.background.stop(0)
+        await friend.model.close()
+    assert len(await fetch(database_url, "SELECT id FROM followups WHERE chat_id = $1", chat)) == 1
+    confirmations = [text for _, text in outbox.sent if text.startswith("Okay, I'll remind you")]
+    assert len(confirmations) == 1, outbox.sent

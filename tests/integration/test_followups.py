@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from app.emulators.tgi import TGIEmulator
 from app.services.followups import FollowupRules
+from app.services.gate import AccessRules
 from app.services.values import context_of, utcnow
 from scheduler.timing import QuietHours
 from storage.conversations import ConversationRepo
@@ -119,3 +120,30 @@ async def test_a_message_read_twice_keeps_one_reminder_and_one_confirmation(
     assert len(await fetch(database_url, "SELECT id FROM followups WHERE chat_id = $1", chat)) == 1
     confirmations = [text for _, text in outbox.sent if text.startswith("Okay, I'll remind you")]
     assert len(confirmations) == 1, outbox.sent
+
+
+async def test_a_stranger_waiting_to_be_let_in_gets_no_reminder_until_they_are(
+    db: Database, tgi: TGIEmulator, database_url: str
+) -> None:
+    """With ACCESS=approval a stranger's messages wait for an operator; "remind me ..." is not
+    confirmed while they wait (they were told they must), and is kept once they are let in."""
+    chat, user = 8503, UserInfo(8503, language_code="en")
+    friend = build_friend(db, tgi, access=AccessRules(mode="approval", admins=frozenset({1})))
+    outbox = RecordingOutbox(db)
+    try:
+        await friend.handle_text(chat, user, "remind me tomorrow at 9 to call mom", outbox)
+        await outbox.flush(chat)
+        waiting = [text for sent_to, text in outbox.sent if sent_to == chat]
+        assert await fetch(database_url, "SELECT id FROM followups WHERE chat_id = $1", chat) == []
+        assert not any(text.startswith("Okay, I'll remind you") for text in waiting), waiting
+        async with db.transaction() as tx:
+            await friend.access.decide(tx, chat, "approved", by_user_id=1)
+        assert await friend.healer.heal(outbox) == 1
+        await friend.background.drain()
+    finally:
+        await friend.background.stop(0)
+        await friend.model.close()
+    rows = await fetch(database_url, "SELECT kind, what FROM followups WHERE chat_id = $1", chat)
+    assert [tuple(row) for row in rows] == [("reminder", "call mom")]
+    after = [text for sent_to, text in outbox.sent if sent_to == chat][len(waiting) :]
+    assert after[0].startswith("Okay, I'll remind you") and after[1].startswith("[emulated model]"), after

@@ -196,7 +196,7 @@ class TGIChatModel:
         return body if isinstance(body, dict) else None
 
     async def health(self) -> tuple[bool, str]:
-        """TGI's `/health`: 200 once the model is loaded and a forward pass works."""
+        """The server's `/health` (all four kinds have it): 200 once the model is loaded and can serve."""
         try:
             await self._get("/health", wait=HEALTH_TIMEOUT)
         except openai.APIStatusError as exc:

@@ -8,9 +8,9 @@ message reads it, and a message read twice keeps one. A reminder is confirmed in
 Sending happens in every scheduler process: due rows are claimed with `SKIP LOCKED` and a claim
 that expires, and a row's message, its outbox rows and its `sent` status are stored in one
 transaction that holds only while the claim is this worker's, so two schedulers never both
-write one. A follow-up is written by the model with
-the plan in its prompt; it is skipped when check-ins are off or the user already talked about it
-after it happened. A reminder is sent whatever quiet hours, `/checkins` or FOLLOWUPS say.
+write one. A follow-up is written by the model with the plan in its prompt; it is skipped when
+check-ins are off or the user already talked about it after it happened. A reminder is sent
+whatever quiet hours, `/checkins` or FOLLOWUPS say.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from storage.followups import DueFollowup, Followup, FollowupRepo, NewFollowup
 from storage.memory import MemoryRepo
 from storage.messages import MessageRepo
 from storage.outbox import OutboxRepo
+from storage.rows import ConversationRow
 
 log = structlog.get_logger(__name__)
 
@@ -81,50 +82,32 @@ class Followups:
 
         Read here rather than when a message is stored, so a process that died in between loses
         nothing: whichever process answers the message reads it. A message read twice (a round
-        that lost its lease, a healed chat) keeps one plan or reminder and one confirmation."""
+        that lost its lease, a healed chat) keeps one plan or reminder and one confirmation.
+        Dates count from when the user wrote the message ("in 5 minutes", "tomorrow")."""
         conversation = context.conversation
+        zone = ZoneInfo(conversation.timezone or self.rules.default_tz)
         for message in context.pending:
-            await self.note(
-                conversation.chat_id,
-                message.text,
-                outbox,
-                message_id=message.id,
-                language=conversation.language_code,
-                timezone=conversation.timezone,
-                said_at=message.created_at,
-            )
+            found = find(message.text, now=message.created_at, zone=zone, language=conversation.language_code)
+            if found is not None and (found.kind == "reminder" or self.settings.enabled):
+                await self._keep(conversation, message.id, found, zone, outbox)
 
-    async def note(
-        self,
-        chat_id: int,
-        text: str,
-        outbox: Outbox,
-        *,
-        message_id: int | None,
-        language: str | None,
-        timezone: str | None,
-        said_at: datetime | None = None,
-    ) -> Found | None:
-        """Read a message for a plan or a reminder, and keep what it names; `said_at`: when the
-        user wrote it ("tomorrow", "in 5 minutes" count from then). None: nothing new to keep."""
-        zone = ZoneInfo(timezone or self.rules.default_tz)
-        found = find(text, now=said_at or utcnow(), zone=zone, language=language)
-        if found is None or (found.kind == "plan" and not self.settings.enabled):
-            return None
+    async def _keep(
+        self, conversation: ConversationRow, message_id: int, found: Found, zone: ZoneInfo, outbox: Outbox
+    ) -> None:
+        """Store a plan or reminder read from the message, and confirm a reminder in the chat; nothing
+        when that message was read before."""
+        chat_id = conversation.chat_id
         due = found.at if found.kind == "reminder" else self._polite(found.at + self.settings.delay, zone)
-        grammar = GRAMMARS.get((language or "en")[:2].lower(), ENGLISH)
+        grammar = GRAMMARS.get((conversation.language_code or "en")[:2].lower(), ENGLISH)
         topic = grammar.event.search(found.what) if found.kind == "plan" else None
+        new = NewFollowup(chat_id, found.kind, found.what, topic.group(0) if topic else None, found.at, due, message_id)
         async with self.database.transaction() as tx:
-            added = await FollowupRepo(tx).add(
-                NewFollowup(
-                    chat_id, found.kind, found.what, topic.group(0) if topic else None, found.at, due, message_id
-                )
-            )
-            if added is None:  # read before: kept and confirmed then
-                return None
+            if await FollowupRepo(tx).add(new) is None:  # read before: kept and confirmed then
+                return
             if found.kind == "reminder":
-                when = local_time(found.at, zone)
-                confirm = self.persona.notices.reminder_set.format(when=_at(when), what=found.what)
+                confirm = self.persona.notices.reminder_set.format(
+                    when=_at(local_time(found.at, zone)), what=found.what
+                )
                 confirmed = await ConversationRepo(tx).add_message(
                     chat_id, role="assistant", kind="other", text=confirm
                 )
@@ -132,7 +115,6 @@ class Followups:
         log.info("followup_noted", kind=found.kind, event_at=found.at.isoformat(), due_at=due.isoformat())
         if found.kind == "reminder":
             outbox.kick(chat_id)
-        return found
 
     async def sweep(self, outbox: Outbox, now: datetime | None = None) -> int:
         """Send what is due now (this worker's share); how many were sent."""

@@ -157,28 +157,23 @@ class Responder:
         answered together with the note, not before it."""
         voice_deadline = asyncio.get_running_loop().time() + VOICE_WAIT
         while True:
-            if context is None:
-                state = await ReplyPathRepo(self.database).read(
-                    chat_id,
-                    default_tz=self.rules.default_tz,
-                    window=self.rules.history_window,
-                    recall=self.rules.recall,
-                    replies_limit=self.rules.access.replies_per_minute,
-                    tokens_limit=self.rules.access.tokens_per_day,
-                )
-                if state is None:
-                    return None
-                context = context_of(state, self.rules)
-            elif context.debounce > 0:  # a burst may still grow: wait, then read what it became
+            if context is not None:
+                wait = _wait_before(context, voice_deadline)
+                if wait <= 0:
+                    return context
                 async with outbox.typing(chat_id):
-                    await asyncio.sleep(context.debounce)
-                context = None
-            elif context.behind_voice and asyncio.get_running_loop().time() < voice_deadline:
-                async with outbox.typing(chat_id):
-                    await asyncio.sleep(VOICE_POLL)
-                context = None  # read again: the transcript is then among what is owed, or still unheard
-            else:
-                return context
+                    await asyncio.sleep(wait)
+            state = await ReplyPathRepo(self.database).read(
+                chat_id,
+                default_tz=self.rules.default_tz,
+                window=self.rules.history_window,
+                recall=self.rules.recall,
+                replies_limit=self.rules.access.replies_per_minute,
+                tokens_limit=self.rules.access.tokens_per_day,
+            )
+            if state is None:  # the chat was forgotten meanwhile
+                return None
+            context = context_of(state, self.rules)
 
     async def _keep_lease(self, chat_id: int, period: float) -> None:
         """Renew the chat's reply lease every `period`; a missed renewal is tried again (the lease outlives two)."""
@@ -186,3 +181,14 @@ class Responder:
             with contextlib.suppress(DatabaseError):
                 await LeaseRepo(self.database).renew(chat_id, self.rules.worker, utcnow() + self.rules.lease)
             await asyncio.sleep(period)
+
+
+def _wait_before(context: ReplyContext, voice_deadline: float) -> float:
+    """Seconds to wait before answering `context` and reading the chat again: a burst may still
+    grow (REPLY_DEBOUNCE), or a voice note sent before it is still being heard (then the transcript
+    is among what is owed, or its note still unheard: one read sees both)."""
+    if context.debounce > 0:
+        return context.debounce
+    if context.behind_voice and asyncio.get_running_loop().time() < voice_deadline:
+        return VOICE_POLL
+    return 0.0

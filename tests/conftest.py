@@ -64,13 +64,10 @@ def repo_root() -> Path:
 @pytest.fixture
 async def tgi() -> AsyncIterator[TGIEmulator]:
     from app.emulators.tgi import TGIEmulator
+    from tests.helpers import serving
 
-    emulator = TGIEmulator()
-    await emulator.start()
-    try:
+    async with serving(TGIEmulator()) as emulator:
         yield emulator
-    finally:
-        await emulator.stop()
 
 
 @pytest.fixture
@@ -89,13 +86,10 @@ async def service(db: Database, tgi: TGIEmulator) -> AsyncIterator[Friend]:
 @pytest.fixture
 async def telegram() -> AsyncIterator[TelegramEmulator]:
     from app.emulators.telegram import TelegramEmulator
+    from tests.helpers import serving
 
-    emulator = TelegramEmulator()
-    await emulator.start()
-    try:
+    async with serving(TelegramEmulator()) as emulator:
         yield emulator
-    finally:
-        await emulator.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

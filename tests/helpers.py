@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from app.emulators.tgi import TGIEmulator
 from app.persona import load_persona
@@ -21,6 +21,24 @@ from llm.types import ChatModel
 from scheduler.timing import CheckinPolicy
 from storage.database import Database
 from storage.outbox import QueuedSend
+
+
+class _Server(Protocol):
+    async def start(self) -> object: ...
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+@contextlib.asynccontextmanager
+async def serving(emulator: S) -> AsyncIterator[S]:
+    """An emulator listening on loopback for the block, stopped after it."""
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
 
 
 def build_friend(

@@ -11,17 +11,14 @@ import pytest
 from app.emulators.telegram import TelegramEmulator
 from app.emulators.tgi import TGIEmulator
 from tests.e2e.bot import running_bot
+from tests.helpers import serving
 from tests.waiting import START_UP
 
 
 @pytest.fixture(params=["tgi", "vllm", "sglang", "llamacpp"])
 async def server(request: pytest.FixtureRequest) -> AsyncIterator[TGIEmulator]:
-    emulator = TGIEmulator(dialect=request.param)
-    await emulator.start()
-    try:
+    async with serving(TGIEmulator(dialect=request.param)) as emulator:
         yield emulator
-    finally:
-        await emulator.stop()
 
 
 @pytest.mark.parametrize("named", [False, True])

@@ -14,19 +14,15 @@ from app.services.friend import Friend
 from app.services.gate import AccessRules
 from storage.database import Database
 from storage.rows import UserInfo
-from tests.helpers import RecordingOutbox, build_friend
+from tests.helpers import RecordingOutbox, build_friend, serving
 from tests.postgres import fetch
 from tests.waiting import until
 
 
 @pytest.fixture
 async def slow_model() -> AsyncIterator[TGIEmulator]:
-    emulator = TGIEmulator(latency=0.4)
-    await emulator.start()
-    try:
+    async with serving(TGIEmulator(latency=0.4)) as emulator:
         yield emulator
-    finally:
-        await emulator.stop()
 
 
 async def _close(*friends: Friend) -> None:

@@ -25,7 +25,7 @@ from llm.tgi import TGIChatModel
 from llm.types import ChatMessage, GenerationParams, estimate_prompt_tokens
 from storage.database import Database
 from storage.rows import UserInfo
-from tests.helpers import RecordingOutbox, build_friend
+from tests.helpers import RecordingOutbox, build_friend, serving
 
 DIALECTS = ("tgi", "vllm", "sglang", "llamacpp")
 PROMPT = [ChatMessage("system", "You are a friend."), ChatMessage("user", "Tell me about your day, please.")]
@@ -36,11 +36,8 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[TGIEmulator]:
     emulator = TGIEmulator(
         max_input_tokens=2047, max_total_tokens=2048, dialect=request.param, adapters=frozenset({"calm"})
     )
-    await emulator.start()
-    try:
+    async with serving(emulator):
         yield emulator
-    finally:
-        await emulator.stop()
 
 
 @pytest.fixture
